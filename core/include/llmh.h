@@ -1,0 +1,266 @@
+/*
+ * llmh.h — the llmhost core library API (libllmh).
+ *
+ * Applications (the llmhost program, servers, tests) use this header.
+ * Plugins never do: they include only the SDK (llmh-plugin.h).
+ *
+ * Conventions: fallible calls return llmh_status (0 ok, negative error) and
+ * set a thread-local message readable with llmh_last_error(). Objects are
+ * opaque handles created by llmh_<x>_create/_load and freed by
+ * llmh_<x>_free (NULL is a no-op). Every pointer parameter is borrowed unless
+ * its comment says otherwise.
+ */
+#ifndef LLMH_H
+#define LLMH_H
+
+#include "llmh-plugin.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(LLMH_BUILDING_CORE)
+#define LLMH_API __attribute__((visibility("default")))
+#else
+#define LLMH_API
+#endif
+
+/* ======================================================================== */
+/* Versions, status, errors, logging                                         */
+/* ======================================================================== */
+LLMH_API const char *llmh_version(void);             /* "0.1.0" */
+LLMH_API const char *llmh_status_str(llmh_status s); /* "invalid argument", never NULL */
+
+/* The calling thread's last error message ("" when none). Valid until the
+ * next llmhost call on this thread. */
+LLMH_API const char *llmh_last_error(void);
+/* Set/clear the calling thread's error message (printf-style). */
+LLMH_API void llmh_set_error(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+LLMH_API void llmh_clear_error(void);
+
+/* Log callback; `component` is "core", "registry" or a plugin name. The
+ * library never prints: with no callback installed, logs are dropped.
+ * Thread-safe; the callback may be called from any thread. */
+typedef void (*llmh_log_fn)(llmh_log_level level, const char *component, const char *msg,
+                            void *user);
+LLMH_API void llmh_log_set(llmh_log_fn fn, void *user, llmh_log_level min_level);
+LLMH_API void llmh_log(llmh_log_level level, const char *component, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* The host API handed to plugins (static storage). */
+LLMH_API const llmh_host_api *llmh_host_api_get(void);
+
+/* Reference dequantize/quantize (same as the host API's; the scalar oracle). */
+LLMH_API llmh_status llmh_dequantize(llmh_dtype type, const void *src, float *dst, int64_t n);
+LLMH_API llmh_status llmh_quantize(llmh_dtype type, const float *src, void *dst, int64_t n);
+
+/* ======================================================================== */
+/* Plugin registry                                                           */
+/* ======================================================================== */
+typedef struct llmh_registry llmh_registry;
+typedef struct llmh_plugin llmh_plugin; /* a loaded, initialized plugin (ref-counted) */
+
+/* What discovery learned about one plugin file, without keeping it loaded. */
+typedef struct llmh_plugin_info {
+    const char *path;         /* absolute path of the .so */
+    llmh_plugin_kind kind;
+    const char *name;
+    const char *version;
+    const char *license;      /* "" when absent */
+    const char *description;  /* "" when absent */
+    uint16_t abi_major, abi_minor;
+    int32_t score;
+    const char *const *provides; /* samplers: sampler names; else NULL */
+} llmh_plugin_info;
+
+/* A file that looked like a plugin and was refused, and why. */
+typedef struct llmh_plugin_refusal {
+    const char *path;
+    const char *reason;       /* e.g. "ABI mismatch: plugin 2.0, host 1.0" */
+} llmh_plugin_refusal;
+
+LLMH_API llmh_status llmh_registry_create(llmh_registry **out);
+/* Frees the registry; plugins still referenced stay loaded until released. */
+LLMH_API void llmh_registry_free(llmh_registry *reg);
+/* Add a search directory or a single .so file (searched before env/install). */
+LLMH_API llmh_status llmh_registry_add_path(llmh_registry *reg, const char *path);
+/* Discover plugins: added paths, then $LLMH_PLUGIN_PATH (':'-separated), then
+ * the install dir (and <exe>/../lib/llmhost/plugins). Duplicate names of one
+ * kind: the first found wins, later ones are refused. Idempotent. */
+LLMH_API llmh_status llmh_registry_scan(llmh_registry *reg);
+LLMH_API size_t llmh_registry_count(const llmh_registry *reg);
+LLMH_API const llmh_plugin_info *llmh_registry_info(const llmh_registry *reg, size_t i);
+LLMH_API size_t llmh_registry_refused_count(const llmh_registry *reg);
+LLMH_API const llmh_plugin_refusal *llmh_registry_refused(const llmh_registry *reg, size_t i);
+
+/* Load (or reference again) plugin `name` of `kind`; for samplers `name` may
+ * be any name in a plugin's `names` list. *out must be released. */
+LLMH_API llmh_status llmh_registry_get(llmh_registry *reg, llmh_plugin_kind kind,
+                                       const char *name, llmh_plugin **out);
+/* Pick the best plugin of `kind` for "auto": highest probe/score. For FORMAT
+ * uses probe_file(path); for TOKENIZER probe(meta). */
+LLMH_API llmh_status llmh_registry_get_format_for(llmh_registry *reg, const char *path,
+                                                  llmh_plugin **out);
+LLMH_API llmh_status llmh_registry_get_tokenizer_for(llmh_registry *reg, const llmh_kv_list *meta,
+                                                     llmh_plugin **out);
+/* Load every plugin of `kind`, e.g. for a conformance suite. *out is an array
+ * of n plugins (free with free() after releasing each). */
+LLMH_API llmh_status llmh_registry_get_all(llmh_registry *reg, llmh_plugin_kind kind,
+                                           llmh_plugin ***out, size_t *n);
+
+LLMH_API void llmh_plugin_retain(llmh_plugin *p);
+/* Drop a reference; the last one calls fini() and dlclose(). */
+LLMH_API void llmh_plugin_release(llmh_plugin *p);
+LLMH_API const llmh_plugin_desc *llmh_plugin_descriptor(const llmh_plugin *p);
+LLMH_API const void *llmh_plugin_iface(const llmh_plugin *p);
+LLMH_API void *llmh_plugin_state(const llmh_plugin *p);
+LLMH_API const char *llmh_plugin_path(const llmh_plugin *p);
+/* Number of plugins currently loaded (dlopen'ed) across all registries. */
+LLMH_API size_t llmh_plugins_loaded(void);
+
+/* Load one file, validate its descriptor and print-free report it. On
+ * refusal returns an error whose message names the file and the reason. */
+LLMH_API llmh_status llmh_plugin_check(const char *path, llmh_plugin_info *info_out,
+                                       char *buf, size_t buf_size);
+
+/* ======================================================================== */
+/* Manifest (TOML)                                                           */
+/* ======================================================================== */
+typedef struct llmh_adapter_config {
+    const char *name;
+    const char *path;         /* absolute */
+    const char *ns;           /* namespace or NULL */
+    float scale;              /* default 1.0 */
+} llmh_adapter_config;
+
+/* The resolved manifest. Strings are owned by the manifest object. Paths are
+ * absolute (resolved against the manifest file that set them). */
+typedef struct llmh_config {
+    const char *file;              /* the manifest's absolute path */
+    struct {
+        const char *path;          /* required: file or HF directory */
+        const char *format;        /* "auto" (default) or a format plugin name */
+        int64_t context;           /* KV cache size in tokens (default 4096, clamped to training ctx) */
+        llmh_kv_list options;      /* every [model] key (for the format plugin) */
+    } model;
+    struct {
+        const char *plugin;        /* default "cpu" */
+        int32_t threads;           /* default 0 = backend default */
+        int32_t device;            /* default -1 = best */
+        llmh_kv_list options;      /* every [backend] key */
+    } backend;
+    struct {
+        const char *plugin;        /* default "auto" */
+        llmh_kv_list options;
+    } tokenizer;
+    struct {
+        const char *const *chain;  /* default {"greedy"} */
+        size_t n_chain;
+        llmh_kv_list params;       /* every [sampler] key except chain */
+    } sampler;
+    struct {
+        int32_t max_tokens;        /* default 256 (-1 = until EOS/context full) */
+        const char *const *stop;   /* stop strings */
+        size_t n_stop;
+        const char *system;        /* chat system prompt or NULL */
+        const char *chat_template; /* override template text or NULL */
+    } generate;
+    const llmh_adapter_config *adapters;
+    size_t n_adapters;
+    struct {
+        const char *plugin;        /* default "static" */
+        llmh_kv_list params;
+    } router;
+    struct {
+        const char *const *paths;  /* plugin search paths (absolute) */
+        size_t n_paths;
+    } plugins;
+} llmh_config;
+
+typedef struct llmh_manifest llmh_manifest;
+
+/* Parse a manifest and everything it includes. Errors name file:line:column
+ * and the key ("qwen.toml:7:1: unknown key 'thread' in [backend]"). */
+LLMH_API llmh_status llmh_manifest_load(const char *path, llmh_manifest **out);
+/* Same from memory; `name` is used in messages and relative paths resolve
+ * against `base_dir` (NULL = cwd). */
+LLMH_API llmh_status llmh_manifest_parse(const char *text, size_t len, const char *name,
+                                         const char *base_dir, llmh_manifest **out);
+/* Apply one override "section.key=value" (value in TOML syntax), as on the
+ * command line (--set backend.threads=4). */
+LLMH_API llmh_status llmh_manifest_set(llmh_manifest *m, const char *assignment);
+LLMH_API void llmh_manifest_free(llmh_manifest *m);
+LLMH_API const llmh_config *llmh_manifest_config(const llmh_manifest *m);
+/* Where a key was set: "section.key" -> file, line, column (1-based). Returns
+ * 0 when unknown. Used to report plugin-specific key errors. */
+LLMH_API int llmh_manifest_where(const llmh_manifest *m, const char *dotted_key,
+                                 const char **file, int *line, int *col);
+/* Write the resolved manifest as TOML (for --dry-run). */
+LLMH_API void llmh_manifest_dump(const llmh_manifest *m, FILE *out);
+
+/* ======================================================================== */
+/* Model, session, generation                                                */
+/* ======================================================================== */
+typedef struct llmh_model llmh_model;
+typedef struct llmh_session llmh_session;
+
+typedef struct llmh_model_params {
+    llmh_registry *registry;     /* borrowed; NULL = a private registry */
+    const llmh_manifest *manifest; /* borrowed; the model keeps what it needs */
+} llmh_model_params;
+
+/* Open the model file with its format plugin, build the tokenizer, create
+ * the backend and place the weights. */
+LLMH_API llmh_status llmh_model_load(const llmh_model_params *params, llmh_model **out);
+LLMH_API void llmh_model_free(llmh_model *model);
+
+typedef struct llmh_model_desc {
+    const char *arch;          /* "llama", "qwen2", "qwen3" */
+    const char *name;          /* general.name or "" */
+    int64_t n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, n_ctx_train;
+    double rope_base, norm_eps;
+    uint64_t n_params, weight_bytes;
+    double load_seconds;
+} llmh_model_desc;
+LLMH_API const llmh_model_desc *llmh_model_describe(const llmh_model *model);
+LLMH_API const llmh_tokenizer_iface *llmh_model_tokenizer(const llmh_model *model,
+                                                          const llmh_tokenizer **tok);
+/* Encode / decode through the model's tokenizer. encode() returns an
+ * allocated array in *out (free with free()). */
+LLMH_API llmh_status llmh_tokenize(const llmh_model *model, const char *text, size_t len,
+                                   uint32_t flags, llmh_token **out, size_t *n);
+/* Chat template text (from the manifest override or the model), or NULL. */
+LLMH_API const char *llmh_model_chat_template(const llmh_model *model);
+
+typedef struct llmh_session_params {
+    int64_t n_ctx;             /* 0 = manifest/model default */
+} llmh_session_params;
+
+LLMH_API llmh_status llmh_session_create(llmh_model *model, const llmh_session_params *params,
+                                         llmh_session **out);
+LLMH_API void llmh_session_free(llmh_session *s);
+/* Evaluate `n` tokens appended at the current position (batched prefill or
+ * one-token decode). Afterwards llmh_session_logits() holds the logits of
+ * the last token. Fails with LLMH_ERR_CONTEXT_FULL (nothing evaluated) when
+ * the cache cannot hold them. */
+LLMH_API llmh_status llmh_session_eval(llmh_session *s, const llmh_token *tokens, size_t n);
+/* Logits of the last evaluated token: n_vocab floats, valid until the next eval. */
+LLMH_API const float *llmh_session_logits(const llmh_session *s);
+LLMH_API int64_t llmh_session_pos(const llmh_session *s);
+/* Drop cached tokens from position `pos` on (0 = clear). */
+LLMH_API llmh_status llmh_session_truncate(llmh_session *s, int64_t pos);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LLMH_H */
