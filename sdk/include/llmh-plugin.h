@@ -286,6 +286,9 @@ typedef struct llmh_backend llmh_backend; /* plugin-defined */
 /* Ops. `src[i]` and `dst` are tensors (see llmh_tensor); ip[] and fp[] are
  * integer and float parameters. Unless stated, src/dst are F32 and may be
  * strided views (check nb). Shapes use ne order (innermost first).
+ * In-place: for ADD, MUL, SCALE, RMS_NORM, ROPE, SWIGLU, SOFTMAX, SILU and
+ * GELU, dst may be the very same view as src0 (same data and strides); the
+ * host relies on this for residual adds and in-place RoPE.
  * New ops are appended; a backend reports support per op x types. */
 typedef enum llmh_op {
     LLMH_OP_NONE = 0,      /* no-op */
