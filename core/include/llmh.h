@@ -243,7 +243,9 @@ LLMH_API llmh_status llmh_tokenize(const llmh_model *model, const char *text, si
 LLMH_API const char *llmh_model_chat_template(const llmh_model *model);
 
 typedef struct llmh_session_params {
-    int64_t n_ctx;             /* 0 = manifest/model default */
+    int64_t n_ctx;             /* KV cache tokens; 0 = manifest [model] context */
+    int32_t n_batch;           /* max tokens per compute graph; 0 = 512 */
+    llmh_dtype kv_type;        /* LLMH_DTYPE_F32 (0, default) or LLMH_DTYPE_F16 */
 } llmh_session_params;
 
 LLMH_API llmh_status llmh_session_create(llmh_model *model, const llmh_session_params *params,
@@ -259,6 +261,71 @@ LLMH_API const float *llmh_session_logits(const llmh_session *s);
 LLMH_API int64_t llmh_session_pos(const llmh_session *s);
 /* Drop cached tokens from position `pos` on (0 = clear). */
 LLMH_API llmh_status llmh_session_truncate(llmh_session *s, int64_t pos);
+
+/* Registry the model was loaded with (borrowed). */
+LLMH_API llmh_registry *llmh_model_registry(const llmh_model *model);
+/* Decode tokens to text (exact bytes; may end in partial UTF-8). *out is
+ * malloc'd and NUL-terminated. */
+LLMH_API llmh_status llmh_detokenize(const llmh_model *model, const llmh_token *ids, size_t n,
+                                     uint32_t flags, char **out, size_t *len);
+/* True when `tok` ends generation (EOS or end-of-turn). */
+LLMH_API bool llmh_token_is_eog(const llmh_model *model, llmh_token tok);
+
+/* ======================================================================== */
+/* Sampler chain (the manifest's [sampler] chain of sampler plugins)         */
+/* ======================================================================== */
+typedef struct llmh_sampler_chain llmh_sampler_chain;
+
+/* Build the chain from the manifest's [sampler] table, loading each sampler
+ * plugin from the model's registry. */
+LLMH_API llmh_status llmh_sampler_chain_create(llmh_model *model, const llmh_manifest *m,
+                                               llmh_sampler_chain **out);
+LLMH_API void llmh_sampler_chain_free(llmh_sampler_chain *c);
+/* Run the chain over `logits` (n_vocab floats), write the chosen token and
+ * tell every sampler (accept). */
+LLMH_API llmh_status llmh_sampler_chain_sample(llmh_sampler_chain *c, const float *logits,
+                                               llmh_token *out);
+LLMH_API void llmh_sampler_chain_accept(llmh_sampler_chain *c, llmh_token tok);
+LLMH_API void llmh_sampler_chain_reset(llmh_sampler_chain *c);
+
+/* ======================================================================== */
+/* Generation loop                                                           */
+/* ======================================================================== */
+/* Receives generated text as it becomes final: complete UTF-8 sequences,
+ * with text that might start a stop string held back. Return false to stop. */
+typedef bool (*llmh_text_fn)(const char *text, size_t len, void *user);
+
+typedef struct llmh_generate_params {
+    int32_t max_tokens;          /* < 0: until end of generation or context full */
+    const char *const *stop;     /* stop strings (not emitted), may be NULL */
+    size_t n_stop;
+    bool ignore_eos;             /* keep going past EOS/EOT */
+    llmh_text_fn on_text;        /* may be NULL */
+    void *user;
+} llmh_generate_params;
+
+typedef enum llmh_finish_reason {
+    LLMH_FINISH_LENGTH = 0,      /* max_tokens reached */
+    LLMH_FINISH_EOG = 1,         /* the model ended its turn (EOS/EOT) */
+    LLMH_FINISH_STOP = 2,        /* a stop string matched */
+    LLMH_FINISH_CONTEXT = 3,     /* the KV cache is full */
+    LLMH_FINISH_CANCELLED = 4    /* on_text returned false */
+} llmh_finish_reason;
+
+typedef struct llmh_generate_result {
+    int64_t n_prompt;            /* tokens evaluated for the prompt */
+    int64_t n_generated;         /* tokens sampled */
+    double prompt_seconds;       /* prefill wall time */
+    double gen_seconds;          /* decode wall time */
+    llmh_finish_reason finish;
+    llmh_token *tokens;          /* generated ids (malloc'd; caller frees) */
+} llmh_generate_result;
+
+/* Evaluate `prompt` (appended to the session) then sample until a stop
+ * condition. */
+LLMH_API llmh_status llmh_generate(llmh_session *s, llmh_sampler_chain *chain,
+                                   const llmh_token *prompt, size_t n_prompt,
+                                   const llmh_generate_params *params, llmh_generate_result *res);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,98 @@
+/* model-internal.h — the loaded model: hyper-parameters, weights placed in a
+ * backend, tokenizer. Shared by model.c (load), session.c (graph, KV cache)
+ * and generate.c. Not installed. */
+#ifndef LLMH_MODEL_INTERNAL_H
+#define LLMH_MODEL_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "internal.h"
+
+typedef enum llmh__arch {
+    LLMH__ARCH_LLAMA = 0, /* stories260K, Llama-2/3: no biases, interleaved RoPE */
+    LLMH__ARCH_QWEN2 = 1, /* QKV bias, NeoX RoPE, often tied embeddings */
+    LLMH__ARCH_QWEN3 = 2  /* q/k RMSNorm per head, explicit head_dim, NeoX RoPE */
+} llmh__arch;
+
+typedef struct llmh__hparams {
+    llmh__arch arch;
+    int64_t n_vocab;
+    int64_t n_embd;      /* model width */
+    int64_t n_layer;
+    int64_t n_head;
+    int64_t n_head_kv;
+    int64_t head_dim;    /* per-head width of q/k/v */
+    int64_t n_ff;        /* feed-forward width */
+    int64_t n_ctx_train;
+    int64_t n_rot;       /* rotated dims per head */
+    int32_t rope_mode;   /* LLMH_ROPE_NORMAL or LLMH_ROPE_NEOX */
+    float rope_base;
+    float rope_freq_scale; /* 1 / linear scaling factor */
+    float norm_eps;
+} llmh__hparams;
+
+typedef struct llmh__layer {
+    llmh_tensor *attn_norm; /* (n_embd) */
+    llmh_tensor *wq;        /* (n_embd, n_head*head_dim) */
+    llmh_tensor *wk;        /* (n_embd, n_head_kv*head_dim) */
+    llmh_tensor *wv;        /* (n_embd, n_head_kv*head_dim) */
+    llmh_tensor *bq, *bk, *bv; /* optional biases */
+    llmh_tensor *q_norm, *k_norm; /* qwen3: (head_dim) */
+    llmh_tensor *wo;        /* (n_head*head_dim, n_embd) */
+    llmh_tensor *ffn_norm;  /* (n_embd) */
+    llmh_tensor *w_gate;    /* (n_embd, n_ff) */
+    llmh_tensor *w_up;      /* (n_embd, n_ff) */
+    llmh_tensor *w_down;    /* (n_ff, n_embd) */
+} llmh__layer;
+
+struct llmh_model {
+    llmh_registry *registry;
+    bool own_registry;
+
+    /* format */
+    llmh_plugin *format_plugin;
+    const llmh_format_iface *fmt;
+    llmh_model_file *file;
+    llmh_kv_list meta;
+    const llmh_tensor_info *infos;
+    size_t n_infos;
+
+    /* tokenizer */
+    llmh_plugin *tok_plugin;
+    const llmh_tokenizer_iface *tok_if;
+    llmh_tokenizer *tok;
+    llmh_token eog[4]; /* EOS, EOT, ... (-1 unused) */
+    int add_bos;
+
+    /* backend */
+    llmh_plugin *backend_plugin;
+    const llmh_backend_iface *be_if;
+    llmh_backend *be;
+    pthread_mutex_t compute_lock; /* one graph at a time per backend instance */
+
+    /* weights */
+    llmh_tensor *tensors;   /* n_tensors placed weights */
+    size_t n_tensors;
+    llmh_buffer **weight_bufs; /* buffers to free (one per tensor when wrapped, or one) */
+    size_t n_weight_bufs;
+    llmh_tensor *tok_embd;  /* (n_embd, n_vocab) */
+    llmh_tensor *output_norm; /* (n_embd) */
+    llmh_tensor *output;    /* (n_embd, n_vocab); == tok_embd when tied */
+    llmh_tensor *rope_freqs; /* optional (n_rot/2) */
+    llmh__layer *layers;
+
+    llmh__hparams hp;
+    llmh_model_desc desc;
+    char *arch_name, *name, *chat_template;
+    int64_t default_ctx;
+};
+
+/* Metadata lookups (NULL/0 when absent or of another type). */
+const llmh_value *llmh__meta(const llmh_model *m, const char *key);
+bool llmh__meta_i64(const llmh_model *m, const char *key, int64_t *out);
+
+/* The model a session belongs to. */
+llmh_model *llmh__session_model(const llmh_session *s);
+
+#endif

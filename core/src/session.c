@@ -1,0 +1,384 @@
+/* session.c — a conversation's state: KV cache, activation buffers, and the
+ * transformer forward pass built as a graph of backend ops.
+ *
+ * The forward pass for llama / qwen2 / qwen3 (per layer):
+ *   xn  = rms_norm(x) * attn_norm
+ *   q,k,v = W{q,k,v} xn (+ bias)          ; qwen3: rms_norm per head * {q,k}_norm
+ *   rope(q), rope(k)                       ; interleaved (llama) or NeoX (qwen)
+ *   K/V cache[pos..] = k, v
+ *   a   = attention(q, K[0..pos+n), V[0..pos+n))   causal, GQA
+ *   x  += Wo a
+ *   xn  = rms_norm(x) * ffn_norm
+ *   x  += Wdown (silu(Wgate xn) * Wup xn)
+ * then logits = Wout rms_norm(x_last) * output_norm.
+ *
+ * Context-full policy: eval() refuses (LLMH_ERR_CONTEXT_FULL) a batch that
+ * does not fit; nothing is evaluated and the cache is unchanged. Callers may
+ * truncate the session and retry (docs/architecture.md). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model-internal.h"
+
+/* Activation tensors of one batch of up to n_batch tokens (all F32). */
+typedef struct act {
+    llmh_tensor ids;    /* I32 (n_batch) */
+    llmh_tensor pos;    /* I32 (n_batch) */
+    llmh_tensor x;      /* (n_embd, n_batch) residual stream */
+    llmh_tensor xn;     /* (n_embd, n_batch) normalized */
+    llmh_tensor q;      /* (head_dim, n_head, n_batch) */
+    llmh_tensor k;      /* (head_dim, n_head_kv, n_batch) */
+    llmh_tensor v;      /* (head_dim, n_head_kv, n_batch) */
+    llmh_tensor att;    /* (head_dim, n_head, n_batch) */
+    llmh_tensor o;      /* (n_embd, n_batch) projection output */
+    llmh_tensor g;      /* (n_ff, n_batch) */
+    llmh_tensor u;      /* (n_ff, n_batch) */
+    llmh_tensor logits; /* (n_vocab, 1) */
+} act;
+
+struct llmh_session {
+    llmh_model *model;
+    int64_t n_ctx;
+    int32_t n_batch;
+    int64_t pos;            /* tokens in the cache */
+    llmh_dtype kv_type;
+    llmh_buffer *kv_buf;    /* K and V of every layer */
+    llmh_tensor *k_cache;   /* per layer: (head_dim, n_head_kv, n_ctx) */
+    llmh_tensor *v_cache;   /* per layer: (head_dim, n_head_kv, n_ctx) */
+    llmh_buffer *act_buf;
+    act a;
+    llmh_node *nodes;       /* graph storage */
+    size_t cap_nodes;
+    llmh_tensor *views;     /* view storage for the graph being built */
+    size_t cap_views, n_views;
+    float *logits;          /* (n_vocab) host copy of the last token's logits */
+    int32_t *host_i32;      /* (n_batch) staging for ids/pos */
+};
+
+/* ------------------------------------------------------------------------ */
+/* tensor helpers                                                             */
+/* ------------------------------------------------------------------------ */
+static void init_tensor(llmh_tensor *t, llmh_dtype type, int64_t ne0, int64_t ne1, int64_t ne2,
+                        llmh_buffer *buf, size_t offset, char *host_base) {
+    memset(t, 0, sizeof *t);
+    t->struct_size = sizeof *t;
+    t->type = type;
+    t->ne[0] = ne0;
+    t->ne[1] = ne1;
+    t->ne[2] = ne2;
+    t->ne[3] = 1;
+    t->n_dims = ne2 > 1 ? 3 : ne1 > 1 ? 2 : 1;
+    t->nb[0] = llmh_dtype_type_size(type);
+    t->nb[1] = t->nb[0] * (size_t)ne0;
+    t->nb[2] = t->nb[1] * (size_t)ne1;
+    t->nb[3] = t->nb[2] * (size_t)ne2;
+    t->buffer = buf;
+    t->offset = offset;
+    t->data = host_base ? host_base + offset : NULL;
+}
+
+static size_t bytes_of(llmh_dtype type, int64_t n) { return llmh_dtype_type_size(type) * (size_t)n; }
+
+static size_t align_up(size_t x) { return (x + 255) & ~(size_t)255; }
+
+/* A view of t with new shape (ne0, ne1, ne2) and strides (nb1, nb2) starting
+ * `byte_off` bytes in. Stored in the session's view pool. */
+static llmh_tensor *view3(llmh_session *s, const llmh_tensor *t, int64_t ne0, int64_t ne1, int64_t ne2,
+                          size_t nb1, size_t nb2, size_t byte_off) {
+    if (s->n_views >= s->cap_views) return NULL;
+    llmh_tensor *v = &s->views[s->n_views++];
+    *v = *t;
+    v->ne[0] = ne0;
+    v->ne[1] = ne1;
+    v->ne[2] = ne2;
+    v->ne[3] = 1;
+    v->n_dims = ne2 > 1 ? 3 : ne1 > 1 ? 2 : 1;
+    v->nb[1] = nb1;
+    v->nb[2] = nb2;
+    v->nb[3] = nb2 * (size_t)ne2;
+    v->offset = t->offset + byte_off;
+    v->data = t->data ? (char *)t->data + byte_off : NULL;
+    v->name = NULL;
+    return v;
+}
+
+/* The first n columns of a 2-D/3-D activation (same strides). */
+static llmh_tensor *cols(llmh_session *s, const llmh_tensor *t, int64_t n) {
+    if (t->ne[2] > 1) return view3(s, t, t->ne[0], t->ne[1], n, t->nb[1], t->nb[2], 0);
+    return view3(s, t, t->ne[0], n, 1, t->nb[1], t->nb[1] * (size_t)n, 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* create / free                                                              */
+/* ------------------------------------------------------------------------ */
+llmh_status llmh_session_create(llmh_model *m, const llmh_session_params *params, llmh_session **out) {
+    if (!m || !out) return llmh__fail(LLMH_ERR_INVALID_ARG, "llmh_session_create: NULL argument");
+    *out = NULL;
+    const llmh__hparams *hp = &m->hp;
+    llmh_session *s = calloc(1, sizeof *s);
+    if (!s) return llmh__fail(LLMH_ERR_NO_MEMORY, "out of memory");
+    s->model = m;
+    s->n_ctx = params && params->n_ctx > 0 ? params->n_ctx : m->default_ctx;
+    s->n_batch = params && params->n_batch > 0 ? params->n_batch : 512;
+    s->kv_type = params ? params->kv_type : LLMH_DTYPE_F32;
+    llmh_status st = LLMH_OK;
+    if (s->n_ctx > m->hp.n_ctx_train) s->n_ctx = m->hp.n_ctx_train;
+    if (s->n_batch > s->n_ctx) s->n_batch = (int32_t)s->n_ctx;
+    if (s->kv_type != LLMH_DTYPE_F32 && s->kv_type != LLMH_DTYPE_F16) {
+        st = llmh__fail(LLMH_ERR_INVALID_ARG, "KV cache type %s is not supported (use f32 or f16)",
+                        llmh_dtype_name(s->kv_type));
+        goto fail;
+    }
+    if (s->kv_type != LLMH_DTYPE_F32 &&
+        (!m->be_if->supports(m->be, LLMH_OP_CPY, LLMH_DTYPE_F32, s->kv_type) ||
+         !m->be_if->supports(m->be, LLMH_OP_ATTENTION, LLMH_DTYPE_F32, s->kv_type))) {
+        st = llmh__fail(LLMH_ERR_UNSUPPORTED, "backend '%s' cannot keep the KV cache as %s",
+                        llmh_plugin_descriptor(m->backend_plugin)->name, llmh_dtype_name(s->kv_type));
+        goto fail;
+    }
+
+    const llmh_backend_iface *bi = m->be_if;
+    int64_t L = hp->n_layer, B = s->n_batch, E = hp->n_embd, F = hp->n_ff, D = hp->head_dim;
+    int64_t H = hp->n_head, HKV = hp->n_head_kv, V = hp->n_vocab;
+
+    /* KV cache */
+    size_t kv_layer = align_up(bytes_of(s->kv_type, D * HKV * s->n_ctx));
+    if ((st = bi->buffer_alloc(m->be, kv_layer * 2 * (size_t)L, LLMH_BUFFER_KV, &s->kv_buf))) goto fail;
+    char *kv_host = bi->buffer_host_ptr ? bi->buffer_host_ptr(m->be, s->kv_buf) : NULL;
+    s->k_cache = calloc((size_t)L, sizeof *s->k_cache);
+    s->v_cache = calloc((size_t)L, sizeof *s->v_cache);
+    if (!s->k_cache || !s->v_cache) { st = LLMH_ERR_NO_MEMORY; goto fail; }
+    for (int64_t l = 0; l < L; l++) {
+        init_tensor(&s->k_cache[l], s->kv_type, D, HKV, s->n_ctx, s->kv_buf, kv_layer * (size_t)(2 * l), kv_host);
+        init_tensor(&s->v_cache[l], s->kv_type, D, HKV, s->n_ctx, s->kv_buf, kv_layer * (size_t)(2 * l + 1), kv_host);
+    }
+
+    /* activations */
+    struct { llmh_tensor *t; llmh_dtype type; int64_t ne0, ne1, ne2; } plan[] = {
+        {&s->a.ids, LLMH_DTYPE_I32, B, 1, 1},   {&s->a.pos, LLMH_DTYPE_I32, B, 1, 1},
+        {&s->a.x, LLMH_DTYPE_F32, E, B, 1},     {&s->a.xn, LLMH_DTYPE_F32, E, B, 1},
+        {&s->a.q, LLMH_DTYPE_F32, D, H, B},     {&s->a.k, LLMH_DTYPE_F32, D, HKV, B},
+        {&s->a.v, LLMH_DTYPE_F32, D, HKV, B},   {&s->a.att, LLMH_DTYPE_F32, D, H, B},
+        {&s->a.o, LLMH_DTYPE_F32, E, B, 1},     {&s->a.g, LLMH_DTYPE_F32, F, B, 1},
+        {&s->a.u, LLMH_DTYPE_F32, F, B, 1},     {&s->a.logits, LLMH_DTYPE_F32, V, 1, 1},
+    };
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++)
+        total += align_up(bytes_of(plan[i].type, plan[i].ne0 * plan[i].ne1 * plan[i].ne2));
+    if ((st = bi->buffer_alloc(m->be, total, LLMH_BUFFER_COMPUTE, &s->act_buf))) goto fail;
+    char *act_host = bi->buffer_host_ptr ? bi->buffer_host_ptr(m->be, s->act_buf) : NULL;
+    size_t off = 0;
+    for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++) {
+        init_tensor(plan[i].t, plan[i].type, plan[i].ne0, plan[i].ne1, plan[i].ne2, s->act_buf, off, act_host);
+        off += align_up(bytes_of(plan[i].type, plan[i].ne0 * plan[i].ne1 * plan[i].ne2));
+    }
+
+    s->cap_nodes = 8 + (size_t)L * 24;
+    s->cap_views = 8 + (size_t)L * 24;
+    s->nodes = calloc(s->cap_nodes, sizeof *s->nodes);
+    s->views = calloc(s->cap_views, sizeof *s->views);
+    s->logits = calloc((size_t)V, sizeof *s->logits);
+    s->host_i32 = calloc((size_t)B, sizeof *s->host_i32);
+    if (!s->nodes || !s->views || !s->logits || !s->host_i32) { st = LLMH_ERR_NO_MEMORY; goto fail; }
+    *out = s;
+    return LLMH_OK;
+fail:
+    llmh_session_free(s);
+    return st;
+}
+
+void llmh_session_free(llmh_session *s) {
+    if (!s) return;
+    llmh_model *m = s->model;
+    if (s->kv_buf) m->be_if->buffer_free(m->be, s->kv_buf);
+    if (s->act_buf) m->be_if->buffer_free(m->be, s->act_buf);
+    free(s->k_cache);
+    free(s->v_cache);
+    free(s->nodes);
+    free(s->views);
+    free(s->logits);
+    free(s->host_i32);
+    free(s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* graph                                                                      */
+/* ------------------------------------------------------------------------ */
+typedef struct gb {
+    llmh_session *s;
+    size_t n;
+    bool overflow;
+} gb;
+
+static llmh_node *node(gb *g, llmh_op op, llmh_tensor *dst, const llmh_tensor *a, const llmh_tensor *b,
+                       const llmh_tensor *c) {
+    if (g->n >= g->s->cap_nodes || !dst) {
+        g->overflow = true;
+        return NULL;
+    }
+    llmh_node *nd = &g->s->nodes[g->n++];
+    memset(nd, 0, sizeof *nd);
+    nd->struct_size = sizeof *nd;
+    nd->op = op;
+    nd->dst = dst;
+    nd->src[0] = a;
+    nd->src[1] = b;
+    nd->src[2] = c;
+    return nd;
+}
+
+static void rms_norm(gb *g, llmh_tensor *dst, const llmh_tensor *src, const llmh_tensor *w, float eps) {
+    llmh_node *nd = node(g, LLMH_OP_RMS_NORM, dst, src, w, NULL);
+    if (nd) nd->fp[0] = eps;
+}
+
+static void matmul_bias(gb *g, llmh_tensor *dst, const llmh_tensor *w, const llmh_tensor *x, const llmh_tensor *b) {
+    node(g, LLMH_OP_MUL_MAT, dst, w, x, NULL);
+    if (b) node(g, LLMH_OP_ADD, dst, dst, b, NULL);
+}
+
+static void rope(gb *g, llmh_tensor *x, const llmh_tensor *pos, const llmh_model *m) {
+    llmh_node *nd = node(g, LLMH_OP_ROPE, x, x, pos, m->rope_freqs);
+    if (!nd) return;
+    nd->ip[0] = (int32_t)m->hp.n_rot;
+    nd->ip[1] = m->hp.rope_mode;
+    nd->fp[0] = m->hp.rope_base;
+    nd->fp[1] = m->hp.rope_freq_scale;
+}
+
+/* Build the graph for n tokens at cache position s->pos. */
+static llmh_status build_graph(llmh_session *s, int64_t n, gb *g) {
+    llmh_model *m = s->model;
+    const llmh__hparams *hp = &m->hp;
+    act *a = &s->a;
+    s->n_views = 0;
+    g->s = s;
+    g->n = 0;
+    g->overflow = false;
+    int64_t D = hp->head_dim, H = hp->n_head, HKV = hp->n_head_kv, E = hp->n_embd;
+    int64_t n_kv = s->pos + n;
+
+    llmh_tensor *ids = view3(s, &a->ids, n, 1, 1, a->ids.nb[1], a->ids.nb[2], 0);
+    llmh_tensor *pos = view3(s, &a->pos, n, 1, 1, a->pos.nb[1], a->pos.nb[2], 0);
+    llmh_tensor *x = cols(s, &a->x, n), *xn = cols(s, &a->xn, n);
+    llmh_tensor *q = cols(s, &a->q, n), *k = cols(s, &a->k, n), *v = cols(s, &a->v, n);
+    llmh_tensor *att = cols(s, &a->att, n), *o = cols(s, &a->o, n);
+    llmh_tensor *gt = cols(s, &a->g, n), *ut = cols(s, &a->u, n);
+    if (!ids || !pos || !x || !xn || !q || !k || !v || !att || !o || !gt || !ut)
+        return llmh__fail(LLMH_ERR_INTERNAL, "graph view pool exhausted");
+    /* 2-D aliases of q/k/v/att: (D*heads, n) for matmul outputs */
+    llmh_tensor *q2 = view3(s, q, D * H, n, 1, q->nb[2], q->nb[2] * (size_t)n, 0);
+    llmh_tensor *k2 = view3(s, k, D * HKV, n, 1, k->nb[2], k->nb[2] * (size_t)n, 0);
+    llmh_tensor *v2 = view3(s, v, D * HKV, n, 1, v->nb[2], v->nb[2] * (size_t)n, 0);
+    llmh_tensor *att2 = view3(s, att, D * H, n, 1, att->nb[2], att->nb[2] * (size_t)n, 0);
+    /* per-head rows for qwen3's q/k norm: (D, heads*n) */
+    llmh_tensor *qh = view3(s, q, D, H * n, 1, q->nb[1], q->nb[1] * (size_t)(H * n), 0);
+    llmh_tensor *kh = view3(s, k, D, HKV * n, 1, k->nb[1], k->nb[1] * (size_t)(HKV * n), 0);
+
+    node(g, LLMH_OP_GET_ROWS, x, m->tok_embd, ids, NULL);
+    for (int64_t l = 0; l < hp->n_layer; l++) {
+        const llmh__layer *L = &m->layers[l];
+        rms_norm(g, xn, x, L->attn_norm, hp->norm_eps);
+        matmul_bias(g, q2, L->wq, xn, L->bq);
+        matmul_bias(g, k2, L->wk, xn, L->bk);
+        matmul_bias(g, v2, L->wv, xn, L->bv);
+        if (L->q_norm) rms_norm(g, qh, qh, L->q_norm, hp->norm_eps);
+        if (L->k_norm) rms_norm(g, kh, kh, L->k_norm, hp->norm_eps);
+        rope(g, q, pos, m);
+        rope(g, k, pos, m);
+        /* write this batch's K and V into the cache at rows pos .. pos+n */
+        const llmh_tensor *kc = &s->k_cache[l], *vc = &s->v_cache[l];
+        llmh_tensor *k_dst = view3(s, kc, D, HKV, n, kc->nb[1], kc->nb[2], kc->nb[2] * (size_t)s->pos);
+        llmh_tensor *v_dst = view3(s, vc, D, HKV, n, vc->nb[1], vc->nb[2], vc->nb[2] * (size_t)s->pos);
+        llmh_tensor *k_all = view3(s, kc, D, HKV, n_kv, kc->nb[1], kc->nb[2], 0);
+        llmh_tensor *v_all = view3(s, vc, D, HKV, n_kv, vc->nb[1], vc->nb[2], 0);
+        if (!k_dst || !v_dst || !k_all || !v_all) return llmh__fail(LLMH_ERR_INTERNAL, "graph view pool exhausted");
+        node(g, LLMH_OP_CPY, k_dst, k, NULL, NULL);
+        node(g, LLMH_OP_CPY, v_dst, v, NULL, NULL);
+        llmh_node *an = node(g, LLMH_OP_ATTENTION, att, q, k_all, v_all);
+        if (an) {
+            an->ip[0] = (int32_t)s->pos;
+            an->fp[0] = 1.0f / sqrtf((float)D);
+        }
+        node(g, LLMH_OP_MUL_MAT, o, L->wo, att2, NULL);
+        node(g, LLMH_OP_ADD, x, x, o, NULL);
+        rms_norm(g, xn, x, L->ffn_norm, hp->norm_eps);
+        node(g, LLMH_OP_MUL_MAT, gt, L->w_gate, xn, NULL);
+        node(g, LLMH_OP_MUL_MAT, ut, L->w_up, xn, NULL);
+        node(g, LLMH_OP_SWIGLU, gt, gt, ut, NULL);
+        node(g, LLMH_OP_MUL_MAT, o, L->w_down, gt, NULL);
+        node(g, LLMH_OP_ADD, x, x, o, NULL);
+    }
+    /* logits of the last token only */
+    llmh_tensor *x_last = view3(s, &a->x, E, 1, 1, a->x.nb[1], a->x.nb[1], a->x.nb[1] * (size_t)(n - 1));
+    llmh_tensor *xn_last = view3(s, &a->xn, E, 1, 1, a->xn.nb[1], a->xn.nb[1], 0);
+    if (!x_last || !xn_last) return llmh__fail(LLMH_ERR_INTERNAL, "graph view pool exhausted");
+    rms_norm(g, xn_last, x_last, m->output_norm, hp->norm_eps);
+    node(g, LLMH_OP_MUL_MAT, &a->logits, m->output, xn_last, NULL);
+    if (g->overflow) return llmh__fail(LLMH_ERR_INTERNAL, "graph node pool exhausted");
+    return LLMH_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* eval                                                                       */
+/* ------------------------------------------------------------------------ */
+static llmh_status eval_chunk(llmh_session *s, const llmh_token *tokens, int64_t n) {
+    llmh_model *m = s->model;
+    const llmh_backend_iface *bi = m->be_if;
+    llmh_status st;
+    for (int64_t i = 0; i < n; i++) {
+        if (tokens[i] < 0 || tokens[i] >= m->hp.n_vocab)
+            return llmh__fail(LLMH_ERR_INVALID_ARG, "token id %d at batch index %lld is outside the vocabulary (0..%lld)",
+                              tokens[i], (long long)i, (long long)m->hp.n_vocab - 1);
+        s->host_i32[i] = tokens[i];
+    }
+    gb g;
+    pthread_mutex_lock(&m->compute_lock);
+    if ((st = bi->buffer_write(m->be, s->act_buf, s->a.ids.offset,
+                               s->host_i32, (size_t)n * sizeof(int32_t))))
+        goto out;
+    for (int64_t i = 0; i < n; i++) s->host_i32[i] = (int32_t)(s->pos + i);
+    if ((st = bi->buffer_write(m->be, s->act_buf, s->a.pos.offset, s->host_i32, (size_t)n * sizeof(int32_t))))
+        goto out;
+    if ((st = build_graph(s, n, &g))) goto out;
+    llmh_graph graph = {sizeof graph, g.n, s->nodes};
+    if ((st = bi->graph_compute(m->be, &graph))) goto out;
+    st = bi->buffer_read(m->be, s->act_buf, s->a.logits.offset, s->logits, (size_t)m->hp.n_vocab * sizeof(float));
+    if (st == LLMH_OK) s->pos += n;
+out:
+    pthread_mutex_unlock(&m->compute_lock);
+    return st;
+}
+
+llmh_status llmh_session_eval(llmh_session *s, const llmh_token *tokens, size_t n) {
+    if (!s || (!tokens && n)) return llmh__fail(LLMH_ERR_INVALID_ARG, "llmh_session_eval: NULL argument");
+    if (n == 0) return LLMH_OK;
+    if ((int64_t)n > s->n_ctx - s->pos)
+        return llmh__fail(LLMH_ERR_CONTEXT_FULL,
+                          "context full: %zu new tokens do not fit (%lld of %lld cache slots used); "
+                          "raise [model] context or shorten the input",
+                          n, (long long)s->pos, (long long)s->n_ctx);
+    for (size_t done = 0; done < n;) {
+        int64_t chunk = (int64_t)(n - done);
+        if (chunk > s->n_batch) chunk = s->n_batch;
+        llmh_status st = eval_chunk(s, tokens + done, chunk);
+        if (st) return st;
+        done += (size_t)chunk;
+    }
+    return LLMH_OK;
+}
+
+const float *llmh_session_logits(const llmh_session *s) { return s ? s->logits : NULL; }
+
+int64_t llmh_session_pos(const llmh_session *s) { return s ? s->pos : 0; }
+
+llmh_status llmh_session_truncate(llmh_session *s, int64_t pos) {
+    if (!s || pos < 0 || pos > s->pos)
+        return llmh__fail(LLMH_ERR_INVALID_ARG, "llmh_session_truncate: position %lld outside 0..%lld",
+                          (long long)pos, s ? (long long)s->pos : 0LL);
+    s->pos = pos;
+    return LLMH_OK;
+}
+
+llmh_model *llmh__session_model(const llmh_session *s) { return s ? s->model : NULL; }
