@@ -72,7 +72,6 @@ static const char *finish_name(llmh_finish_reason r) {
 
 void llmh_cli_print_summary(const llmh_generate_result *res) {
     double pp = res->prompt_seconds > 0 ? (double)res->n_prompt / res->prompt_seconds : 0;
-    /* the first sampled token needs no decode step, so rate over n-1 evals */
     double tg = res->gen_seconds > 0 ? (double)res->n_generated / res->gen_seconds : 0;
     fprintf(stderr, "\nllmhost: prompt %lld tokens in %.3f s (%.1f tok/s) | generated %lld tokens in %.3f s (%.1f tok/s) | finish: %s\n",
             (long long)res->n_prompt, res->prompt_seconds, pp, (long long)res->n_generated, res->gen_seconds, tg,

@@ -272,6 +272,24 @@ LLMH_API llmh_status llmh_detokenize(const llmh_model *model, const llmh_token *
 LLMH_API bool llmh_token_is_eog(const llmh_model *model, llmh_token tok);
 
 /* ======================================================================== */
+/* Chat templates                                                            */
+/* ======================================================================== */
+typedef struct llmh_chat_message {
+    const char *role;     /* "system", "user" or "assistant" */
+    const char *content;
+} llmh_chat_message;
+
+/* Render a conversation with the model's chat template (the family —
+ * ChatML/Qwen, Llama-3, Llama-2 — is detected from the template text).
+ * *out is malloc'd. LLMH_ERR_UNSUPPORTED when the model has no template or
+ * its family is unknown. */
+LLMH_API llmh_status llmh_chat_render(const llmh_model *model, const llmh_chat_message *msgs, size_t n,
+                                      bool add_generation_prompt, char **out);
+/* The text that ends an assistant turn ("<|im_end|>", "<|eot_id|>", "</s>"),
+ * or NULL when the model has no known template. */
+LLMH_API const char *llmh_chat_end_of_turn(const llmh_model *model);
+
+/* ======================================================================== */
 /* Sampler chain (the manifest's [sampler] chain of sampler plugins)         */
 /* ======================================================================== */
 typedef struct llmh_sampler_chain llmh_sampler_chain;
