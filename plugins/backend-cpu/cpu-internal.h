@@ -1,0 +1,174 @@
+/* cpu-internal.h — declarations shared by the CPU backend's source files.
+ *
+ * Data flow: cpu-backend.c (plugin entry, devices, buffers, graph) hands each
+ * node to cpu-ops.c (elementwise, norm, rope, attention, ...) or
+ * cpu-matmul.c (activation quantization + tiled matmul driver), which call
+ * the kernels selected at create time from cpu-kernels-{scalar,avx2,avx512}.c.
+ * Every op runs on all pool threads (cpu-threadpool.c) with (ith, nth) and
+ * splits its own work.
+ */
+#ifndef LLMH_CPU_INTERNAL_H
+#define LLMH_CPU_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "llmh-plugin.h"
+
+#define CPU_PLUGIN_NAME "cpu"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define CPU_X86 1
+#else
+#define CPU_X86 0
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* CPU features (cpu-features.c)                                              */
+/* ------------------------------------------------------------------------ */
+typedef struct cpu_features {
+    int avx, avx2, fma, f16c;
+    int avx512f, avx512bw, avx512vl, avx512dq, avx512vnni, avx512bf16, avxvnni;
+    char model[64];
+} cpu_features;
+
+void cpu_features_detect(cpu_features *f);
+/* Space-separated feature list ("avx2 fma f16c avx512f ..."). */
+void cpu_features_string(const cpu_features *f, char *buf, size_t cap);
+
+/* ------------------------------------------------------------------------ */
+/* Thread pool (cpu-threadpool.c)                                             */
+/* ------------------------------------------------------------------------ */
+typedef struct cpu_pool cpu_pool;
+
+/* The work every thread runs once per dispatch. */
+typedef void (*cpu_task_fn)(void *arg, int ith, int nth);
+
+/* Create `n_threads` - 1 workers (the caller is thread 0). NULL on failure. */
+cpu_pool *cpu_pool_create(int n_threads);
+void cpu_pool_free(cpu_pool *p);
+int cpu_pool_size(const cpu_pool *p);
+/* Run fn(arg, ith, nth) on every thread and wait for all of them. */
+void cpu_pool_run(cpu_pool *p, cpu_task_fn fn, void *arg);
+/* Barrier among the threads of the current dispatch (call from inside fn,
+ * from every thread). */
+void cpu_pool_barrier(cpu_pool *p);
+
+/* ------------------------------------------------------------------------ */
+/* Quantized activation layouts (internal, not GGUF)                          */
+/* ------------------------------------------------------------------------ */
+/* One activation column of K values is stored structure-of-arrays:
+ *   ACT_Q8:  int8 qs[K] | float d[K/32] | int32 sum[K/32]  (sum = Σ qs of the block)
+ *   ACT_Q8K: int8 qs[K] | float d[K/256] | int16 bsums[K/16]
+ *   ACT_F32: float x[K]
+ * so weight blocks of 32 (Q4_0..Q8_0) or 256 (K-quants) dot against integer
+ * activations and the block offsets/mins are applied with the sums. */
+typedef enum cpu_act_kind { CPU_ACT_F32 = 0, CPU_ACT_Q8 = 1, CPU_ACT_Q8K = 2 } cpu_act_kind;
+
+/* Byte size of one quantized column (64-byte multiple). */
+size_t cpu_act_col_bytes(cpu_act_kind kind, int64_t k);
+
+static inline const float *cpu_act_q8_d(const uint8_t *col, int64_t k) {
+    return (const float *)(col + k);
+}
+static inline const int32_t *cpu_act_q8_sum(const uint8_t *col, int64_t k) {
+    return (const int32_t *)(col + k + (size_t)(k / 32) * 4);
+}
+static inline const float *cpu_act_q8k_d(const uint8_t *col, int64_t k) {
+    return (const float *)(col + k);
+}
+static inline const int16_t *cpu_act_q8k_bsums(const uint8_t *col, int64_t k) {
+    return (const int16_t *)(col + k + (size_t)(k / 256) * 4);
+}
+
+/* Quantize one f32 column (contiguous) into the layout above. */
+void cpu_act_quantize_q8(const float *x, int64_t k, uint8_t *col);
+void cpu_act_quantize_q8k(const float *x, int64_t k, uint8_t *col);
+
+/* ------------------------------------------------------------------------ */
+/* Matmul kernels                                                             */
+/* ------------------------------------------------------------------------ */
+/* Compute dst[c * dst_stride + r] = dot(weight row r, activation column c)
+ * for r in [0, n_rows) and c in [0, n_cols), n_cols <= CPU_MM_MAX_COLS.
+ * `w` points at row 0 (rows are w_stride bytes apart, each k elements of the
+ * weight type); `a` at column 0 (columns a_stride bytes apart, in the
+ * activation layout of the type). k is a multiple of the type's block size. */
+#define CPU_MM_MAX_COLS 4
+typedef void (*cpu_mm_fn)(int64_t k, const uint8_t *w, size_t w_stride, int64_t n_rows,
+                          const uint8_t *a, size_t a_stride, int n_cols, float *dst,
+                          size_t dst_stride);
+
+typedef struct cpu_kernels {
+    const char *name;                      /* "scalar", "avx2", "avx512" */
+    cpu_mm_fn mm[LLMH_DTYPE_COUNT];        /* NULL = type not supported */
+    cpu_act_kind act[LLMH_DTYPE_COUNT];    /* activation layout per weight type */
+    /* Optional faster activation quantizers (NULL = portable ones). */
+    void (*quantize_q8)(const float *x, int64_t k, uint8_t *col);
+    void (*quantize_q8k)(const float *x, int64_t k, uint8_t *col);
+} cpu_kernels;
+
+void cpu_kernels_init_scalar(cpu_kernels *k);
+#if CPU_X86
+/* Fill in the AVX2+FMA+F16C kernels over an already initialized table. */
+void cpu_kernels_init_avx2(cpu_kernels *k);
+/* Fill in AVX-512 (F, BW, VL, VNNI) kernels over an AVX2 table. */
+void cpu_kernels_init_avx512(cpu_kernels *k);
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Backend instance                                                           */
+/* ------------------------------------------------------------------------ */
+typedef struct cpu_state {
+    const llmh_host_api *host;
+    cpu_features feat;
+} cpu_state;
+
+struct llmh_buffer {
+    uint8_t *data;
+    size_t size;
+    int owned; /* 1 when allocated by us (free on buffer_free) */
+    uint32_t usage;
+};
+
+struct llmh_backend {
+    cpu_state *st;
+    const llmh_host_api *host;
+    cpu_pool *pool;
+    int n_threads;
+    cpu_kernels kern;
+    /* scratch shared by all threads of one node, grown before dispatch */
+    uint8_t *work;
+    size_t work_size;
+    /* first error raised by a worker during graph_compute */
+    atomic_int err_status;
+    char err_msg[256];
+    atomic_flag err_lock;
+};
+
+/* Record an error from any thread (first one wins). */
+void cpu_fail(llmh_backend *be, llmh_status st, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* One node's execution context, shared by the pool threads. */
+typedef struct cpu_exec {
+    llmh_backend *be;
+    const llmh_node *node;
+} cpu_exec;
+
+/* Per-op: scratch bytes a node needs (whole pool), and the threaded body. */
+size_t cpu_op_work_size(const llmh_backend *be, const llmh_node *node);
+void cpu_op_run(const cpu_exec *ex, int ith, int nth);
+/* Validate shapes/types before running; returns LLMH_OK or an error with
+ * the message set through host->set_error. */
+llmh_status cpu_op_validate(llmh_backend *be, const llmh_node *node, size_t index);
+int cpu_op_supported(const llmh_backend *be, llmh_op op, llmh_dtype t0, llmh_dtype t1);
+
+/* cpu-matmul.c */
+size_t cpu_mul_mat_work_size(const llmh_backend *be, const llmh_node *node);
+void cpu_mul_mat(const cpu_exec *ex, int ith, int nth);
+
+#endif

@@ -1,0 +1,177 @@
+/* cpu-kernels-avx512.c — AVX-512 (F, BW, VL) + VNNI kernels for the most
+ * used 32-element block types. Built with the matching -m flags (this file
+ * only) and installed over the AVX2 table after CPUID confirms the features;
+ * types without an AVX-512 kernel keep their AVX2 one.
+ *
+ * Two weight blocks fill one 512-bit register; VNNI's dpbusd does the u8 x s8
+ * multiply-accumulate in one instruction, and a per-lane scale vector
+ * (block 0 in lanes 0..7, block 1 in lanes 8..15) keeps one float
+ * accumulator per column until the end of the row.
+ */
+#include "cpu-internal.h"
+
+#if CPU_X86
+#include <immintrin.h>
+#include <string.h>
+
+#define AI static inline __attribute__((always_inline))
+
+AI float f16(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+AI __m512 scale2(float s0, float s1) {
+    return _mm512_mask_blend_ps((__mmask16)0xff00, _mm512_set1_ps(s0), _mm512_set1_ps(s1));
+}
+
+AI __m512i join256(__m256i lo, __m256i hi) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+AI __m256i nibbles32(const uint8_t *q) {
+    __m128i t = _mm_loadu_si128((const __m128i *)q);
+    __m256i b = _mm256_inserti128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1);
+    return _mm256_and_si256(b, _mm256_set1_epi8(0x0f));
+}
+
+AI void mm_q8_0_n(int64_t k, const uint8_t *w, size_t ws, int64_t nr, const uint8_t *a, size_t as,
+                  const int nc, float *dst, size_t ds) {
+    const int64_t nb = k / 32;
+    const float *da[4];
+    for (int c = 0; c < nc; c++) da[c] = cpu_act_q8_d(a + (size_t)c * as, k);
+    const __m512i zero = _mm512_setzero_si512();
+    for (int64_t r = 0; r < nr; r++) {
+        const uint8_t *wr = w + (size_t)r * ws;
+        __m512 acc[4];
+        for (int c = 0; c < nc; c++) acc[c] = _mm512_setzero_ps();
+        int64_t b = 0;
+        for (; b + 2 <= nb; b += 2) {
+            const uint8_t *b0 = wr + b * 34, *b1 = b0 + 34;
+            __m512i q = join256(_mm256_loadu_si256((const __m256i *)(b0 + 2)),
+                                _mm256_loadu_si256((const __m256i *)(b1 + 2)));
+            __m512i u = _mm512_abs_epi8(q);
+            __mmask64 neg = _mm512_movepi8_mask(q);
+            float d0 = f16(b0), d1 = f16(b1);
+            for (int c = 0; c < nc; c++) {
+                __m512i y = _mm512_loadu_si512((const void *)(a + (size_t)c * as + b * 32));
+                y = _mm512_mask_sub_epi8(y, neg, zero, y);
+                __m512i s = _mm512_dpbusd_epi32(zero, u, y);
+                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale2(d0 * da[c][b], d1 * da[c][b + 1]), acc[c]);
+            }
+        }
+        float tail[4] = {0, 0, 0, 0};
+        for (; b < nb; b++) {
+            const uint8_t *b0 = wr + b * 34;
+            const int8_t *qw = (const int8_t *)(b0 + 2);
+            float d0 = f16(b0);
+            for (int c = 0; c < nc; c++) {
+                const int8_t *y = (const int8_t *)(a + (size_t)c * as + b * 32);
+                int s = 0;
+                for (int j = 0; j < 32; j++) s += qw[j] * y[j];
+                tail[c] += d0 * da[c][b] * (float)s;
+            }
+        }
+        for (int c = 0; c < nc; c++) dst[(size_t)c * ds + (size_t)r] = _mm512_reduce_add_ps(acc[c]) + tail[c];
+    }
+}
+
+/* Q4_0 (five = 0) and Q5_0 (five = 1): unsigned q, offset -8 / -16 applied
+ * through the activation sums. */
+AI __m256i q5_high(const uint8_t *p) {
+    uint32_t x;
+    memcpy(&x, p, 4);
+    return _mm256_maskz_mov_epi8((__mmask32)x, _mm256_set1_epi8(0x10));
+}
+
+AI void mm_qx0_n(const int five, int64_t k, const uint8_t *w, size_t ws, int64_t nr, const uint8_t *a,
+                 size_t as, const int nc, float *dst, size_t ds) {
+    const int64_t nb = k / 32;
+    const size_t bsz = five ? 22 : 18;
+    const float offset = five ? -16.0f : -8.0f;
+    const float *da[4];
+    const int32_t *sa[4];
+    for (int c = 0; c < nc; c++) {
+        da[c] = cpu_act_q8_d(a + (size_t)c * as, k);
+        sa[c] = cpu_act_q8_sum(a + (size_t)c * as, k);
+    }
+    const __m512i zero = _mm512_setzero_si512();
+    for (int64_t r = 0; r < nr; r++) {
+        const uint8_t *wr = w + (size_t)r * ws;
+        __m512 acc[4];
+        float corr[4];
+        for (int c = 0; c < nc; c++) {
+            acc[c] = _mm512_setzero_ps();
+            corr[c] = 0.0f;
+        }
+        int64_t b = 0;
+        for (; b + 2 <= nb; b += 2) {
+            const uint8_t *b0 = wr + (size_t)b * bsz, *b1 = b0 + bsz;
+            __m256i q0, q1;
+            if (five) {
+                q0 = _mm256_or_si256(nibbles32(b0 + 6), q5_high(b0 + 2));
+                q1 = _mm256_or_si256(nibbles32(b1 + 6), q5_high(b1 + 2));
+            } else {
+                q0 = nibbles32(b0 + 2);
+                q1 = nibbles32(b1 + 2);
+            }
+            __m512i q = join256(q0, q1);
+            float d0 = f16(b0), d1 = f16(b1);
+            for (int c = 0; c < nc; c++) {
+                __m512i y = _mm512_loadu_si512((const void *)(a + (size_t)c * as + b * 32));
+                __m512i s = _mm512_dpbusd_epi32(zero, q, y);
+                float s0 = d0 * da[c][b], s1 = d1 * da[c][b + 1];
+                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale2(s0, s1), acc[c]);
+                corr[c] += offset * (s0 * (float)sa[c][b] + s1 * (float)sa[c][b + 1]);
+            }
+        }
+        for (; b < nb; b++) {
+            const uint8_t *b0 = wr + (size_t)b * bsz;
+            const uint8_t *qs = b0 + (five ? 6 : 2);
+            uint32_t qh = 0;
+            if (five) memcpy(&qh, b0 + 2, 4);
+            float d0 = f16(b0);
+            for (int c = 0; c < nc; c++) {
+                const int8_t *y = (const int8_t *)(a + (size_t)c * as + b * 32);
+                int s = 0;
+                for (int j = 0; j < 16; j++) {
+                    int lo = (qs[j] & 0x0f) | (int)(((qh >> j) & 1u) << 4);
+                    int hi = (qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
+                    s += lo * y[j] + hi * y[j + 16];
+                }
+                corr[c] += d0 * da[c][b] * ((float)s + offset * (float)sa[c][b]);
+            }
+        }
+        for (int c = 0; c < nc; c++) dst[(size_t)c * ds + (size_t)r] = _mm512_reduce_add_ps(acc[c]) + corr[c];
+    }
+}
+
+#define DISPATCH_NC(NAME, CALL)                                                                   \
+    static void NAME(int64_t k, const uint8_t *w, size_t ws, int64_t nr, const uint8_t *a,        \
+                     size_t as, int nc, float *dst, size_t ds) {                                  \
+        switch (nc) {                                                                              \
+        case 1: CALL(1); break;                                                                    \
+        case 2: CALL(2); break;                                                                    \
+        case 3: CALL(3); break;                                                                    \
+        default: CALL(4); break;                                                                   \
+        }                                                                                          \
+    }
+
+#define C_Q8_0(n) mm_q8_0_n(k, w, ws, nr, a, as, n, dst, ds)
+#define C_Q4_0(n) mm_qx0_n(0, k, w, ws, nr, a, as, n, dst, ds)
+#define C_Q5_0(n) mm_qx0_n(1, k, w, ws, nr, a, as, n, dst, ds)
+
+DISPATCH_NC(mm_q8_0, C_Q8_0)
+DISPATCH_NC(mm_q4_0, C_Q4_0)
+DISPATCH_NC(mm_q5_0, C_Q5_0)
+
+void cpu_kernels_init_avx512(cpu_kernels *k) {
+    k->name = "avx512";
+    k->mm[LLMH_DTYPE_Q8_0] = mm_q8_0;
+    k->mm[LLMH_DTYPE_Q4_0] = mm_q4_0;
+    k->mm[LLMH_DTYPE_Q5_0] = mm_q5_0;
+}
+#else
+typedef int cpu_kernels_avx512_unused; /* non-x86: nothing to build */
+#endif

@@ -1,0 +1,135 @@
+/* cpu-matmul.c — MUL_MAT driver: dst[M, N] = W[K, M] x X[K, N].
+ *
+ * Phase 1 (all threads, split by column): convert every activation column
+ * once into the layout the weight type's kernel wants (Q8 for 32-element
+ * blocks, Q8K for K-quants, f32 copies only when X is not contiguous).
+ * Phase 2 (all threads, dynamic): the weight rows are cut into chunks sized
+ * to stay in L1/L2 (~64 KiB of weights); threads grab chunks from an atomic
+ * counter, so a thread slowed by a busy core does not hold the others up.
+ * Within a chunk every group of up to CPU_MM_MAX_COLS columns is run against
+ * the same weight rows, so in prefill each weight block is loaded once per
+ * four tokens instead of once per token.
+ */
+#include <string.h>
+
+#include "cpu-internal.h"
+
+typedef struct mm_shape {
+    const llmh_tensor *w, *x;
+    llmh_tensor *dst;
+    cpu_act_kind act;
+    int64_t k, m, n;          /* K, rows M, columns per batch N */
+    int64_t b2, b3;           /* batch dims of x / dst */
+    size_t col_bytes;         /* bytes per converted column (0 = use x directly) */
+    int64_t n_cols_total;     /* n * b2 * b3 */
+} mm_shape;
+
+static void mm_shape_get(const llmh_backend *be, const llmh_node *node, mm_shape *s) {
+    s->w = node->src[0];
+    s->x = node->src[1];
+    s->dst = node->dst;
+    s->act = be->kern.act[s->w->type];
+    s->k = s->w->ne[0];
+    s->m = s->w->ne[1];
+    s->n = s->x->ne[1];
+    s->b2 = s->x->ne[2];
+    s->b3 = s->x->ne[3];
+    s->n_cols_total = s->n * s->b2 * s->b3;
+    if (s->act == CPU_ACT_F32 && s->x->nb[0] == sizeof(float))
+        s->col_bytes = 0;
+    else
+        s->col_bytes = cpu_act_col_bytes(s->act, s->k);
+}
+
+size_t cpu_mul_mat_work_size(const llmh_backend *be, const llmh_node *node) {
+    mm_shape s;
+    mm_shape_get(be, node, &s);
+    if (s.col_bytes == 0) return 0;
+    size_t gather = (s.x->nb[0] != sizeof(float)) ? (size_t)s.k * sizeof(float) * (size_t)be->n_threads : 0;
+    return (size_t)s.n_cols_total * s.col_bytes + gather + 128;
+}
+
+/* The shared chunk counter lives in the backend's work area header. */
+typedef struct mm_sched {
+    atomic_llong next;
+} mm_sched;
+
+static void convert_columns(const llmh_backend *be, const mm_shape *s, uint8_t *cols,
+                            float *gather, int ith, int nth) {
+    const llmh_tensor *x = s->x;
+    const uint8_t *xd = (const uint8_t *)x->data;
+    for (int64_t c = ith; c < s->n_cols_total; c += nth) {
+        int64_t i1 = c % s->n, i2 = (c / s->n) % s->b2, i3 = c / (s->n * s->b2);
+        const uint8_t *src = xd + (size_t)i1 * x->nb[1] + (size_t)i2 * x->nb[2] + (size_t)i3 * x->nb[3];
+        const float *xf = (const float *)src;
+        if (x->nb[0] != sizeof(float)) {
+            for (int64_t i = 0; i < s->k; i++) memcpy(&gather[i], src + (size_t)i * x->nb[0], sizeof(float));
+            xf = gather;
+        }
+        uint8_t *col = cols + (size_t)c * s->col_bytes;
+        switch (s->act) {
+        case CPU_ACT_Q8: be->kern.quantize_q8(xf, s->k, col); break;
+        case CPU_ACT_Q8K: be->kern.quantize_q8k(xf, s->k, col); break;
+        default: memcpy(col, xf, (size_t)s->k * sizeof(float)); break;
+        }
+    }
+}
+
+void cpu_mul_mat(const cpu_exec *ex, int ith, int nth) {
+    llmh_backend *be = ex->be;
+    mm_shape s;
+    mm_shape_get(be, ex->node, &s);
+    cpu_mm_fn fn = be->kern.mm[s.w->type];
+
+    mm_sched *sched = (mm_sched *)be->work;
+    uint8_t *cols = be->work + 64;
+    float *gather = (float *)(cols + (size_t)s.n_cols_total * s.col_bytes) + (size_t)ith * (size_t)s.k;
+
+    if (s.col_bytes) convert_columns(be, &s, cols, gather, ith, nth);
+    if (ith == 0) atomic_store(&sched->next, 0);
+    cpu_pool_barrier(be->pool);
+
+    /* Chunking: ~64 KiB of weight rows, at least 4 and a few per thread. */
+    size_t row_bytes = s.w->nb[1];
+    int64_t rows = (int64_t)(65536 / (row_bytes ? row_bytes : 1));
+    if (rows < 4) rows = 4;
+    if (rows > 256) rows = 256;
+    if (s.n <= CPU_MM_MAX_COLS) {
+        /* decode: weight streaming dominates; a few chunks per thread */
+        int64_t per = (s.m + (int64_t)nth * 4 - 1) / ((int64_t)nth * 4);
+        if (per > rows) rows = per;
+    }
+    rows = (rows + 3) & ~(int64_t)3;
+    int64_t n_chunks = (s.m + rows - 1) / rows;
+    int64_t total = n_chunks * s.b2 * s.b3;
+
+    const llmh_tensor *w = s.w, *x = s.x;
+    llmh_tensor *dst = s.dst;
+    int64_t r2 = s.b2 / w->ne[2], r3 = s.b3 / w->ne[3];
+    size_t dst_stride = dst->nb[1] / sizeof(float);
+
+    for (;;) {
+        int64_t job = atomic_fetch_add(&sched->next, 1);
+        if (job >= total) break;
+        int64_t chunk = job % n_chunks, b = job / n_chunks;
+        int64_t i2 = b % s.b2, i3 = b / s.b2;
+        int64_t r0 = chunk * rows, nr = s.m - r0 < rows ? s.m - r0 : rows;
+        const uint8_t *wp = (const uint8_t *)w->data + (size_t)(i2 / r2) * w->nb[2] +
+                            (size_t)(i3 / r3) * w->nb[3] + (size_t)r0 * row_bytes;
+        const uint8_t *ap;
+        size_t a_stride;
+        if (s.col_bytes) {
+            ap = cols + (size_t)((i3 * s.b2 + i2) * s.n) * s.col_bytes;
+            a_stride = s.col_bytes;
+        } else {
+            ap = (const uint8_t *)x->data + (size_t)i2 * x->nb[2] + (size_t)i3 * x->nb[3];
+            a_stride = x->nb[1];
+        }
+        float *dp = (float *)((uint8_t *)dst->data + (size_t)i2 * dst->nb[2] + (size_t)i3 * dst->nb[3]) + r0;
+        for (int64_t c = 0; c < s.n; c += CPU_MM_MAX_COLS) {
+            int nc = (int)(s.n - c < CPU_MM_MAX_COLS ? s.n - c : CPU_MM_MAX_COLS);
+            fn(s.k, wp, row_bytes, nr, ap + (size_t)c * a_stride, a_stride, nc,
+               dp + (size_t)c * dst_stride, dst_stride);
+        }
+    }
+}
