@@ -528,14 +528,14 @@ static llmh_status mf_load_text(llmh_manifest *m, const char *text, size_t len, 
         n_list = inc->n;
     }
     for (size_t i = 0; i < n_list && st == LLMH_OK; i++) {
-        if (list[i]->type != LLMH_TOML_STRING) {
+        if (list[i]->type != LLMH_TOML_STRING)
             st = inc->type == LLMH_TOML_ARRAY
                      ? mf_fail_node(list[i], 0, "include[%zu] must be a string, got %s", i,
                                     llmh__toml_type_name(list[i]->type))
                      : mf_fail_node(list[i], 0, "include must be a string or an array of strings, got %s",
                                     llmh__toml_type_name(list[i]->type));
-            break;
-        }
+    }
+    for (size_t i = 0; i < n_list && st == LLMH_OK; i++) {
         llmh_toml_node *t = NULL;
         st = mf_include_one(m, list[i], o, stack, depth, &t);
         if (st != LLMH_OK) break;
@@ -632,6 +632,7 @@ static const mf_key sampler_keys[] = {
     {"frequency_penalty", MF_NUM, MF_LO | MF_HI, -2, 2},
     {"presence_penalty", MF_NUM, MF_LO | MF_HI, -2, 2},
     {"penalty_last_n", MF_INT, MF_LO | MF_HI, -1, 2147483647.0},
+    {"min_keep", MF_INT, MF_LO | MF_HI, 0, 2147483647.0},
     {"options", MF_OPEN, 0, 0, 0},
     {NULL, MF_STRING, 0, 0, 0},
 };
