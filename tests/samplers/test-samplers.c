@@ -990,6 +990,51 @@ static void test_bad_params(void) {
     g_sm->destroy(s);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Through the registry                                                       */
+/* ------------------------------------------------------------------------ */
+/* The registry finds the plugin by any of its sampler names and the
+ * samplers work through the loaded plugin's own state. */
+static void test_registry(void) {
+    llmh_registry *reg = NULL;
+    CU_ASSERT_EQUAL_FATAL(llmh_registry_create(&reg), LLMH_OK);
+    CU_ASSERT_EQUAL_FATAL(llmh_registry_add_path(reg, LLMH_SAMPLER_STD_PATH), LLMH_OK);
+    CU_ASSERT_EQUAL_FATAL(llmh_registry_scan(reg), LLMH_OK);
+    const llmh_plugin_info *info = NULL;
+    for (size_t i = 0; i < llmh_registry_count(reg); i++) {
+        const llmh_plugin_info *pi = llmh_registry_info(reg, i);
+        if (pi->kind == LLMH_PLUGIN_SAMPLER && strcmp(pi->name, "std") == 0) info = pi;
+    }
+    CU_ASSERT_PTR_NOT_NULL_FATAL(info);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(info->provides);
+    size_t n = 0;
+    while (info->provides[n]) n++;
+    CU_ASSERT_EQUAL(n, 8);
+
+    llmh_plugin *pl = NULL;
+    CU_ASSERT_EQUAL_FATAL(llmh_registry_get(reg, LLMH_PLUGIN_SAMPLER, "top_p", &pl), LLMH_OK);
+    const llmh_sampler_iface *sm = llmh_plugin_iface(pl);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(sm);
+    kvbuf kv;
+    kv_init(&kv);
+    kv_f(&kv, "top_p", 0.7);
+    llmh_sampler *s = NULL;
+    CU_ASSERT_EQUAL_FATAL(sm->create(llmh_plugin_state(pl), "top_p", &kv.list, &s), LLMH_OK);
+    llmh_token_data d[4];
+    llmh_token_array a = arr_probs(d, P4_IDS, P4, 4);
+    CU_ASSERT_EQUAL(sm->apply(s, &a), LLMH_OK);
+    const llmh_token w2[] = {21, 23};
+    expect_ids(&a, w2, 2);
+    sm->destroy(s);
+    llmh_plugin_release(pl);
+
+    /* a name no plugin provides */
+    pl = NULL;
+    CU_ASSERT_NOT_EQUAL(llmh_registry_get(reg, LLMH_PLUGIN_SAMPLER, "mirostat", &pl), LLMH_OK);
+    CU_ASSERT_PTR_NULL(pl);
+    llmh_registry_free(reg);
+}
+
 int main(void) {
     static const llmh_test_case cases[] = {
         {"descriptor", test_descriptor},
@@ -1009,6 +1054,7 @@ int main(void) {
         {"chain order", test_chain_order},
         {"chain on the full vocabulary", test_chain_vocab},
         {"bad params", test_bad_params},
+        {"through the registry", test_registry},
         {NULL, NULL}};
     static const llmh_test_suite suites[] = {{"sampler-std", cases, suite_init, suite_cleanup}};
     return llmh_test_main(suites, 1);
