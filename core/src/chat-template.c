@@ -197,6 +197,8 @@ static size_t utf8_decode(const unsigned char *s, size_t len, uint32_t *cp) {
         if ((s[i] & 0xC0) != 0x80) return 0;
         c = (c << 6) | (s[i] & 0x3Fu);
     }
+    static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (c < min_cp[n]) return 0; /* overlong */
     *cp = c;
     return n;
 }

@@ -342,6 +342,9 @@ static void test_llama2(void) {
     const llmh_chat_message uni[] = {{"user", "\xc2\xa0 Hi\xe3\x80\x80\n"},
                                      {"assistant", "\xe2\x80\x83Yo\xc3\xa9 "}};
     expect_render(LLAMA2_TMPL, uni, 2, false, true, "<s>[INST] Hi [/INST] Yo\xc3\xa9 </s>");
+    /* invalid UTF-8 (an overlong space) is kept as it is */
+    const llmh_chat_message ovl[] = {{"user", "\xc0\xa0Hi\xe3\x80"}};
+    expect_render(LLAMA2_TMPL, ovl, 1, false, false, "[INST] \xc0\xa0Hi\xe3\x80 [/INST]");
 }
 
 static void test_errors(void) {
