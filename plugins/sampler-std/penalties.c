@@ -133,29 +133,44 @@ void llmh__smp_penalties_accept(llmh_sampler *s, llmh_token token) {
     count_inc(s, token);
 }
 
+static void penalize(llmh_token_data *td, int32_t count, float rep, float freq, float pres) {
+    if (td->logit <= 0.0f)
+        td->logit *= rep;
+    else
+        td->logit /= rep;
+    td->logit -= (float)count * freq + pres;
+}
+
 llmh_status llmh__smp_penalties(llmh_sampler *s, llmh_token_array *c) {
     const llmh__smp_penalty_state *ps = &s->pen;
     const llmh__smp_params *p = &s->prm;
-    if (p->penalty_last_n == 0 || ps->used == 0 ||
+    if (p->penalty_last_n == 0 || ps->used == 0 || c->n == 0 ||
         (p->repeat_penalty == 1.0 && p->frequency_penalty == 0.0 && p->presence_penalty == 0.0))
         return LLMH_OK;
     const float rep = (float)p->repeat_penalty, freq = (float)p->frequency_penalty,
                 pres = (float)p->presence_penalty;
-    int changed = 0;
-    for (size_t i = 0; i < c->n; i++) {
-        llmh_token_data *td = &c->data[i];
-        const llmh__smp_count_slot *slot = &ps->slots[find_slot(ps, td->id)];
+
+    /* Fast path: the array is still the full vocabulary in id order (the
+     * usual place of penalties, first in the chain) when every counted token
+     * t sits at index t. Then only the counted tokens are touched. */
+    int identity = ps->used <= c->n;
+    for (size_t i = 0; identity && i < ps->cap; i++) {
+        const llmh__smp_count_slot *slot = &ps->slots[i];
         if (slot->count == 0) continue;
-        if (td->logit <= 0.0f)
-            td->logit *= rep;
-        else
-            td->logit /= rep;
-        td->logit -= (float)slot->count * freq + pres;
-        changed = 1;
+        identity = slot->token >= 0 && (size_t)slot->token < c->n &&
+                   c->data[slot->token].id == slot->token;
     }
-    if (changed) {
-        c->sorted = 0;
-        c->has_p = 0;
+    if (identity) {
+        for (size_t i = 0; i < ps->cap; i++)
+            if (ps->slots[i].count != 0)
+                penalize(&c->data[ps->slots[i].token], ps->slots[i].count, rep, freq, pres);
+    } else {
+        for (size_t i = 0; i < c->n; i++) {
+            const llmh__smp_count_slot *slot = &ps->slots[find_slot(ps, c->data[i].id)];
+            if (slot->count != 0) penalize(&c->data[i], slot->count, rep, freq, pres);
+        }
     }
+    c->sorted = 0;
+    c->has_p = 0;
     return LLMH_OK;
 }

@@ -605,8 +605,10 @@ static void test_penalties(void) {
 
 /* Counts over a sliding window against brute force, with many distinct
  * tokens entering and leaving (exercises the hash table's deletions), and
- * the unbounded mode growing its table. */
-static void test_penalties_window(void) {
+ * the unbounded mode growing its table. `identity`: the candidates are the
+ * whole vocabulary in id order (the fast path), with now and then a token
+ * outside it in the history (which must fall back to the general path). */
+static void run_penalty_window(int identity) {
     enum { V = 300, STEPS = 4000 };
     const int64_t windows[] = {1, 7, 50, -1};
     static llmh_token hist[STEPS];
@@ -619,16 +621,17 @@ static void test_penalties_window(void) {
         llmh_sampler *s = make("penalties", &kv);
         size_t bad = 0;
         for (int step = 0; step < STEPS; step++) {
-            /* skewed: a few hot tokens and a long tail */
-            llmh_token t = (trand() % 4 == 0) ? (llmh_token)(trand() % 5)
-                                              : (llmh_token)(trand() % V) * 7919;
+            llmh_token t;
+            if (identity) /* mostly in the vocabulary, rarely outside it */
+                t = (trand() % 64 == 0) ? (llmh_token)(V + trand() % 3) : (llmh_token)(trand() % V);
+            else /* skewed: a few hot tokens and a long tail */
+                t = (trand() % 4 == 0) ? (llmh_token)(trand() % 5) : (llmh_token)(trand() % V) * 7919;
             hist[step] = t;
             g_sm->accept(s, t);
             if (step % 97 != 0 && step != STEPS - 1) continue;
             for (int i = 0; i < V; i++) {
-                d[i].id = (llmh_token)i * 7919;
+                d[i].id = identity || i < 5 ? (llmh_token)i : (llmh_token)i * 7919;
                 d[i].logit = 0.0f;
-                if (i < 5) d[i].id = i;
             }
             llmh_token_array a = {d, V, -1, 0, 0};
             CU_ASSERT_EQUAL(g_sm->apply(s, &a), LLMH_OK);
@@ -644,6 +647,9 @@ static void test_penalties_window(void) {
         g_sm->destroy(s);
     }
 }
+
+static void test_penalties_window(void) { run_penalty_window(0); }
+static void test_penalties_window_identity(void) { run_penalty_window(1); }
 
 /* ------------------------------------------------------------------------ */
 /* dist                                                                       */
@@ -1048,6 +1054,7 @@ int main(void) {
         {"typical", test_typical},
         {"penalties", test_penalties},
         {"penalties window vs brute force", test_penalties_window},
+        {"penalties window, vocabulary order", test_penalties_window_identity},
         {"dist reproducible", test_dist_reproducible},
         {"dist pinned sequence", test_dist_pinned},
         {"dist statistics", test_dist_statistics},
