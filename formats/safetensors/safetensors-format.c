@@ -1033,6 +1033,16 @@ static llmh_status st_build_tensors(struct llmh_model_file *f) {
                 if (st) return st;
                 t->data = copy;
                 t->file_offset = 0;
+            } else if ((uintptr_t)src % llmh_dtype_type_size(r->type) != 0) {
+                /* safetensors promises no alignment; consumers read whole
+                 * elements, so a misaligned tensor gets an aligned copy */
+                void *copy = st_alloc(f, (size_t)t->size, 64);
+                if (!copy) return st_fail(f, LLMH_ERR_NO_MEMORY, "%s: out of memory copying '%s'", f->path, r->hf_name);
+                memcpy(copy, src, (size_t)t->size);
+                f->host->log(LLMH_LOG_DEBUG, "safetensors", "%s: tensor '%s' at offset %llu is misaligned: copied",
+                             sh->path, r->hf_name, (unsigned long long)t->file_offset);
+                t->data = copy;
+                t->file_offset = 0;
             }
         }
         n++;

@@ -781,7 +781,9 @@ typedef struct st_tensor_spec {
 /* Write a safetensors file whose F32 values are hf_value(name_index, element). */
 static float hf_value(size_t ti, int64_t e) { return (float)(ti * 1000 + (size_t)e); }
 
-static void st_build(fmt_buf *b, const st_tensor_spec *ts, size_t n) {
+/* The header is padded with spaces to a multiple of 8 (as HF's writer
+ * does), plus `misalign` extra spaces. */
+static void st_build_ex(fmt_buf *b, const st_tensor_spec *ts, size_t n, int misalign) {
     fmt_buf hdr = {0};
     uint64_t off = 0;
     fb_printf(&hdr, "{\"__metadata__\":{\"format\":\"pt\"}");
@@ -795,6 +797,8 @@ static void st_build(fmt_buf *b, const st_tensor_spec *ts, size_t n) {
         off += sz;
     }
     fb_printf(&hdr, "}");
+    while (hdr.n % 8) fb_printf(&hdr, " ");
+    for (int i = 0; i < misalign; i++) fb_printf(&hdr, " ");
     fb_u64(b, hdr.n);
     fb_bytes(b, hdr.p, hdr.n);
     for (size_t i = 0; i < n; i++) {
@@ -808,6 +812,8 @@ static void st_build(fmt_buf *b, const st_tensor_spec *ts, size_t n) {
     }
     fb_free(&hdr);
 }
+
+static void st_build(fmt_buf *b, const st_tensor_spec *ts, size_t n) { st_build_ex(b, ts, n, 0); }
 
 static const char llama_cfg[] =
     "{\"model_type\":\"llama\",\"hidden_size\":8,\"intermediate_size\":16,\"num_hidden_layers\":1,"
@@ -917,6 +923,7 @@ static void test_st_sharded_llama_permutation(void) {
     CU_ASSERT(rv[0] == 1.0f);
     CU_ASSERT(fabs(rv[1] - 1.0 / ((1.0 - sm) / 8.0 + sm)) < 1e-5);
     CU_ASSERT(f.n_t == 3 + 9 + 1 + 1); /* 3 + 11 - lm_head - inv_freq + rope_freqs */
+
     fmt_close(&f);
 
     /* [model] permute_qk = false keeps HF order; unknown options are ignored */
@@ -981,6 +988,41 @@ static void test_st_qwen3_no_permutation(void) {
     CU_ASSERT(fmt_tensor(&f, "output.weight") != NULL); /* untied: lm_head kept */
     fmt_close(&f);
     fmt_rmdir(dir);
+}
+
+/* safetensors promises no alignment: a misaligned tensor gets an aligned
+ * copy, so consumers can always read whole elements. */
+static void test_st_misaligned(void) {
+    static const st_tensor_spec ts[] = {
+        {"a", "F32", 2, {3, 5}},
+        {"b", "BF16", 1, {7}},
+        {"c", "F32", 1, {4}},
+    };
+    for (int mis = 0; mis < 4; mis++) {
+        fmt_buf b = {0};
+        st_build_ex(&b, ts, 3, mis);
+        char *path = fmt_write_temp(&b, ".safetensors");
+        fmt_file f;
+        OPEN_OK(&st, path, NULL, &f);
+        CU_ASSERT_FATAL(f.n_t == 3);
+        for (size_t i = 0; i < 3; i++) {
+            const llmh_tensor_info *t = fmt_tensor(&f, ts[i].name);
+            CU_ASSERT_FATAL(t != NULL);
+            CU_ASSERT((uintptr_t)t->data % llmh_dtype_type_size(t->type) == 0);
+            int64_t n;
+            float *v = fmt_tensor_f32(t, &n);
+            for (int64_t e = 0; e < n; e++) {
+                float want = hf_value(i, e);
+                if (t->type == LLMH_DTYPE_BF16) want = llmh_bf16_to_fp32(llmh_fp32_to_bf16(want));
+                CU_ASSERT(v[e] == want);
+            }
+            free(v);
+        }
+        fmt_close(&f);
+        unlink(path);
+        free(path);
+        fb_free(&b);
+    }
 }
 
 /* ======================================================================== */
@@ -1118,6 +1160,7 @@ int main(void) {
         {"single .safetensors file path", test_st_single_file_path},
         {"sharded llama: permutation, tying, llama3 rope, options", test_st_sharded_llama_permutation},
         {"qwen3: q/k norms, no permutation, yarn scaling", test_st_qwen3_no_permutation},
+        {"misaligned data is copied aligned", test_st_misaligned},
         {"corrupt headers, configs and indexes", test_st_corrupt},
         {NULL, NULL}};
     static const llmh_test_suite suites[] = {
