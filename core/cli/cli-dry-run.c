@@ -114,7 +114,18 @@ int llmh_cmd_dry_run(int argc, char **argv) {
         ok &= resolve(reg, role, LLMH_PLUGIN_SAMPLER, c->sampler.chain[i]);
     }
 
-    ok &= resolve(reg, "router", LLMH_PLUGIN_ROUTER, c->router.plugin);
+    if (c->n_adapters > 0) {
+        ok &= resolve(reg, "router", LLMH_PLUGIN_ROUTER, c->router.plugin);
+    } else {
+        /* without adapters nothing is routed: report, but do not fail */
+        llmh_plugin *p = NULL;
+        llmh_clear_error();
+        if (llmh_registry_get(reg, LLMH_PLUGIN_ROUTER, c->router.plugin, &p) == LLMH_OK && p)
+            print_plugin("router", p);
+        else
+            printf("  %-24s unused (no [[adapter]]); '%s' would not load: %s\n", "router", c->router.plugin,
+                   *llmh_last_error() ? llmh_last_error() : "not found");
+    }
 
     for (size_t i = 0; i < c->n_adapters; i++) {
         char role[64];
