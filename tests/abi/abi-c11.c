@@ -6,6 +6,7 @@
  * layout, and plugins written in C99 and C++ with LLMH_PLUGIN_DEFINE load
  * and work.
  */
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -184,6 +185,145 @@ static void test_cxx_plugin_loads(void) {
     llmh_registry_free(reg);
 }
 
+/* ------------------------------------------------------------------------ */
+/* The out-of-tree example's XTC sampler, built in-tree into the test dir.   */
+/* ------------------------------------------------------------------------ */
+typedef struct xtc_fixture {
+    llmh_registry *reg;
+    llmh_plugin *p;
+    const llmh_sampler_iface *si;
+} xtc_fixture;
+
+static int xtc_open(xtc_fixture *f) {
+    memset(f, 0, sizeof *f);
+    if (llmh_registry_create(&f->reg) != LLMH_OK) return 0;
+    llmh_registry_add_path(f->reg, ABI_PLUGIN_DIR "/libllmh-sampler-xtc.so");
+    if (llmh_registry_get(f->reg, LLMH_PLUGIN_SAMPLER, "xtc", &f->p) != LLMH_OK) return 0;
+    f->si = llmh_plugin_iface(f->p);
+    return 1;
+}
+
+static void xtc_close(xtc_fixture *f) {
+    llmh_plugin_release(f->p);
+    llmh_registry_free(f->reg);
+}
+
+static llmh_status xtc_make(xtc_fixture *f, double prob, double thr, int64_t min_keep,
+                            llmh_sampler **s) {
+    llmh_kv kv[3];
+    kv[0].key = "xtc_probability";
+    kv[0].value.type = LLMH_V_F64;
+    kv[0].value.v.f = prob;
+    kv[1].key = "xtc_threshold";
+    kv[1].value.type = LLMH_V_F64;
+    kv[1].value.v.f = thr;
+    kv[2].key = "min_keep";
+    kv[2].value.type = LLMH_V_I64;
+    kv[2].value.v.i = min_keep;
+    llmh_kv_list l = {kv, 3};
+    return f->si->create(llmh_plugin_state(f->p), "xtc", &l, s);
+}
+
+/* Candidates with probabilities 0.1, 0.4, 0.2, 0.3 (shuffled on purpose). */
+static void xtc_cands(llmh_token_data *d, llmh_token_array *a) {
+    static const float p[4] = {0.1f, 0.4f, 0.2f, 0.3f};
+    for (int i = 0; i < 4; i++) {
+        d[i].id = 100 + i;
+        d[i].logit = logf(p[i]);
+        d[i].p = 0;
+    }
+    a->data = d;
+    a->n = 4;
+    a->selected = -1;
+    a->sorted = 0;
+    a->has_p = 0;
+}
+
+static void test_xtc_sampler(void) {
+    xtc_fixture f;
+    CU_ASSERT_TRUE_FATAL(xtc_open(&f));
+    CU_ASSERT_PTR_NULL(f.si->accept); /* stateless: documented optional slot */
+    llmh_token_data d[4];
+    llmh_token_array a;
+    llmh_sampler *s = NULL;
+
+    /* Always on, threshold 0.15: 0.4, 0.3, 0.2 clear it; all but the least
+     * likely of them (0.2) go, leaving 0.2 and 0.1, renormalized. */
+    CU_ASSERT_EQUAL_FATAL(xtc_make(&f, 1.0, 0.15, 1, &s), LLMH_OK);
+    xtc_cands(d, &a);
+    CU_ASSERT_EQUAL(f.si->apply(s, &a), LLMH_OK);
+    CU_ASSERT_EQUAL_FATAL(a.n, 2);
+    CU_ASSERT_EQUAL(a.data[0].id, 102);
+    CU_ASSERT_EQUAL(a.data[1].id, 100);
+    CU_ASSERT_TRUE(a.sorted && a.has_p);
+    CU_ASSERT_DOUBLE_EQUAL(a.data[0].p, 2.0 / 3.0, 1e-5);
+    CU_ASSERT_DOUBLE_EQUAL(a.data[1].p, 1.0 / 3.0, 1e-5);
+    CU_ASSERT_EQUAL(a.selected, -1);
+    f.si->destroy(s);
+
+    /* min_keep 3 would be violated (only 2 left): no change in membership. */
+    CU_ASSERT_EQUAL_FATAL(xtc_make(&f, 1.0, 0.15, 3, &s), LLMH_OK);
+    xtc_cands(d, &a);
+    CU_ASSERT_EQUAL(f.si->apply(s, &a), LLMH_OK);
+    CU_ASSERT_EQUAL(a.n, 4);
+    f.si->destroy(s);
+
+    /* Only one candidate clears 0.35: nothing to exclude. */
+    CU_ASSERT_EQUAL_FATAL(xtc_make(&f, 1.0, 0.35, 1, &s), LLMH_OK);
+    xtc_cands(d, &a);
+    CU_ASSERT_EQUAL(f.si->apply(s, &a), LLMH_OK);
+    CU_ASSERT_EQUAL(a.n, 4);
+    f.si->destroy(s);
+
+    /* Probability 0: never acts, does not even reorder. */
+    CU_ASSERT_EQUAL_FATAL(xtc_make(&f, 0.0, 0.15, 1, &s), LLMH_OK);
+    xtc_cands(d, &a);
+    CU_ASSERT_EQUAL(f.si->apply(s, &a), LLMH_OK);
+    CU_ASSERT_EQUAL(a.n, 4);
+    CU_ASSERT_EQUAL(a.data[0].id, 100);
+    f.si->destroy(s);
+
+    /* Probability 0.5: acts on some tokens, not others; same seed, same
+     * decisions; reset() replays them. */
+    llmh_sampler *s2 = NULL;
+    CU_ASSERT_EQUAL_FATAL(xtc_make(&f, 0.5, 0.15, 1, &s), LLMH_OK);
+    CU_ASSERT_EQUAL_FATAL(xtc_make(&f, 0.5, 0.15, 1, &s2), LLMH_OK);
+    int acted = 0, first[64];
+    for (int i = 0; i < 64; i++) {
+        llmh_token_data d2[4];
+        llmh_token_array a2;
+        xtc_cands(d, &a);
+        xtc_cands(d2, &a2);
+        f.si->apply(s, &a);
+        f.si->apply(s2, &a2);
+        CU_ASSERT_EQUAL(a.n, a2.n);
+        first[i] = (int)a.n;
+        acted += a.n == 2;
+    }
+    CU_ASSERT_TRUE(acted > 8 && acted < 56);
+    f.si->reset(s);
+    int same = 1;
+    for (int i = 0; i < 64; i++) {
+        xtc_cands(d, &a);
+        f.si->apply(s, &a);
+        same &= (int)a.n == first[i];
+    }
+    CU_ASSERT_TRUE(same);
+    f.si->destroy(s);
+    f.si->destroy(s2);
+
+    /* Bad parameters are refused with the key named. */
+    s = NULL;
+    CU_ASSERT_EQUAL(xtc_make(&f, 1.0, 0.7, 1, &s), LLMH_ERR_CONFIG);
+    CU_ASSERT_PTR_NOT_NULL(strstr(llmh_last_error(), "xtc_threshold"));
+    CU_ASSERT_EQUAL(xtc_make(&f, 1.5, 0.1, 1, &s), LLMH_ERR_CONFIG);
+    CU_ASSERT_PTR_NOT_NULL(strstr(llmh_last_error(), "xtc_probability"));
+    CU_ASSERT_EQUAL(xtc_make(&f, 1.0, 0.1, 0, &s), LLMH_ERR_CONFIG);
+    CU_ASSERT_PTR_NOT_NULL(strstr(llmh_last_error(), "min_keep"));
+    CU_ASSERT_PTR_NULL(s);
+    xtc_close(&f);
+}
+
 int main(void) {
     static const llmh_test_case cases[] = {
         {"C99, C11 and C++ agree on every layout", test_same_layout_in_c99_c11_cxx},
@@ -192,6 +332,7 @@ int main(void) {
         {"host API reports its version", test_host_api_versions},
         {"C99 plugin (LLMH_PLUGIN_DEFINE) loads and works", test_c99_plugin_loads},
         {"C++ plugin (LLMH_PLUGIN_DEFINE) loads and works", test_cxx_plugin_loads},
+        {"example XTC sampler plugin", test_xtc_sampler},
         {NULL, NULL},
     };
     static const llmh_test_suite suites[] = {{"abi", cases, NULL, NULL}};
