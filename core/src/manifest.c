@@ -994,14 +994,13 @@ static llmh_status mf_flatten_open(mf_build *b, mf_kvvec *vec, const char *label
     return LLMH_OK;
 }
 
-static llmh_status mf_push_str(mf_build *b, mf_kvvec *vec, const char *key, const char *val) {
+static llmh_status mf_push_str(mf_kvvec *vec, const char *key, const char *val) {
     llmh_kv *kv = mf_kv_push(vec);
     if (!kv) return mf_oom();
     kv->key = key; /* static key names */
     kv->value.type = LLMH_V_STRING;
     kv->value.v.s.ptr = val;
     kv->value.v.s.len = strlen(val);
-    (void)b;
     return LLMH_OK;
 }
 
@@ -1098,17 +1097,17 @@ static llmh_status mf_build_model(mf_build *b, const llmh_toml_node *t) {
     c->model.context = ctx ? ctx->i : 4096;
 
     mf_kvvec vec = {0};
-    if ((st = mf_push_str(b, &vec, "path", c->model.path)) || (st = mf_push_str(b, &vec, "format", c->model.format)) ||
+    if ((st = mf_push_str(&vec, "path", c->model.path)) || (st = mf_push_str(&vec, "format", c->model.format)) ||
         (st = mf_push_int(&vec, "context", c->model.context)))
         goto fail;
     const llmh_toml_node *n;
     if ((n = mf_found(model_keys, f, "url"))) {
         const char *s = mf_str_or(b, n, NULL);
-        if (!s || (st = mf_push_str(b, &vec, "url", s))) goto fail_oom;
+        if (!s || (st = mf_push_str(&vec, "url", s))) goto fail_oom;
     }
     if ((n = mf_found(model_keys, f, "sha256"))) {
         const char *s = mf_str_or(b, n, NULL);
-        if (!s || (st = mf_push_str(b, &vec, "sha256", s))) goto fail_oom;
+        if (!s || (st = mf_push_str(&vec, "sha256", s))) goto fail_oom;
     }
     if ((n = mf_found(model_keys, f, "size")) && (st = mf_push_int(&vec, "size", n->i))) goto fail;
     return mf_section_options(b, &vec, "model", model_keys, mf_found(model_keys, f, "options"), &c->model.options,
@@ -1130,7 +1129,7 @@ static llmh_status mf_build_backend(mf_build *b, const llmh_toml_node *t) {
     c->backend.threads = (n = mf_found(backend_keys, f, "threads")) ? (int32_t)n->i : 0;
     c->backend.device = (n = mf_found(backend_keys, f, "device")) ? (int32_t)n->i : -1;
     mf_kvvec vec = {0};
-    if ((st = mf_push_str(b, &vec, "plugin", c->backend.plugin)) || (st = mf_push_int(&vec, "threads", c->backend.threads)) ||
+    if ((st = mf_push_str(&vec, "plugin", c->backend.plugin)) || (st = mf_push_int(&vec, "threads", c->backend.threads)) ||
         (st = mf_push_int(&vec, "device", c->backend.device))) {
         free(vec.v);
         return st;
@@ -1146,7 +1145,7 @@ static llmh_status mf_build_tokenizer(mf_build *b, const llmh_toml_node *t) {
     llmh_config *c = &b->cfg;
     if (!(c->tokenizer.plugin = mf_str_or(b, mf_found(tokenizer_keys, f, "plugin"), "auto"))) return mf_oom();
     mf_kvvec vec = {0};
-    if ((st = mf_push_str(b, &vec, "plugin", c->tokenizer.plugin))) {
+    if ((st = mf_push_str(&vec, "plugin", c->tokenizer.plugin))) {
         free(vec.v);
         return st;
     }
