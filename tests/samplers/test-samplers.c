@@ -784,6 +784,17 @@ static void test_dist_statistics(void) {
     llmh_token_array none = {d, 0, -1, 0, 0};
     CU_ASSERT_EQUAL(g_sm->apply(s, &none), LLMH_ERR_INVALID_ARG);
 
+    /* has_p honored: the given probabilities decide, not the logits */
+    const llmh_token hids[] = {8, 9, 10};
+    const float hlg[] = {10.0f, -10.0f, 0.0f};
+    for (int i = 0; i < 200; i++) {
+        llmh_token_array h = arr_of(d, hids, hlg, 3);
+        d[0].p = 0.0f; d[1].p = 1.0f; d[2].p = 0.0f;
+        h.has_p = 1;
+        CU_ASSERT_EQUAL(g_sm->apply(s, &h), LLMH_OK);
+        CU_ASSERT_EQUAL(h.data[h.selected].id, 9);
+    }
+
     /* tokens with zero probability are never drawn */
     const llmh_token ids[] = {5, 6, 7};
     const float lg[] = {-INFINITY, 0.0f, -INFINITY};
