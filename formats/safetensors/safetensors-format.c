@@ -806,6 +806,7 @@ static llmh_status st_map_config(struct llmh_model_file *f) {
     if (!st) st = st_map_uint(f, cfg_path, cfg, "hidden_size", "embedding_length", 1, &f->n_embd);
     if (!st) st = st_map_uint(f, cfg_path, cfg, "num_hidden_layers", "block_count", 1, &n_layer);
     if (!st) st = st_map_uint(f, cfg_path, cfg, "intermediate_size", "feed_forward_length", 1, &n_ff);
+    if (!st) st = st_map_uint(f, cfg_path, cfg, "vocab_size", "vocab_size", 0, NULL);
     if (!st) st = st_map_uint(f, cfg_path, cfg, "num_attention_heads", "attention.head_count", 1, &f->n_head);
     if (!st) {
         f->n_head_kv = f->n_head;
