@@ -220,6 +220,7 @@ static void cpu_destroy(llmh_backend *be) {
     if (!be) return;
     cpu_pool_free(be->pool);
     be->host->free(be->work);
+    be->host->free(be->steps);
     be->host->free(be);
 }
 
@@ -310,30 +311,40 @@ static llmh_status cpu_buffer_read(llmh_backend *be, llmh_buffer *buf, size_t of
 /* ------------------------------------------------------------------------ */
 typedef struct graph_run {
     llmh_backend *be;
-    const llmh_graph *g;
+    size_t n_steps;
 } graph_run;
 
+/* Every thread walks the steps in order, claiming units until none are
+ * left, then waits (spin, then yield) for the units others claimed. */
 static void graph_task(void *arg, int ith, int nth) {
     graph_run *run = arg;
-    for (size_t i = 0; i < run->g->n_nodes; i++) {
-        const llmh_node *node = &run->g->nodes[i];
-        if (node->op == LLMH_OP_NONE) continue;
-        cpu_exec ex = {run->be, node};
-        cpu_op_run(&ex, ith, nth);
-        cpu_pool_barrier(run->be->pool);
+    (void)nth;
+    for (size_t i = 0; i < run->n_steps; i++) {
+        cpu_step *st = &run->be->steps[i];
+        cpu_exec ex = {run->be, st->node};
+        for (;;) {
+            int64_t u0 = atomic_fetch_add(&st->next, st->grain);
+            if (u0 >= st->units) break;
+            int64_t u1 = u0 + st->grain < st->units ? u0 + st->grain : st->units;
+            cpu_op_run(&ex, st->phase, u0, u1, ith);
+            atomic_fetch_add(&st->done, u1 - u0);
+        }
+        int spins = 0;
+        while (atomic_load(&st->done) < st->units) cpu_pool_yield_wait(&spins);
     }
 }
 
 static llmh_status cpu_graph_compute(llmh_backend *be, const llmh_graph *g) {
     if (!be || !g || (g->n_nodes && !g->nodes)) return LLMH_ERR_INVALID_ARG;
-    size_t need = 0;
+    size_t need = 0, n_steps = 0;
     for (size_t i = 0; i < g->n_nodes; i++) {
         llmh_status st = cpu_op_validate(be, &g->nodes[i], i);
         if (st != LLMH_OK) return st;
         size_t w = cpu_op_work_size(be, &g->nodes[i]);
         if (w > need) need = w;
+        n_steps += (size_t)cpu_op_phases(&g->nodes[i]);
     }
-    need += 64; /* header: the matmul chunk counter */
+    need += 64;
     if (need > be->work_size) {
         uint8_t *w = be->host->alloc_aligned(need, 64);
         if (!w) {
@@ -344,8 +355,29 @@ static llmh_status cpu_graph_compute(llmh_backend *be, const llmh_graph *g) {
         be->work = w;
         be->work_size = need;
     }
+    if (n_steps > be->steps_cap) {
+        cpu_step *s = be->host->alloc_aligned(n_steps * sizeof *s, 64);
+        if (!s) {
+            be->host->set_error("cpu backend: cannot allocate a %zu-step schedule", n_steps);
+            return LLMH_ERR_NO_MEMORY;
+        }
+        be->host->free(be->steps);
+        be->steps = s;
+        be->steps_cap = n_steps;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < g->n_nodes; i++) {
+        for (int ph = 0; ph < cpu_op_phases(&g->nodes[i]); ph++) {
+            cpu_step *st = &be->steps[k++];
+            st->node = &g->nodes[i];
+            st->phase = ph;
+            st->units = cpu_op_units(be, &g->nodes[i], ph, &st->grain);
+            atomic_init(&st->next, 0);
+            atomic_init(&st->done, 0);
+        }
+    }
     atomic_store(&be->err_status, LLMH_OK);
-    graph_run run = {be, g};
+    graph_run run = {be, n_steps};
     cpu_pool_run(be->pool, graph_task, &run);
     llmh_status st = atomic_load(&be->err_status);
     if (st != LLMH_OK) be->host->set_error("cpu backend: %s", be->err_msg);

@@ -4,8 +4,8 @@
  * node to cpu-ops.c (elementwise, norm, rope, attention, ...) or
  * cpu-matmul.c (activation quantization + tiled matmul driver), which call
  * the kernels selected at create time from cpu-kernels-{scalar,avx2,avx512}.c.
- * Every op runs on all pool threads (cpu-threadpool.c) with (ith, nth) and
- * splits its own work.
+ * Each op's work is cut into units claimed dynamically by the pool threads
+ * (cpu-threadpool.c), so a descheduled thread never stalls the others.
  */
 #ifndef LLMH_CPU_INTERNAL_H
 #define LLMH_CPU_INTERNAL_H
@@ -49,11 +49,13 @@ typedef void (*cpu_task_fn)(void *arg, int ith, int nth);
 cpu_pool *cpu_pool_create(int n_threads);
 void cpu_pool_free(cpu_pool *p);
 int cpu_pool_size(const cpu_pool *p);
-/* Run fn(arg, ith, nth) on every thread and wait for all of them. */
+/* Run fn(arg, 0, nth) on the caller and fn(arg, ith, nth) on each worker
+ * that wakes in time; returns when the caller's call has returned and every
+ * worker that joined has left. fn must therefore share work dynamically
+ * (atomic counters), never wait for a given thread to arrive. */
 void cpu_pool_run(cpu_pool *p, cpu_task_fn fn, void *arg);
-/* Barrier among the threads of the current dispatch (call from inside fn,
- * from every thread). */
-void cpu_pool_barrier(cpu_pool *p);
+/* One step of a spin-then-yield wait loop (*spins starts at 0). */
+void cpu_pool_yield_wait(int *spins);
 
 /* ------------------------------------------------------------------------ */
 /* Quantized activation layouts (internal, not GGUF)                          */
@@ -131,6 +133,16 @@ struct llmh_buffer {
     uint32_t usage;
 };
 
+/* One phase of one node in a running graph: units are claimed `grain` at a
+ * time from `next`; the phase is complete when `done` reaches `units`. */
+typedef struct cpu_step {
+    const llmh_node *node;
+    int phase;
+    int64_t units, grain;
+    _Alignas(64) atomic_llong next;
+    _Alignas(64) atomic_llong done;
+} cpu_step;
+
 struct llmh_backend {
     cpu_state *st;
     const llmh_host_api *host;
@@ -140,6 +152,9 @@ struct llmh_backend {
     /* scratch shared by all threads of one node, grown before dispatch */
     uint8_t *work;
     size_t work_size;
+    /* the steps of the graph being run */
+    cpu_step *steps;
+    size_t steps_cap;
     /* first error raised by a worker during graph_compute */
     atomic_int err_status;
     char err_msg[256];
@@ -159,9 +174,17 @@ typedef struct cpu_exec {
     const llmh_node *node;
 } cpu_exec;
 
-/* Per-op: scratch bytes a node needs (whole pool), and the threaded body. */
+/* Work division. A node runs in cpu_op_phases() phases (MUL_MAT: convert
+ * the activations, then multiply); phase p has cpu_op_units() units of work
+ * (rows, columns, row chunks) handed out `grain` at a time from an atomic
+ * counter to whichever threads are running. A phase starts only when the
+ * previous one (of this or the preceding node) has finished every unit.
+ * `ith` selects the calling thread's scratch slice. */
+int cpu_op_phases(const llmh_node *node);
+int64_t cpu_op_units(const llmh_backend *be, const llmh_node *node, int phase, int64_t *grain);
+void cpu_op_run(const cpu_exec *ex, int phase, int64_t u0, int64_t u1, int ith);
+/* Scratch bytes a node needs (all threads together). */
 size_t cpu_op_work_size(const llmh_backend *be, const llmh_node *node);
-void cpu_op_run(const cpu_exec *ex, int ith, int nth);
 /* Validate shapes/types before running; returns LLMH_OK or an error with
  * the message set through host->set_error. */
 llmh_status cpu_op_validate(llmh_backend *be, const llmh_node *node, size_t index);
@@ -169,6 +192,7 @@ int cpu_op_supported(const llmh_backend *be, llmh_op op, llmh_dtype t0, llmh_dty
 
 /* cpu-matmul.c */
 size_t cpu_mul_mat_work_size(const llmh_backend *be, const llmh_node *node);
-void cpu_mul_mat(const cpu_exec *ex, int ith, int nth);
+int64_t cpu_mul_mat_units(const llmh_backend *be, const llmh_node *node, int phase, int64_t *grain);
+void cpu_mul_mat(const cpu_exec *ex, int phase, int64_t u0, int64_t u1, int ith);
 
 #endif

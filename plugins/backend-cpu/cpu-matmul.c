@@ -1,11 +1,12 @@
 /* cpu-matmul.c — MUL_MAT driver: dst[M, N] = W[K, M] x X[K, N].
  *
- * Phase 1 (all threads, split by column): convert every activation column
- * once into the layout the weight type's kernel wants (Q8 for 32-element
- * blocks, Q8K for K-quants, f32 copies only when X is not contiguous).
- * Phase 2 (all threads, dynamic): the weight rows are cut into chunks sized
- * to stay in L1/L2 (~64 KiB of weights); threads grab chunks from an atomic
- * counter, so a thread slowed by a busy core does not hold the others up.
+ * Phase 0 (units = columns): convert every activation column once into the
+ * layout the weight type's kernel wants (Q8 for 32-element blocks, Q8K for
+ * K-quants, f32 copies only when X is not contiguous).
+ * Phase 1 (units = row chunks x batches): the weight rows are cut into
+ * chunks sized to stay in L1/L2 (~64 KiB of weights); threads claim chunks
+ * from an atomic counter, so a thread slowed by a busy core does not hold
+ * the others up.
  * Within a chunk every group of up to CPU_MM_MAX_COLS columns is run against
  * the same weight rows, so in prefill each weight block is loaded once per
  * four tokens instead of once per token.
@@ -46,71 +47,77 @@ size_t cpu_mul_mat_work_size(const llmh_backend *be, const llmh_node *node) {
     mm_shape_get(be, node, &s);
     if (s.col_bytes == 0) return 0;
     size_t gather = (s.x->nb[0] != sizeof(float)) ? (size_t)s.k * sizeof(float) * (size_t)be->n_threads : 0;
-    return (size_t)s.n_cols_total * s.col_bytes + gather + 128;
+    return (size_t)s.n_cols_total * s.col_bytes + gather + 64;
 }
 
-/* The shared chunk counter lives in the backend's work area header. */
-typedef struct mm_sched {
-    atomic_llong next;
-} mm_sched;
-
-static void convert_columns(const llmh_backend *be, const mm_shape *s, uint8_t *cols,
-                            float *gather, int ith, int nth) {
+static void convert_column(const llmh_backend *be, const mm_shape *s, uint8_t *cols, float *gather,
+                           int64_t c) {
     const llmh_tensor *x = s->x;
-    const uint8_t *xd = (const uint8_t *)x->data;
-    for (int64_t c = ith; c < s->n_cols_total; c += nth) {
-        int64_t i1 = c % s->n, i2 = (c / s->n) % s->b2, i3 = c / (s->n * s->b2);
-        const uint8_t *src = xd + (size_t)i1 * x->nb[1] + (size_t)i2 * x->nb[2] + (size_t)i3 * x->nb[3];
-        const float *xf = (const float *)src;
-        if (x->nb[0] != sizeof(float)) {
-            for (int64_t i = 0; i < s->k; i++) memcpy(&gather[i], src + (size_t)i * x->nb[0], sizeof(float));
-            xf = gather;
-        }
-        uint8_t *col = cols + (size_t)c * s->col_bytes;
-        switch (s->act) {
-        case CPU_ACT_Q8: be->kern.quantize_q8(xf, s->k, col); break;
-        case CPU_ACT_Q8K: be->kern.quantize_q8k(xf, s->k, col); break;
-        default: memcpy(col, xf, (size_t)s->k * sizeof(float)); break;
-        }
+    int64_t i1 = c % s->n, i2 = (c / s->n) % s->b2, i3 = c / (s->n * s->b2);
+    const uint8_t *src = (const uint8_t *)x->data + (size_t)i1 * x->nb[1] + (size_t)i2 * x->nb[2] +
+                         (size_t)i3 * x->nb[3];
+    const float *xf = (const float *)src;
+    if (x->nb[0] != sizeof(float)) {
+        for (int64_t i = 0; i < s->k; i++) memcpy(&gather[i], src + (size_t)i * x->nb[0], sizeof(float));
+        xf = gather;
+    }
+    uint8_t *col = cols + (size_t)c * s->col_bytes;
+    switch (s->act) {
+    case CPU_ACT_Q8: be->kern.quantize_q8(xf, s->k, col); break;
+    case CPU_ACT_Q8K: be->kern.quantize_q8k(xf, s->k, col); break;
+    default: memcpy(col, xf, (size_t)s->k * sizeof(float)); break;
     }
 }
 
-void cpu_mul_mat(const cpu_exec *ex, int ith, int nth) {
-    llmh_backend *be = ex->be;
-    mm_shape s;
-    mm_shape_get(be, ex->node, &s);
-    cpu_mm_fn fn = be->kern.mm[s.w->type];
-
-    mm_sched *sched = (mm_sched *)be->work;
-    uint8_t *cols = be->work + 64;
-    float *gather = (float *)(cols + (size_t)s.n_cols_total * s.col_bytes) + (size_t)ith * (size_t)s.k;
-
-    if (s.col_bytes) convert_columns(be, &s, cols, gather, ith, nth);
-    if (ith == 0) atomic_store(&sched->next, 0);
-    cpu_pool_barrier(be->pool);
-
-    /* Chunking: ~64 KiB of weight rows, at least 4 and a few per thread. */
-    size_t row_bytes = s.w->nb[1];
+/* Rows per chunk: ~64 KiB of weights (4..256 rows), and in decode at least
+ * enough that each thread gets a few chunks. Multiple of 4. */
+static int64_t chunk_rows(const llmh_backend *be, const mm_shape *s) {
+    size_t row_bytes = s->w->nb[1];
     int64_t rows = (int64_t)(65536 / (row_bytes ? row_bytes : 1));
     if (rows < 4) rows = 4;
     if (rows > 256) rows = 256;
-    if (s.n <= CPU_MM_MAX_COLS) {
-        /* decode: weight streaming dominates; a few chunks per thread */
-        int64_t per = (s.m + (int64_t)nth * 4 - 1) / ((int64_t)nth * 4);
+    if (s->n <= CPU_MM_MAX_COLS) {
+        int64_t per = (s->m + (int64_t)be->n_threads * 4 - 1) / ((int64_t)be->n_threads * 4);
         if (per > rows) rows = per;
     }
-    rows = (rows + 3) & ~(int64_t)3;
-    int64_t n_chunks = (s.m + rows - 1) / rows;
-    int64_t total = n_chunks * s.b2 * s.b3;
+    return (rows + 3) & ~(int64_t)3;
+}
 
+int64_t cpu_mul_mat_units(const llmh_backend *be, const llmh_node *node, int phase, int64_t *grain) {
+    mm_shape s;
+    mm_shape_get(be, node, &s);
+    if (phase == 0) {
+        int64_t g = 8192 / s.k;
+        *grain = g < 1 ? 1 : g;
+        return s.col_bytes ? s.n_cols_total : 0;
+    }
+    *grain = 1;
+    int64_t rows = chunk_rows(be, &s);
+    return (s.m + rows - 1) / rows * s.b2 * s.b3;
+}
+
+void cpu_mul_mat(const cpu_exec *ex, int phase, int64_t u0, int64_t u1, int ith) {
+    llmh_backend *be = ex->be;
+    mm_shape s;
+    mm_shape_get(be, ex->node, &s);
+    uint8_t *cols = be->work + 64;
+
+    if (phase == 0) {
+        float *gather = (float *)(cols + (size_t)s.n_cols_total * s.col_bytes) + (size_t)ith * (size_t)s.k;
+        for (int64_t c = u0; c < u1; c++) convert_column(be, &s, cols, gather, c);
+        return;
+    }
+
+    cpu_mm_fn fn = be->kern.mm[s.w->type];
     const llmh_tensor *w = s.w, *x = s.x;
     llmh_tensor *dst = s.dst;
+    size_t row_bytes = w->nb[1];
+    int64_t rows = chunk_rows(be, &s);
+    int64_t n_chunks = (s.m + rows - 1) / rows;
     int64_t r2 = s.b2 / w->ne[2], r3 = s.b3 / w->ne[3];
     size_t dst_stride = dst->nb[1] / sizeof(float);
 
-    for (;;) {
-        int64_t job = atomic_fetch_add(&sched->next, 1);
-        if (job >= total) break;
+    for (int64_t job = u0; job < u1; job++) {
         int64_t chunk = job % n_chunks, b = job / n_chunks;
         int64_t i2 = b % s.b2, i3 = b / s.b2;
         int64_t r0 = chunk * rows, nr = s.m - r0 < rows ? s.m - r0 : rows;

@@ -34,14 +34,6 @@ static uint8_t *row_ptr(const llmh_tensor *t, int64_t r) {
     return (uint8_t *)t->data + (size_t)i1 * t->nb[1] + (size_t)i2 * t->nb[2] + (size_t)i3 * t->nb[3];
 }
 
-static void thread_range(int64_t n, int ith, int nth, int64_t *a, int64_t *b) {
-    int64_t per = (n + nth - 1) / nth;
-    *a = per * ith;
-    *b = *a + per;
-    if (*a > n) *a = n;
-    if (*b > n) *b = n;
-}
-
 static float load_f(const uint8_t *row, size_t nb0, int64_t i) {
     float v;
     memcpy(&v, row + (size_t)i * nb0, sizeof v);
@@ -325,12 +317,10 @@ static float *thread_scratch(llmh_backend *be, int ith, size_t bytes) {
 /* ------------------------------------------------------------------------ */
 /* Ops                                                                        */
 /* ------------------------------------------------------------------------ */
-static void op_get_rows(const cpu_exec *ex, int ith, int nth) {
+static void op_get_rows(const cpu_exec *ex, int64_t a, int64_t b, int ith) {
     const llmh_node *n = ex->node;
     const llmh_tensor *w = n->src[0], *ids = n->src[1];
     llmh_tensor *d = n->dst;
-    int64_t a, b;
-    thread_range(d->ne[1], ith, nth, &a, &b);
     for (int64_t i = a; i < b; i++) {
         int32_t id;
         memcpy(&id, (const uint8_t *)ids->data + (size_t)i * ids->nb[0], sizeof id);
@@ -347,12 +337,11 @@ static void op_get_rows(const cpu_exec *ex, int ith, int nth) {
     }
 }
 
-static void op_binary(const cpu_exec *ex, int ith, int nth, int is_mul) {
+static void op_binary(const cpu_exec *ex, int64_t a, int64_t b, int ith, int is_mul) {
     const llmh_node *n = ex->node;
     const llmh_tensor *s0 = n->src[0], *s1 = n->src[1];
     llmh_tensor *d = n->dst;
-    int64_t a, b, ne0 = d->ne[0], ne10 = s1->ne[0];
-    thread_range(n_rows(d), ith, nth, &a, &b);
+    int64_t ne0 = d->ne[0], ne10 = s1->ne[0];
     for (int64_t r = a; r < b; r++) {
         int64_t i1 = r % d->ne[1], i2 = (r / d->ne[1]) % d->ne[2], i3 = r / (d->ne[1] * d->ne[2]);
         uint8_t *dr = row_ptr(d, r);
@@ -376,13 +365,12 @@ static void op_binary(const cpu_exec *ex, int ith, int nth, int is_mul) {
 }
 
 /* SCALE, SILU, GELU, SWIGLU: elementwise on rows. */
-static void op_unary(const cpu_exec *ex, int ith, int nth) {
+static void op_unary(const cpu_exec *ex, int64_t a, int64_t b, int ith) {
     const llmh_node *n = ex->node;
     const llmh_tensor *s0 = n->src[0], *s1 = n->src[1];
     llmh_tensor *d = n->dst;
-    int64_t a, b, ne0 = d->ne[0];
+    int64_t ne0 = d->ne[0];
     float scale = n->fp[0];
-    thread_range(n_rows(d), ith, nth, &a, &b);
     for (int64_t r = a; r < b; r++) {
         uint8_t *dr = row_ptr(d, r);
         const uint8_t *ar = row_ptr(s0, r);
@@ -400,12 +388,11 @@ static void op_unary(const cpu_exec *ex, int ith, int nth) {
     }
 }
 
-static void op_rms_norm(const cpu_exec *ex, int ith, int nth) {
+static void op_rms_norm(const cpu_exec *ex, int64_t a, int64_t b, int ith) {
     const llmh_node *n = ex->node;
     const llmh_tensor *s0 = n->src[0], *wt = n->src[1];
     llmh_tensor *d = n->dst;
-    int64_t a, b, ne0 = d->ne[0];
-    thread_range(n_rows(d), ith, nth, &a, &b);
+    int64_t ne0 = d->ne[0];
     for (int64_t r = a; r < b; r++) {
         uint8_t *dr = row_ptr(d, r);
         const uint8_t *ar = row_ptr(s0, r);
@@ -423,13 +410,12 @@ static void op_rms_norm(const cpu_exec *ex, int ith, int nth) {
     }
 }
 
-static void op_softmax(const cpu_exec *ex, int ith, int nth) {
+static void op_softmax(const cpu_exec *ex, int64_t a, int64_t b, int ith) {
     const llmh_node *n = ex->node;
     const llmh_tensor *s0 = n->src[0];
     llmh_tensor *d = n->dst;
-    int64_t a, b, ne0 = d->ne[0];
+    int64_t ne0 = d->ne[0];
     float scale = n->fp[0] == 0.0f ? 1.0f : n->fp[0];
-    thread_range(n_rows(d), ith, nth, &a, &b);
     for (int64_t r = a; r < b; r++) {
         uint8_t *dr = row_ptr(d, r);
         const uint8_t *ar = row_ptr(s0, r);
@@ -446,16 +432,15 @@ static void op_softmax(const cpu_exec *ex, int ith, int nth) {
     }
 }
 
-static void op_rope(const cpu_exec *ex, int ith, int nth) {
+static void op_rope(const cpu_exec *ex, int64_t a, int64_t b, int ith) {
     const llmh_node *n = ex->node;
     const llmh_tensor *s0 = n->src[0], *pos = n->src[1], *ff = n->src[2];
     llmh_tensor *d = n->dst;
     int n_rot = n->ip[0], neox = n->ip[1] == LLMH_ROPE_NEOX, half = n_rot / 2;
     float base = n->fp[0], fscale = n->fp[1];
-    int64_t ne0 = s0->ne[0], a, b;
+    int64_t ne0 = s0->ne[0];
     float *cs = thread_scratch(ex->be, ith, (size_t)n_rot * sizeof(float)); /* cos[half], sin[half] */
     int64_t cached_tok = -1;
-    thread_range(n_rows(d), ith, nth, &a, &b);
     for (int64_t r = a; r < b; r++) {
         int64_t tok = (r / s0->ne[1]) % s0->ne[2];
         if (tok != cached_tok) {
@@ -483,20 +468,17 @@ static void op_rope(const cpu_exec *ex, int ith, int nth) {
     }
 }
 
-static void op_cpy(const cpu_exec *ex, int ith, int nth) {
+static void op_cpy(const cpu_exec *ex, int64_t a, int64_t b, int ith) {
     const llmh_node *n = ex->node;
     const llmh_tensor *s0 = n->src[0];
     llmh_tensor *d = n->dst;
     size_t ss = llmh_dtype_type_size(s0->type), ds = llmh_dtype_type_size(d->type);
-    int64_t a, b;
     if (!same_shape(d, s0)) { /* both contiguous, same count: flat copy */
-        thread_range(n_elems(d), ith, nth, &a, &b);
         const uint8_t *sp = (const uint8_t *)s0->data;
         uint8_t *dp = (uint8_t *)d->data;
         for (int64_t i = a; i < b; i++) store_any(d->type, dp + (size_t)i * ds, load_any(s0->type, sp + (size_t)i * ss));
         return;
     }
-    thread_range(n_rows(d), ith, nth, &a, &b);
     for (int64_t r = a; r < b; r++) {
         uint8_t *dr = row_ptr(d, r);
         const uint8_t *sr = row_ptr(s0, r);
@@ -518,19 +500,17 @@ static float dot_f32(const float *x, const float *y, int64_t n) {
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
-static void op_attention(const cpu_exec *ex, int ith, int nth) {
+static void op_attention(const cpu_exec *ex, int64_t a, int64_t b, int ith) {
     const llmh_node *n = ex->node;
     const llmh_tensor *q = n->src[0], *k = n->src[1], *v = n->src[2];
     llmh_tensor *d = n->dst;
-    int64_t D = q->ne[0], H = q->ne[1], T = q->ne[2], Hkv = k->ne[1];
+    int64_t D = q->ne[0], H = q->ne[1], Hkv = k->ne[1];
     int64_t group = H / Hkv, n_past = n->ip[0], window = n->ip[1];
     float scale = n->fp[0], cap = n->fp[1];
     float *qf = thread_scratch(ex->be, ith, (size_t)D * 3 * sizeof(float));
     float *kf = qf + D, *acc = kf + D; /* kf doubles as the v row buffer */
     int k_direct = k->type == LLMH_DTYPE_F32 && k->nb[0] == 4;
     int v_direct = v->type == LLMH_DTYPE_F32 && v->nb[0] == 4;
-    int64_t a, b;
-    thread_range(T * H, ith, nth, &a, &b);
     for (int64_t r = a; r < b; r++) {
         int64_t t = r / H, h = r % H, hk = h / group;
         int64_t pos = n_past + t;
@@ -574,21 +554,57 @@ static void op_attention(const cpu_exec *ex, int ith, int nth) {
     }
 }
 
-void cpu_op_run(const cpu_exec *ex, int ith, int nth) {
+/* ------------------------------------------------------------------------ */
+/* Work division                                                              */
+/* ------------------------------------------------------------------------ */
+int cpu_op_phases(const llmh_node *n) { return n->op == LLMH_OP_MUL_MAT ? 2 : 1; }
+
+static int64_t grain_for(int64_t per_unit, int64_t target) {
+    int64_t g = target / (per_unit > 0 ? per_unit : 1);
+    return g < 1 ? 1 : g;
+}
+
+int64_t cpu_op_units(const llmh_backend *be, const llmh_node *n, int phase, int64_t *grain) {
+    const llmh_tensor *d = n->dst;
+    *grain = 1;
+    switch (n->op) {
+    case LLMH_OP_NONE: return 0;
+    case LLMH_OP_MUL_MAT: return cpu_mul_mat_units(be, n, phase, grain);
+    case LLMH_OP_GET_ROWS:
+        *grain = grain_for(d->ne[0], 16384);
+        return d->ne[1];
+    case LLMH_OP_ATTENTION: return d->ne[1] * d->ne[2];
+    case LLMH_OP_ROPE:
+        *grain = grain_for(d->ne[0], 4096);
+        return n_rows(d);
+    case LLMH_OP_CPY:
+        if (!same_shape(d, n->src[0])) {
+            *grain = 16384;
+            return n_elems(d);
+        }
+        *grain = grain_for(d->ne[0], 16384);
+        return n_rows(d);
+    default:
+        *grain = grain_for(d->ne[0], 16384);
+        return n_rows(d);
+    }
+}
+
+void cpu_op_run(const cpu_exec *ex, int phase, int64_t a, int64_t b, int ith) {
     switch (ex->node->op) {
     case LLMH_OP_NONE: break;
-    case LLMH_OP_GET_ROWS: op_get_rows(ex, ith, nth); break;
-    case LLMH_OP_MUL_MAT: cpu_mul_mat(ex, ith, nth); break;
-    case LLMH_OP_ADD: op_binary(ex, ith, nth, 0); break;
-    case LLMH_OP_MUL: op_binary(ex, ith, nth, 1); break;
+    case LLMH_OP_GET_ROWS: op_get_rows(ex, a, b, ith); break;
+    case LLMH_OP_MUL_MAT: cpu_mul_mat(ex, phase, a, b, ith); break;
+    case LLMH_OP_ADD: op_binary(ex, a, b, ith, 0); break;
+    case LLMH_OP_MUL: op_binary(ex, a, b, ith, 1); break;
     case LLMH_OP_SCALE: case LLMH_OP_SILU: case LLMH_OP_GELU: case LLMH_OP_SWIGLU:
-        op_unary(ex, ith, nth);
+        op_unary(ex, a, b, ith);
         break;
-    case LLMH_OP_RMS_NORM: op_rms_norm(ex, ith, nth); break;
-    case LLMH_OP_SOFTMAX: op_softmax(ex, ith, nth); break;
-    case LLMH_OP_ROPE: op_rope(ex, ith, nth); break;
-    case LLMH_OP_CPY: op_cpy(ex, ith, nth); break;
-    case LLMH_OP_ATTENTION: op_attention(ex, ith, nth); break;
+    case LLMH_OP_RMS_NORM: op_rms_norm(ex, a, b, ith); break;
+    case LLMH_OP_SOFTMAX: op_softmax(ex, a, b, ith); break;
+    case LLMH_OP_ROPE: op_rope(ex, a, b, ith); break;
+    case LLMH_OP_CPY: op_cpy(ex, a, b, ith); break;
+    case LLMH_OP_ATTENTION: op_attention(ex, a, b, ith); break;
     default: break;
     }
 }

@@ -2,9 +2,15 @@
  *
  * Threads are created once per backend instance. A dispatch bumps `epoch`;
  * workers wait for it by spinning briefly, then sleeping on a futex (Linux)
- * or yielding (elsewhere). The same spin-then-sleep wait backs the barrier
- * that separates graph nodes, so short ops never pay a syscall while long
- * idle periods do not burn a core. Wakes are skipped when nobody sleeps.
+ * or yielding (elsewhere), so idle periods do not burn a core and wakes are
+ * skipped when nobody sleeps.
+ *
+ * The caller (thread 0) always runs the task itself and never waits for a
+ * worker to *start*: the task divides its work into pieces claimed from
+ * atomic counters, so when the machine is oversubscribed and a worker is not
+ * scheduled, the threads that are running do its share. A dispatch ends when
+ * the caller's task returns and every worker that joined has left; a worker
+ * that wakes after that sees the dispatch closed and goes back to sleep.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -44,8 +50,8 @@ struct cpu_pool {
     atomic_int stop;
     cpu_task_fn fn;
     void *arg;
-    atomic_uint bar_gen;   /* barrier generation */
-    atomic_int bar_count;  /* arrivals in this generation */
+    atomic_int closed;     /* 1 once the current dispatch is over */
+    atomic_int active;     /* workers inside the current task */
     atomic_int sleepers;   /* threads inside futex wait */
 };
 
@@ -77,15 +83,11 @@ static void wake_all(cpu_pool *p, atomic_uint *addr) {
 #endif
 }
 
-void cpu_pool_barrier(cpu_pool *p) {
-    if (p->n <= 1) return;
-    unsigned gen = atomic_load(&p->bar_gen);
-    if (atomic_fetch_add(&p->bar_count, 1) == p->n - 1) {
-        atomic_store(&p->bar_count, 0);
-        atomic_fetch_add(&p->bar_gen, 1);
-        wake_all(p, &p->bar_gen);
+void cpu_pool_yield_wait(int *spins) {
+    if (++*spins < SPIN_ITERS) {
+        CPU_RELAX();
     } else {
-        wait_while_equal(p, &p->bar_gen, gen);
+        sched_yield();
     }
 }
 
@@ -97,8 +99,9 @@ static void *worker_main(void *arg) {
         wait_while_equal(p, &p->epoch, seen);
         seen = atomic_load(&p->epoch);
         if (atomic_load(&p->stop)) break;
-        p->fn(p->arg, w->ith, p->n);
-        cpu_pool_barrier(p);
+        atomic_fetch_add(&p->active, 1);
+        if (!atomic_load(&p->closed)) p->fn(p->arg, w->ith, p->n);
+        atomic_fetch_sub(&p->active, 1);
     }
     return NULL;
 }
@@ -110,8 +113,8 @@ cpu_pool *cpu_pool_create(int n_threads) {
     p->n = n_threads;
     atomic_init(&p->epoch, 0);
     atomic_init(&p->stop, 0);
-    atomic_init(&p->bar_gen, 0);
-    atomic_init(&p->bar_count, 0);
+    atomic_init(&p->closed, 1);
+    atomic_init(&p->active, 0);
     atomic_init(&p->sleepers, 0);
     if (n_threads > 1) {
         p->workers = calloc((size_t)n_threads - 1, sizeof *p->workers);
@@ -157,8 +160,11 @@ void cpu_pool_run(cpu_pool *p, cpu_task_fn fn, void *arg) {
     }
     p->fn = fn;
     p->arg = arg;
+    atomic_store(&p->closed, 0);
     atomic_fetch_add(&p->epoch, 1);
     wake_all(p, &p->epoch);
     fn(arg, 0, p->n);
-    cpu_pool_barrier(p);
+    atomic_store(&p->closed, 1);
+    int spins = 0;
+    while (atomic_load(&p->active) != 0) cpu_pool_yield_wait(&spins);
 }
