@@ -11,6 +11,7 @@
  */
 #define _GNU_SOURCE
 #include <cJSON.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -365,6 +366,96 @@ static void test_round_trip_spm(void) {
     close_tok(&t);
 }
 
+/* Long runs (one huge pre-tokenizer word, long whitespace) stay exact. */
+static void test_long_runs(void) {
+    test_tok b, s;
+    CU_ASSERT_FATAL(open_gguf_tok(&b, &g_bpe, "models/qwen2-tiny-f32.gguf") == 0);
+    CU_ASSERT_FATAL(open_gguf_tok(&s, &g_spm, "tokenizers/ggml-vocab-llama-spm.gguf") == 0);
+    const size_t n = 200000;
+    char *buf = malloc(n);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
+    for (int kind = 0; kind < 4; kind++) {
+        for (size_t i = 0; i < n; i++)
+            buf[i] = kind == 0 ? ' ' : kind == 1 ? (char)('a' + i % 7) : kind == 2 ? '\n' : (char)(0x80 + i % 64);
+        const test_tok *ts[2] = {&b, &s};
+        for (int k = 0; k < 2; k++) {
+            size_t nt = 0, dl = 0;
+            llmh_status st;
+            llmh_token *ids = tokh_encode(ts[k]->ti, ts[k]->tok, buf, n, LLMH_ENCODE_NO_LEADING_SPACE, &nt, &st);
+            CU_ASSERT_EQUAL_FATAL(st, LLMH_OK);
+            CU_ASSERT(nt > 0 && nt <= n);
+            char *dec = tokh_decode(ts[k]->ti, ts[k]->tok, ids, nt, 0, &dl, &st);
+            CU_ASSERT(st == LLMH_OK && dl == n && memcmp(dec, buf, n) == 0);
+            free(dec);
+            free(ids);
+        }
+    }
+    free(buf);
+    close_tok(&b);
+    close_tok(&s);
+}
+
+/* encode() is thread-safe: concurrent calls give the single-thread ids. */
+typedef struct mt_job {
+    const test_tok *t;
+    const char *const *texts;
+    size_t n_texts;
+    llmh_token **expect;
+    size_t *expect_n;
+    int mismatches;
+} mt_job;
+
+static void *mt_worker(void *arg) {
+    mt_job *j = arg;
+    for (int rep = 0; rep < 20; rep++) {
+        for (size_t i = 0; i < j->n_texts; i++) {
+            size_t n = 0;
+            llmh_status st;
+            llmh_token *ids = tokh_encode(j->t->ti, j->t->tok, j->texts[i], strlen(j->texts[i]),
+                                          LLMH_ENCODE_PARSE_SPECIAL, &n, &st);
+            if (st != LLMH_OK || n != j->expect_n[i] || memcmp(ids, j->expect[i], n * sizeof(llmh_token)) != 0)
+                j->mismatches++;
+            free(ids);
+        }
+    }
+    return NULL;
+}
+
+static void test_threads(void) {
+    static const char *const texts[] = {
+        "Hello, world! How are you doing today?", "<|im_start|>user\nWrite a haiku.<|im_end|>",
+        "数学 123 + 4567 = ?", "    indented code(x) { return y; }", "🚀 emojis 😶‍🌫️ and café naïve",
+        "Once upon a time there was a little girl named Lily."};
+    const size_t nt = sizeof(texts) / sizeof(texts[0]);
+    test_tok b, s;
+    CU_ASSERT_FATAL(open_gguf_tok(&b, &g_bpe, "models/qwen2-tiny-f32.gguf") == 0);
+    CU_ASSERT_FATAL(open_gguf_tok(&s, &g_spm, "models/stories260K.gguf") == 0);
+    const test_tok *ts[2] = {&b, &s};
+    for (int k = 0; k < 2; k++) {
+        llmh_token *expect[6];
+        size_t expect_n[6];
+        for (size_t i = 0; i < nt; i++) {
+            llmh_status st;
+            expect[i] = tokh_encode(ts[k]->ti, ts[k]->tok, texts[i], strlen(texts[i]), LLMH_ENCODE_PARSE_SPECIAL,
+                                    &expect_n[i], &st);
+            CU_ASSERT_EQUAL_FATAL(st, LLMH_OK);
+        }
+        pthread_t th[4];
+        mt_job jobs[4];
+        for (int i = 0; i < 4; i++) {
+            jobs[i] = (mt_job){ts[k], texts, nt, expect, expect_n, 0};
+            CU_ASSERT_FATAL(pthread_create(&th[i], NULL, mt_worker, &jobs[i]) == 0);
+        }
+        for (int i = 0; i < 4; i++) {
+            pthread_join(th[i], NULL);
+            CU_ASSERT_EQUAL(jobs[i].mismatches, 0);
+        }
+        for (size_t i = 0; i < nt; i++) free(expect[i]);
+    }
+    close_tok(&b);
+    close_tok(&s);
+}
+
 /* ---------------------------------------------------------------------- */
 /* ABI rules, special tokens, flags                                        */
 /* ---------------------------------------------------------------------- */
@@ -616,6 +707,8 @@ int main(void) {
     static const llmh_test_case props[] = {
         {"bpe round trip of arbitrary bytes", test_round_trip_bpe},
         {"spm round trip of arbitrary bytes", test_round_trip_spm},
+        {"long runs", test_long_runs},
+        {"concurrent encode", test_threads},
         {NULL, NULL}};
     static const llmh_test_case api[] = {
         {"probe and refusal", test_probe},
