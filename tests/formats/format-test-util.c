@@ -289,3 +289,115 @@ void fmt_rmdir(char *dir) {
     rmdir(dir);
     free(dir);
 }
+
+/* ---- a GGUF with every metadata type (see the header) ------------------- */
+void gguf_kv_head(fmt_buf *b, const char *key, uint32_t type) {
+    fb_str(b, key);
+    fb_u32(b, type);
+}
+
+void gguf_arr_head(fmt_buf *b, uint32_t et, uint64_t n) {
+    fb_u32(b, et);
+    fb_u64(b, n);
+}
+
+/* 17 KVs: one of each scalar type, arrays, nested arrays, empty array. */
+void gguf_build_all_types(fmt_buf *b, uint32_t version) {
+    static const gguf_tspec ts[] = {
+        {"a.f32", 2, {8, 2, 1, 1}, LLMH_DTYPE_F32, UINT64_MAX},
+        {"b.f16", 1, {4, 1, 1, 1}, LLMH_DTYPE_F16, UINT64_MAX},
+        {"c.q8_0", 2, {64, 2, 1, 1}, LLMH_DTYPE_Q8_0, UINT64_MAX},
+        {"d.q4_k", 1, {256, 1, 1, 1}, LLMH_DTYPE_Q4_K, UINT64_MAX},
+        {"e.i32", 1, {3, 1, 1, 1}, LLMH_DTYPE_I32, UINT64_MAX},
+        {"f.bf16", 4, {2, 2, 2, 2}, LLMH_DTYPE_BF16, UINT64_MAX},
+        {"g.q6_k", 2, {256, 3, 1, 1}, LLMH_DTYPE_Q6_K, UINT64_MAX},
+        {"h.f64", 3, {1, 2, 3, 1}, LLMH_DTYPE_F64, UINT64_MAX},
+    };
+    const size_t nt = sizeof ts / sizeof ts[0];
+    const uint64_t align = 64;
+    gguf_header(b, version, nt, 18);
+    gguf_kv_head(b, "t.u8", LLMH_V_U8); fb_u8(b, 200);
+    gguf_kv_head(b, "t.i8", LLMH_V_I8); fb_u8(b, (uint8_t)-100);
+    gguf_kv_head(b, "t.u16", LLMH_V_U16); fb_u16(b, 60000);
+    gguf_kv_head(b, "t.i16", LLMH_V_I16); fb_u16(b, (uint16_t)-30000);
+    gguf_kv_head(b, "t.u32", LLMH_V_U32); fb_u32(b, 4000000000u);
+    gguf_kv_head(b, "t.i32", LLMH_V_I32); fb_u32(b, (uint32_t)-2000000000);
+    gguf_kv_head(b, "t.f32", LLMH_V_F32); fb_f32(b, 1.5f);
+    gguf_kv_head(b, "t.bool", LLMH_V_BOOL); fb_u8(b, 1);
+    gguf_kv_head(b, "t.string", LLMH_V_STRING); fb_u64(b, 8); fb_bytes(b, "h\xc3\xa9llo\0x", 8);
+    gguf_kv_head(b, "t.u64", LLMH_V_U64); fb_u64(b, UINT64_C(9223372036854775813));
+    gguf_kv_head(b, "t.i64", LLMH_V_I64); fb_u64(b, (uint64_t)INT64_C(-4611686018427387904));
+    gguf_kv_head(b, "t.f64", LLMH_V_F64); fb_f64(b, 3.25);
+    gguf_kv_head(b, "t.arr_u8", LLMH_V_ARRAY); gguf_arr_head(b, LLMH_V_U8, 3); fb_u8(b, 1); fb_u8(b, 2); fb_u8(b, 3);
+    gguf_kv_head(b, "t.arr_str", LLMH_V_ARRAY); gguf_arr_head(b, LLMH_V_STRING, 3);
+    fb_str(b, "a"); fb_str(b, ""); fb_str(b, "ccc");
+    /* [[1, 2], [], [3]] of i32 */
+    gguf_kv_head(b, "t.nested", LLMH_V_ARRAY); gguf_arr_head(b, LLMH_V_ARRAY, 3);
+    gguf_arr_head(b, LLMH_V_I32, 2); fb_u32(b, 1); fb_u32(b, 2);
+    gguf_arr_head(b, LLMH_V_I32, 0);
+    gguf_arr_head(b, LLMH_V_I32, 1); fb_u32(b, 3);
+    /* [[["x", "yz"]], []] of strings, three levels */
+    gguf_kv_head(b, "t.deep", LLMH_V_ARRAY); gguf_arr_head(b, LLMH_V_ARRAY, 2);
+    gguf_arr_head(b, LLMH_V_ARRAY, 1); gguf_arr_head(b, LLMH_V_STRING, 2); fb_str(b, "x"); fb_str(b, "yz");
+    gguf_arr_head(b, LLMH_V_ARRAY, 0);
+    gguf_kv_head(b, "t.empty", LLMH_V_ARRAY); gguf_arr_head(b, LLMH_V_F64, 0);
+    gguf_kv_u32(b, "general.alignment", (uint32_t)align);
+    uint64_t off = 0, offs[8];
+    for (size_t i = 0; i < nt; i++) {
+        offs[i] = off;
+        gguf_tensor_info(b, ts[i].name, ts[i].n_dims, ts[i].ne, ts[i].type, off);
+        uint64_t sz = (ts[i].ne[0] / (uint64_t)llmh_dtype_block_size((llmh_dtype)ts[i].type)) *
+                      llmh_dtype_type_size((llmh_dtype)ts[i].type) * ts[i].ne[1] * ts[i].ne[2] * ts[i].ne[3];
+        off = (off + sz + align - 1) / align * align;
+    }
+    fb_pad(b, align);
+    size_t base = b->n;
+    for (uint64_t i = 0; i < off; i++) fb_u8(b, (uint8_t)(i * 13 + 5));
+    (void)base;
+    (void)offs;
+}
+
+
+/* ---- walking an opened file ------------------------------------------------ */
+static uint64_t walk_value(const llmh_value *v, int depth) {
+    uint64_t h = (uint64_t)v->type * 31u;
+    switch (v->type) {
+    case LLMH_V_STRING:
+        return h ^ fmt_fnv1a(v->v.s.ptr, (size_t)v->v.s.len);
+    case LLMH_V_ARRAY:
+        h ^= v->v.arr.n;
+        if (depth > 64) abort(); /* the plugin promised a depth limit */
+        for (uint64_t i = 0; i < v->v.arr.n; i++) {
+            if (v->v.arr.items[i].type != v->v.arr.elem_type) abort();
+            h = h * 1099511628211ull ^ walk_value(&v->v.arr.items[i], depth + 1);
+        }
+        return h;
+    default:
+        return h ^ v->v.u;
+    }
+}
+
+uint64_t fmt_walk(const fmt_file *f) {
+    uint64_t h = 0;
+    for (size_t i = 0; i < f->kv.n; i++) {
+        h ^= fmt_fnv1a(f->kv.items[i].key, strlen(f->kv.items[i].key));
+        h = h * 31u + walk_value(&f->kv.items[i].value, 0);
+    }
+    for (size_t i = 0; i < f->n_t; i++) {
+        const llmh_tensor_info *t = &f->t[i];
+        h ^= fmt_fnv1a(t->name, strlen(t->name));
+        if (t->n_dims < 1 || t->n_dims > LLMH_MAX_DIMS) abort();
+        int64_t bs = llmh_dtype_block_size(t->type);
+        if (bs <= 0) abort();
+        uint64_t expect = (uint64_t)(t->ne[0] / bs) * llmh_dtype_type_size(t->type);
+        for (int d = 1; d < LLMH_MAX_DIMS; d++) expect *= (uint64_t)t->ne[d];
+        if (t->ne[0] % bs != 0 || expect != t->size) abort();
+        /* the first and last bytes: enough to fault on a bad pointer or size
+         * without hashing gigabytes */
+        size_t n = t->size < 64 ? (size_t)t->size : 64;
+        const uint8_t *d = t->data;
+        h = h * 31u + fmt_fnv1a(d, n);
+        h = h * 31u + fmt_fnv1a(d + t->size - n, n);
+    }
+    return h;
+}

@@ -94,6 +94,21 @@ typedef struct gguf_tspec {
 void gguf_build(fmt_buf *b, uint32_t version, uint32_t alignment, const gguf_tspec *ts, size_t n,
                 uint64_t *data_start);
 
+/* A key and its value type; an array's element type and count. */
+void gguf_kv_head(fmt_buf *b, const char *key, uint32_t type);
+void gguf_arr_head(fmt_buf *b, uint32_t elem_type, uint64_t n);
+/* A GGUF of `version` with 18 KVs (one per scalar type, string with a NUL
+ * byte, arrays, arrays nested three deep, an empty array, general.alignment
+ * = 64) and 8 tensors of types f32, f16, q8_0, q4_k, i32, bf16, q6_k, f64,
+ * data bytes (i * 13 + 5). */
+void gguf_build_all_types(fmt_buf *b, uint32_t version);
+
+/* Read every metadata value and the first and last bytes of every tensor of
+ * an opened file (a bad pointer or size faults, or shows up under ASan), and
+ * check each tensor's size against its type and shape (abort() if wrong);
+ * returns a checksum. */
+uint64_t fmt_walk(const fmt_file *f);
+
 /* Write the buffer to a temp file with `suffix`; returns the malloc'd path. */
 char *fmt_write_temp(const fmt_buf *b, const char *suffix);
 

@@ -248,75 +248,9 @@ static void test_gguf_probe(void) {
 /* ======================================================================== */
 /* Hand-built GGUF with every metadata type                                   */
 /* ======================================================================== */
-static void kv_head(fmt_buf *b, const char *key, uint32_t type) {
-    fb_str(b, key);
-    fb_u32(b, type);
-}
-
-static void arr_head(fmt_buf *b, uint32_t et, uint64_t n) {
-    fb_u32(b, et);
-    fb_u64(b, n);
-}
-
-/* 17 KVs: one of each scalar type, arrays, nested arrays, empty array. */
-static void build_all_types(fmt_buf *b, uint32_t version) {
-    static const gguf_tspec ts[] = {
-        {"a.f32", 2, {8, 2, 1, 1}, LLMH_DTYPE_F32, UINT64_MAX},
-        {"b.f16", 1, {4, 1, 1, 1}, LLMH_DTYPE_F16, UINT64_MAX},
-        {"c.q8_0", 2, {64, 2, 1, 1}, LLMH_DTYPE_Q8_0, UINT64_MAX},
-        {"d.q4_k", 1, {256, 1, 1, 1}, LLMH_DTYPE_Q4_K, UINT64_MAX},
-        {"e.i32", 1, {3, 1, 1, 1}, LLMH_DTYPE_I32, UINT64_MAX},
-        {"f.bf16", 4, {2, 2, 2, 2}, LLMH_DTYPE_BF16, UINT64_MAX},
-        {"g.q6_k", 2, {256, 3, 1, 1}, LLMH_DTYPE_Q6_K, UINT64_MAX},
-        {"h.f64", 3, {1, 2, 3, 1}, LLMH_DTYPE_F64, UINT64_MAX},
-    };
-    const size_t nt = sizeof ts / sizeof ts[0];
-    const uint64_t align = 64;
-    gguf_header(b, version, nt, 18);
-    kv_head(b, "t.u8", LLMH_V_U8); fb_u8(b, 200);
-    kv_head(b, "t.i8", LLMH_V_I8); fb_u8(b, (uint8_t)-100);
-    kv_head(b, "t.u16", LLMH_V_U16); fb_u16(b, 60000);
-    kv_head(b, "t.i16", LLMH_V_I16); fb_u16(b, (uint16_t)-30000);
-    kv_head(b, "t.u32", LLMH_V_U32); fb_u32(b, 4000000000u);
-    kv_head(b, "t.i32", LLMH_V_I32); fb_u32(b, (uint32_t)-2000000000);
-    kv_head(b, "t.f32", LLMH_V_F32); fb_f32(b, 1.5f);
-    kv_head(b, "t.bool", LLMH_V_BOOL); fb_u8(b, 1);
-    kv_head(b, "t.string", LLMH_V_STRING); fb_u64(b, 8); fb_bytes(b, "h\xc3\xa9llo\0x", 8);
-    kv_head(b, "t.u64", LLMH_V_U64); fb_u64(b, UINT64_C(9223372036854775813));
-    kv_head(b, "t.i64", LLMH_V_I64); fb_u64(b, (uint64_t)INT64_C(-4611686018427387904));
-    kv_head(b, "t.f64", LLMH_V_F64); fb_f64(b, 3.25);
-    kv_head(b, "t.arr_u8", LLMH_V_ARRAY); arr_head(b, LLMH_V_U8, 3); fb_u8(b, 1); fb_u8(b, 2); fb_u8(b, 3);
-    kv_head(b, "t.arr_str", LLMH_V_ARRAY); arr_head(b, LLMH_V_STRING, 3);
-    fb_str(b, "a"); fb_str(b, ""); fb_str(b, "ccc");
-    /* [[1, 2], [], [3]] of i32 */
-    kv_head(b, "t.nested", LLMH_V_ARRAY); arr_head(b, LLMH_V_ARRAY, 3);
-    arr_head(b, LLMH_V_I32, 2); fb_u32(b, 1); fb_u32(b, 2);
-    arr_head(b, LLMH_V_I32, 0);
-    arr_head(b, LLMH_V_I32, 1); fb_u32(b, 3);
-    /* [[["x", "yz"]], []] of strings, three levels */
-    kv_head(b, "t.deep", LLMH_V_ARRAY); arr_head(b, LLMH_V_ARRAY, 2);
-    arr_head(b, LLMH_V_ARRAY, 1); arr_head(b, LLMH_V_STRING, 2); fb_str(b, "x"); fb_str(b, "yz");
-    arr_head(b, LLMH_V_ARRAY, 0);
-    kv_head(b, "t.empty", LLMH_V_ARRAY); arr_head(b, LLMH_V_F64, 0);
-    gguf_kv_u32(b, "general.alignment", (uint32_t)align);
-    uint64_t off = 0, offs[8];
-    for (size_t i = 0; i < nt; i++) {
-        offs[i] = off;
-        gguf_tensor_info(b, ts[i].name, ts[i].n_dims, ts[i].ne, ts[i].type, off);
-        uint64_t sz = (ts[i].ne[0] / (uint64_t)llmh_dtype_block_size((llmh_dtype)ts[i].type)) *
-                      llmh_dtype_type_size((llmh_dtype)ts[i].type) * ts[i].ne[1] * ts[i].ne[2] * ts[i].ne[3];
-        off = (off + sz + align - 1) / align * align;
-    }
-    fb_pad(b, align);
-    size_t base = b->n;
-    for (uint64_t i = 0; i < off; i++) fb_u8(b, (uint8_t)(i * 13 + 5));
-    (void)base;
-    (void)offs;
-}
-
 static void check_all_types(uint32_t version) {
     fmt_buf b = {0};
-    build_all_types(&b, version);
+    gguf_build_all_types(&b, version);
     char *path = fmt_write_temp(&b, ".gguf");
     fmt_file f;
     OPEN_OK(&gguf, path, NULL, &f);
@@ -491,33 +425,33 @@ static void test_gguf_corrupt_kv(void) {
 
     /* unknown value type */
     gguf_header(&b, 3, 0, 1);
-    kv_head(&b, "t.x", 13);
+    gguf_kv_head(&b, "t.x", 13);
     fb_u64(&b, 0);
     expect_fail(&gguf, &b, ".gguf", "'t.x'", "unknown value type 13");
 
     /* value string length past EOF */
     gguf_header(&b, 3, 0, 1);
-    kv_head(&b, "t.s", LLMH_V_STRING);
+    gguf_kv_head(&b, "t.s", LLMH_V_STRING);
     fb_u64(&b, UINT64_C(0x7fffffffffffffff));
     expect_fail(&gguf, &b, ".gguf", "key 't.s'", "runs past end of file");
 
     /* bool that is neither 0 nor 1 */
     gguf_header(&b, 3, 0, 1);
-    kv_head(&b, "t.b", LLMH_V_BOOL);
+    gguf_kv_head(&b, "t.b", LLMH_V_BOOL);
     fb_u8(&b, 7);
     expect_fail(&gguf, &b, ".gguf", "key 't.b'", "bool");
 
     /* array length x element size larger than the file */
     gguf_header(&b, 3, 0, 1);
-    kv_head(&b, "t.arr", LLMH_V_ARRAY);
-    arr_head(&b, LLMH_V_U32, UINT64_C(1) << 40);
+    gguf_kv_head(&b, "t.arr", LLMH_V_ARRAY);
+    gguf_arr_head(&b, LLMH_V_U32, UINT64_C(1) << 40);
     fb_u32(&b, 1);
     expect_fail(&gguf, &b, ".gguf", "key 't.arr'", "array of 1099511627776");
 
     /* array of strings whose count fits the bound but whose items do not */
     gguf_header(&b, 3, 0, 1);
-    kv_head(&b, "t.strs", LLMH_V_ARRAY);
-    arr_head(&b, LLMH_V_STRING, 3);
+    gguf_kv_head(&b, "t.strs", LLMH_V_ARRAY);
+    gguf_arr_head(&b, LLMH_V_STRING, 3);
     fb_str(&b, "ok");
     fb_u64(&b, 999);
     fb_pad(&b, 16);
@@ -525,15 +459,15 @@ static void test_gguf_corrupt_kv(void) {
 
     /* unknown array element type */
     gguf_header(&b, 3, 0, 1);
-    kv_head(&b, "t.arr", LLMH_V_ARRAY);
-    arr_head(&b, 42, 1);
+    gguf_kv_head(&b, "t.arr", LLMH_V_ARRAY);
+    gguf_arr_head(&b, 42, 1);
     expect_fail(&gguf, &b, ".gguf", "key 't.arr'", "element type 42");
 
     /* arrays nested too deep */
     gguf_header(&b, 3, 0, 1);
-    kv_head(&b, "t.deep", LLMH_V_ARRAY);
-    for (int i = 0; i < 12; i++) arr_head(&b, LLMH_V_ARRAY, 1);
-    arr_head(&b, LLMH_V_U8, 0);
+    gguf_kv_head(&b, "t.deep", LLMH_V_ARRAY);
+    for (int i = 0; i < 12; i++) gguf_arr_head(&b, LLMH_V_ARRAY, 1);
+    gguf_arr_head(&b, LLMH_V_U8, 0);
     expect_fail(&gguf, &b, ".gguf", "key 't.deep'", "nested deeper");
 
     /* duplicate key */
