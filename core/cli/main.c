@@ -83,7 +83,7 @@ llmh_manifest *llmh_cli_load_manifest(const char *path) {
     for (int i = 0; i < llmh_cli.n_sets; i++) {
         st = llmh_manifest_set(m, llmh_cli.sets[i]);
         if (st != LLMH_OK) {
-            llmh_cli_error("--set", st);
+            fprintf(stderr, "llmhost: %s\n", *llmh_last_error() ? llmh_last_error() : llmh_status_str(st));
             llmh_manifest_free(m);
             return NULL;
         }

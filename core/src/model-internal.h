@@ -81,6 +81,7 @@ struct llmh_model {
     llmh_tensor *output;    /* (n_embd, n_vocab); == tok_embd when tied */
     llmh_tensor *rope_freqs; /* optional (n_rot/2) */
     llmh__layer *layers;
+    float *vec_f32;         /* F32 copies of norm/bias vectors stored as F16/BF16 */
 
     llmh__hparams hp;
     llmh_model_desc desc;

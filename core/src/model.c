@@ -233,12 +233,30 @@ static llmh_status claim_weights(llmh_model *m) {
         CLAIM(w_down, "ffn_down.weight", F, E, true);
 #undef CLAIM
     }
-    /* Norm weights and biases are read as F32 by the ops. */
-    for (size_t i = 0; i < m->n_tensors; i++) {
-        llmh_tensor *t = &m->tensors[i];
-        if (t->n_dims == 1 && t->type != LLMH_DTYPE_F32)
-            return llmh__fail(LLMH_ERR_UNSUPPORTED, "tensor '%s' is %s; vectors (norms, biases) must be f32",
-                              t->name, llmh_dtype_name(t->type));
+    /* Norm weights and biases are read as F32 by the ops: convert the few
+     * stored as F16/BF16 (HF checkpoints do this) into model-owned copies. */
+    size_t n_vec = 0, vec_elems = 0;
+    for (size_t i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].n_dims == 1 && m->tensors[i].type != LLMH_DTYPE_F32) {
+            n_vec++;
+            vec_elems += (size_t)m->tensors[i].ne[0];
+        }
+    if (n_vec) {
+        m->vec_f32 = malloc(vec_elems * sizeof(float));
+        if (!m->vec_f32) return llmh__fail(LLMH_ERR_NO_MEMORY, "out of memory converting norm vectors");
+        float *dst = m->vec_f32;
+        for (size_t i = 0; i < m->n_tensors; i++) {
+            llmh_tensor *t = &m->tensors[i];
+            if (t->n_dims != 1 || t->type == LLMH_DTYPE_F32) continue;
+            if (llmh_dequantize(t->type, t->data, dst, t->ne[0]) != LLMH_OK)
+                return llmh__fail(LLMH_ERR_UNSUPPORTED, "tensor '%s': cannot convert %s to f32", t->name,
+                                  llmh_dtype_name(t->type));
+            t->type = LLMH_DTYPE_F32;
+            t->nb[0] = sizeof(float);
+            t->nb[1] = t->nb[2] = t->nb[3] = (size_t)t->ne[0] * sizeof(float);
+            t->data = dst;
+            dst += t->ne[0];
+        }
     }
     return LLMH_OK;
 }
@@ -247,14 +265,16 @@ static llmh_status claim_weights(llmh_model *m) {
 static llmh_status check_backend_support(llmh_model *m) {
     static const struct { llmh_op op; const char *name; } plain[] = {
         {LLMH_OP_RMS_NORM, "rms_norm"}, {LLMH_OP_ADD, "add"},         {LLMH_OP_MUL, "mul"},
-        {LLMH_OP_ROPE, "rope"},         {LLMH_OP_SWIGLU, "swiglu"},   {LLMH_OP_CPY, "cpy"},
-        {LLMH_OP_ATTENTION, "attention"},
+        {LLMH_OP_SWIGLU, "swiglu"},     {LLMH_OP_CPY, "cpy"},         {LLMH_OP_ATTENTION, "attention"},
     };
     const char *bname = llmh_plugin_descriptor(m->backend_plugin)->name;
     for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
         if (!m->be_if->supports(m->be, plain[i].op, LLMH_DTYPE_F32, LLMH_DTYPE_F32))
             return llmh__fail(LLMH_ERR_UNSUPPORTED, "backend '%s' does not support op %s, which %s models need",
                               bname, plain[i].name, m->arch_name);
+    if (!m->be_if->supports(m->be, LLMH_OP_ROPE, LLMH_DTYPE_F32, LLMH_DTYPE_I32))
+        return llmh__fail(LLMH_ERR_UNSUPPORTED, "backend '%s' does not support op rope, which %s models need",
+                          bname, m->arch_name);
     if (!m->be_if->supports(m->be, LLMH_OP_GET_ROWS, m->tok_embd->type, LLMH_DTYPE_I32))
         return llmh__fail(LLMH_ERR_UNSUPPORTED, "backend '%s' does not support op get_rows on %s (tensor token_embd.weight)",
                           bname, llmh_dtype_name(m->tok_embd->type));
@@ -450,6 +470,7 @@ void llmh_model_free(llmh_model *m) {
     if (m->format_plugin) llmh_plugin_release(m->format_plugin);
     if (m->own_registry) llmh_registry_free(m->registry);
     free(m->weight_bufs);
+    free(m->vec_f32);
     free(m->tensors);
     free(m->layers);
     free(m->arch_name);

@@ -57,8 +57,15 @@ llmh_status llmh_sampler_chain_create(llmh_model *model, const llmh_manifest *m,
         L->name = cfg->sampler.chain[i];
         if ((st = llmh_registry_get(model->registry, LLMH_PLUGIN_SAMPLER, L->name, &L->plugin))) goto fail;
         L->iface = llmh_plugin_iface(L->plugin);
-        if ((st = L->iface->create(llmh_plugin_state(L->plugin), L->name, &cfg->sampler.params, &L->sampler)))
+        if ((st = L->iface->create(llmh_plugin_state(L->plugin), L->name, &cfg->sampler.params, &L->sampler))) {
+            const char *file = cfg->file;
+            int line = 0, col = 0;
+            llmh_manifest_where(m, "sampler.chain", &file, &line, &col);
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s", llmh_last_error());
+            llmh_set_error("%s:%d:%d: [sampler] chain entry '%s': %s", file, line, col, L->name, msg);
             goto fail;
+        }
     }
     /* every [sampler] key must be read by some chain member */
     for (size_t k = 0; k < cfg->sampler.params.n; k++) {
@@ -71,8 +78,11 @@ llmh_status llmh_sampler_chain_create(llmh_model *model, const llmh_manifest *m,
             char dotted[256];
             snprintf(dotted, sizeof dotted, "sampler.%s", key);
             llmh_manifest_where(m, dotted, &file, &line, &col);
-            llmh_log(LLMH_LOG_WARN, "core", "%s:%d:%d: [sampler] key '%s' is not used by any sampler in the chain",
-                     file, line, col, key);
+            /* keys inherited from an included manifest are expected to go
+             * unused when the including file swaps the chain: info only */
+            bool inherited = file && cfg->file && strcmp(file, cfg->file) != 0;
+            llmh_log(inherited ? LLMH_LOG_INFO : LLMH_LOG_WARN, "core",
+                     "%s:%d:%d: [sampler] key '%s' is not used by any sampler in the chain", file, line, col, key);
         }
     }
     *out = c;
