@@ -21,6 +21,9 @@
 #include "tok-harness.h"
 
 static tokh_plugin g_bpe, g_spm, g_gguf;
+#ifdef TOK_ST_PLUGIN
+static tokh_plugin g_st; /* safetensors format plugin: HF directories */
+#endif
 static int g_loaded;
 
 static int suite_init(void) {
@@ -29,6 +32,9 @@ static int suite_init(void) {
     if (tokh_plugin_load(&g_bpe, TOK_BPE_PLUGIN, host) || tokh_plugin_load(&g_spm, TOK_SPM_PLUGIN, host) ||
         tokh_plugin_load(&g_gguf, TOK_GGUF_PLUGIN, host))
         return 1;
+#ifdef TOK_ST_PLUGIN
+    if (tokh_plugin_load(&g_st, TOK_ST_PLUGIN, host)) return 1;
+#endif
     g_loaded = 1;
     return 0;
 }
@@ -38,6 +44,9 @@ static int suite_cleanup(void) {
         tokh_plugin_unload(&g_bpe);
         tokh_plugin_unload(&g_spm);
         tokh_plugin_unload(&g_gguf);
+#ifdef TOK_ST_PLUGIN
+        tokh_plugin_unload(&g_st);
+#endif
     }
     return 0;
 }
@@ -50,10 +59,11 @@ typedef struct test_tok {
     llmh_tokenizer *tok;
 } test_tok;
 
-static int open_gguf_tok(test_tok *t, const tokh_plugin *plugin, const char *rel) {
+/* A tokenizer built from the metadata a format plugin gives for `rel`. */
+static int open_model_tok(test_tok *t, const tokh_plugin *format, const tokh_plugin *plugin, const char *rel) {
     char *path = llmh_test_shared(rel);
     memset(t, 0, sizeof(*t));
-    int rc = tokh_gguf_open(&t->g, &g_gguf, path);
+    int rc = tokh_gguf_open(&t->g, format, path);
     if (rc) fprintf(stderr, "cannot open %s: %s\n", path, llmh_last_error());
     free(path);
     if (rc) return -1;
@@ -65,6 +75,10 @@ static int open_gguf_tok(test_tok *t, const tokh_plugin *plugin, const char *rel
         return -1;
     }
     return 0;
+}
+
+static int open_gguf_tok(test_tok *t, const tokh_plugin *plugin, const char *rel) {
+    return open_model_tok(t, &g_gguf, plugin, rel);
 }
 
 static int open_json_tok(test_tok *t, const char *rel) {
@@ -697,6 +711,64 @@ static void test_bad_metadata(void) {
     si->destroy(NULL);
 }
 
+#ifdef TOK_ST_PLUGIN
+/* HF directories through the safetensors plugin: llmh.tokenizer_json plus
+ * the ids and vocab size it maps from config.json give the GGUF's tokenizer. */
+static void test_hf_directories(void) {
+    static const char *const dirs[] = {"models/qwen2-tiny-hf", "models/llama-tiny-hf"};
+    for (size_t d = 0; d < 2; d++) {
+        test_tok t;
+        CU_ASSERT_FATAL(open_model_tok(&t, &g_st, &g_bpe, dirs[d]) == 0);
+        CU_ASSERT(t.ti->probe(g_bpe.state, &t.g.meta) >= 80);
+        CU_ASSERT_EQUAL(tokh_tok_iface(&g_spm)->probe(g_spm.state, &t.g.meta), 0);
+        CU_ASSERT_EQUAL(t.ti->n_vocab(t.tok), 151936);
+        CU_ASSERT_EQUAL(t.ti->special(t.tok, LLMH_SPECIAL_EOS), 151645);
+        CU_ASSERT_EQUAL(t.ti->special(t.tok, LLMH_SPECIAL_EOT), 151645);
+        CU_ASSERT_EQUAL(t.ti->add_bos_default(t.tok), 0);
+        CU_ASSERT_EQUAL(t.ti->token_type(t.tok, 151700), LLMH_TOKEN_UNUSED);
+        run_vectors(&t, "ggml-vocab-qwen2.gguf", 0);
+        const char *s = "<|im_start|>user\nWrite a haiku about the sea.<|im_end|>\n<|im_start|>assistant\n";
+        static const llmh_token expect[] = {151644, 872, 198, 7985, 264, 6386, 38242, 911,
+                                            279, 9396, 13, 151645, 198, 151644, 77091, 198};
+        size_t n = 0;
+        llmh_status st;
+        llmh_token *ids = tokh_encode(t.ti, t.tok, s, strlen(s), LLMH_ENCODE_PARSE_SPECIAL, &n, &st);
+        CU_ASSERT(st == LLMH_OK && n == 16 && memcmp(ids, expect, sizeof(expect)) == 0);
+        free(ids);
+        close_tok(&t);
+    }
+}
+#endif
+
+/* The registry picks the right plugin by probe ("auto"). */
+static void test_registry_auto(void) {
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s", TOK_BPE_PLUGIN);
+    char *slash = strrchr(dir, '/');
+    CU_ASSERT_PTR_NOT_NULL_FATAL(slash);
+    *slash = 0;
+    llmh_registry *reg = NULL;
+    CU_ASSERT_EQUAL_FATAL(llmh_registry_create(&reg), LLMH_OK);
+    CU_ASSERT_EQUAL(llmh_registry_add_path(reg, dir), LLMH_OK);
+    CU_ASSERT_EQUAL(llmh_registry_scan(reg), LLMH_OK);
+    static const struct { const char *rel; const tokh_plugin *plugin; const char *name; } cases[] = {
+        {"models/qwen2-tiny-f32.gguf", &g_bpe, "bpe"},
+        {"models/stories260K.gguf", &g_spm, "spm"},
+        {"tokenizers/ggml-vocab-llama-spm.gguf", &g_spm, "spm"}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        test_tok t;
+        CU_ASSERT_FATAL(open_gguf_tok(&t, cases[i].plugin, cases[i].rel) == 0);
+        llmh_plugin *p = NULL;
+        CU_ASSERT_EQUAL(llmh_registry_get_tokenizer_for(reg, &t.g.meta, &p), LLMH_OK);
+        if (p) {
+            CU_ASSERT_STRING_EQUAL(llmh_plugin_descriptor(p)->name, cases[i].name);
+            llmh_plugin_release(p);
+        }
+        close_tok(&t);
+    }
+    llmh_registry_free(reg);
+}
+
 int main(void) {
     static const llmh_test_case vectors[] = {
         {"qwen2 vectors (GGUF vocab)", test_qwen2_vectors_gguf},
@@ -716,6 +788,10 @@ int main(void) {
         {"cap rules", test_cap_rules},
         {"spm details", test_spm_details},
         {"malformed metadata", test_bad_metadata},
+        {"registry picks bpe/spm by probe", test_registry_auto},
+#ifdef TOK_ST_PLUGIN
+        {"HF directories via safetensors", test_hf_directories},
+#endif
         {NULL, NULL}};
     static const llmh_test_suite suites[] = {
         {"tokenizer vectors", vectors, suite_init, NULL},
