@@ -482,6 +482,28 @@ static const reg_entry *find_entry_by_name(const llmh_registry *reg, llmh_plugin
     return NULL;
 }
 
+/* A sampler name provided by two plugins resolves to the first one found;
+ * say so, since the second plugin's version of it is unreachable. `e` is
+ * the entry just appended. */
+static void warn_sampler_overlap(const llmh_registry *reg, const reg_entry *e) {
+    if (e->info.kind != LLMH_PLUGIN_SAMPLER || !e->provides) return;
+    for (size_t j = 0; e->provides[j]; j++) {
+        for (size_t i = 0; i + 1 < reg->entries.n; i++) {
+            const reg_entry *o = reg->entries.items[i];
+            if (o->info.kind != LLMH_PLUGIN_SAMPLER || !o->provides) continue;
+            for (size_t k = 0; o->provides[k]; k++) {
+                if (strcmp(o->provides[k], e->provides[j]) == 0) {
+                    llmh_log(LLMH_LOG_WARN, "registry",
+                             "sampler '%s' is provided by both '%s' (%s) and '%s' (%s); "
+                             "the chain uses '%s'",
+                             e->provides[j], o->info.name, o->info.path, e->info.name,
+                             e->info.path, o->info.name);
+                }
+            }
+        }
+    }
+}
+
 /* Inspect one candidate file (already known to exist). */
 static llmh_status inspect_file(llmh_registry *reg, const char *path) {
     char real[PATH_MAX];
@@ -517,6 +539,7 @@ static llmh_status inspect_file(llmh_registry *reg, const char *path) {
             entry_free(e);
             st = LLMH_ERR_NO_MEMORY;
         } else {
+            warn_sampler_overlap(reg, e);
             llmh_log(LLMH_LOG_DEBUG, "registry", "found %s plugin '%s' %s in %s",
                      kind_name(e->info.kind), e->info.name, e->info.version, real);
         }
