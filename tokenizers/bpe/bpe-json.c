@@ -13,7 +13,7 @@
 #include <string.h>
 #include <utf8proc.h>
 
-enum { MAX_JSON_BYTES = 1 << 30 };
+enum { MAX_JSON_BYTES = 1 << 30, MAX_VOCAB = 1 << 24 };
 
 static char *read_all(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
@@ -240,6 +240,11 @@ llmh_status bpe_json_load(llmh_tokenizer *t, const char *path, const llmh_kv_lis
         goto done;
     }
     int64_t n_vocab = max_id + 1;
+    if (n_vocab > MAX_VOCAB) {
+        TOKC_ERR("bpe: %s: token id %lld is beyond the supported vocabulary size (%d)", path, (long long)max_id, MAX_VOCAB);
+        st = LLMH_ERR_FORMAT;
+        goto done;
+    }
     {
         size_t an = 0;
         const char *arch = tokc_meta_str(meta, "general.architecture", &an);
@@ -247,7 +252,7 @@ llmh_status bpe_json_load(llmh_tokenizer *t, const char *path, const llmh_kv_lis
         char key[128];
         if (arch && an < 64) {
             snprintf(key, sizeof(key), "%.*s.vocab_size", (int)an, arch);
-            if (tokc_meta_int(meta, key, &vs) && vs > n_vocab && vs < INT32_MAX - 1) n_vocab = vs;
+            if (tokc_meta_int(meta, key, &vs) && vs > n_vocab && vs <= MAX_VOCAB) n_vocab = vs;
         }
     }
     ids = calloc((size_t)n_vocab, sizeof(id_text));

@@ -29,20 +29,21 @@ static int is_printable_byte(unsigned b) {
     return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
 }
 
+/* The 68 non-printable bytes, in order (0x00-0x20, 0x7F-0xA0, 0xAD), map to
+ * U+0100.. U+0143; every other byte maps to itself. */
 uint32_t bpe_byte_to_cp(uint8_t b) {
     if (is_printable_byte(b)) return b;
-    uint32_t k = 0;
-    for (unsigned x = 0; x < b; x++)
-        if (!is_printable_byte(x)) k++;
-    return 256 + k;
+    if (b <= 0x20) return 256u + b;
+    if (b >= 0x7F && b <= 0xA0) return 256u + 33u + (uint32_t)(b - 0x7F);
+    return 256u + 67u; /* 0xAD */
 }
 
 int bpe_cp_to_byte(uint32_t cp) {
     if (cp < 256) return is_printable_byte(cp) ? (int)cp : -1;
-    if (cp >= 256 + 68) return -1; /* 68 bytes are remapped */
     uint32_t k = cp - 256;
-    for (unsigned x = 0; x < 256; x++)
-        if (!is_printable_byte(x) && k-- == 0) return (int)x;
+    if (k <= 32) return (int)k;
+    if (k <= 66) return (int)(0x7F + (k - 33));
+    if (k == 67) return 0xAD;
     return -1;
 }
 
