@@ -167,14 +167,14 @@ static void usage(void) {
            "  --bw-mb N     bandwidth test buffer in MB (default 1024)\n"
            "  --no-bw       skip the bandwidth measurement\n"
            "  --ctx N       KV cache size (default p + n + 16)\n"
-           "  --kv f16|f32  KV cache type (default f32)\n"
+           "  --kv f16|f32  KV cache type (default: the manifest's [model] kv_type)\n"
            "\n"
            "Use --set backend.threads=N to choose threads. Progress goes to stderr.\n");
 }
 
 int llmh_cmd_bench(int argc, char **argv) {
     int pp_n = 128, tg_n = 64, reps = 3, bw_mb = 1024, do_bw = 1, ctx = 0;
-    llmh_dtype kv = LLMH_DTYPE_F32;
+    const char *kv = NULL; /* manifest default */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool val = i + 1 < argc;
@@ -187,8 +187,7 @@ int llmh_cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--no-bw")) do_bw = 0;
         else if (!strcmp(a, "--kv") && val) {
             const char *k = argv[++i];
-            if (!strcmp(k, "f16")) kv = LLMH_DTYPE_F16;
-            else if (!strcmp(k, "f32")) kv = LLMH_DTYPE_F32;
+            if (!strcmp(k, "f16") || !strcmp(k, "f32")) kv = k;
             else { fprintf(stderr, "llmhost: bench: --kv must be f16 or f32\n"); return 2; }
         } else if (!strcmp(a, "--config") && val) {
             if (llmh_cli.n_configs >= 16) { fprintf(stderr, "llmhost: bench: too many --config\n"); return 2; }

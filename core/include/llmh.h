@@ -151,6 +151,7 @@ typedef struct llmh_config {
         const char *path;          /* required: file or HF directory */
         const char *format;        /* "auto" (default) or a format plugin name */
         int64_t context;           /* KV cache size in tokens (default 4096, clamped to training ctx) */
+        const char *kv_type;       /* KV cache element type: "f16" (default, as llama.cpp) or "f32" */
         llmh_kv_list options;      /* every [model] key (for the format plugin) */
     } model;
     struct {
@@ -245,7 +246,7 @@ LLMH_API const char *llmh_model_chat_template(const llmh_model *model);
 typedef struct llmh_session_params {
     int64_t n_ctx;             /* KV cache tokens; 0 = manifest [model] context */
     int32_t n_batch;           /* max tokens per compute graph; 0 = 512 */
-    llmh_dtype kv_type;        /* LLMH_DTYPE_F32 (0, default) or LLMH_DTYPE_F16 */
+    const char *kv_type;       /* "f16", "f32", or NULL = manifest [model] kv_type */
 } llmh_session_params;
 
 LLMH_API llmh_status llmh_session_create(llmh_model *model, const llmh_session_params *params,

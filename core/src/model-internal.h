@@ -87,6 +87,7 @@ struct llmh_model {
     llmh_model_desc desc;
     char *arch_name, *name, *chat_template;
     int64_t default_ctx;
+    char kv_type[8];        /* manifest [model] kv_type: "f16" or "f32" */
 };
 
 /* Metadata lookups (NULL/0 when absent or of another type). */

@@ -417,6 +417,7 @@ llmh_status llmh_model_load(const llmh_model_params *params, llmh_model **out) {
         m->name = meta_str(m, "general.name", &s, &n) ? dup_str(s, n) : strdup("");
     }
     m->default_ctx = cfg->model.context > 0 ? cfg->model.context : 4096;
+    snprintf(m->kv_type, sizeof m->kv_type, "%s", cfg->model.kv_type ? cfg->model.kv_type : "f16");
     if (m->default_ctx > m->hp.n_ctx_train) m->default_ctx = m->hp.n_ctx_train;
 
     /* description */

@@ -121,15 +121,16 @@ llmh_status llmh_session_create(llmh_model *m, const llmh_session_params *params
     s->model = m;
     s->n_ctx = params && params->n_ctx > 0 ? params->n_ctx : m->default_ctx;
     s->n_batch = params && params->n_batch > 0 ? params->n_batch : 512;
-    s->kv_type = params ? params->kv_type : LLMH_DTYPE_F32;
+    const char *kv = params && params->kv_type ? params->kv_type : m->kv_type;
     llmh_status st = LLMH_OK;
-    if (s->n_ctx > m->hp.n_ctx_train) s->n_ctx = m->hp.n_ctx_train;
-    if (s->n_batch > s->n_ctx) s->n_batch = (int32_t)s->n_ctx;
-    if (s->kv_type != LLMH_DTYPE_F32 && s->kv_type != LLMH_DTYPE_F16) {
-        st = llmh__fail(LLMH_ERR_INVALID_ARG, "KV cache type %s is not supported (use f32 or f16)",
-                        llmh_dtype_name(s->kv_type));
+    if (!strcmp(kv, "f16")) s->kv_type = LLMH_DTYPE_F16;
+    else if (!strcmp(kv, "f32")) s->kv_type = LLMH_DTYPE_F32;
+    else {
+        st = llmh__fail(LLMH_ERR_INVALID_ARG, "KV cache type '%s' is not supported (use f16 or f32)", kv);
         goto fail;
     }
+    if (s->n_ctx > m->hp.n_ctx_train) s->n_ctx = m->hp.n_ctx_train;
+    if (s->n_batch > s->n_ctx) s->n_batch = (int32_t)s->n_ctx;
     if (s->kv_type != LLMH_DTYPE_F32 &&
         (!m->be_if->supports(m->be, LLMH_OP_CPY, LLMH_DTYPE_F32, s->kv_type) ||
          !m->be_if->supports(m->be, LLMH_OP_ATTENTION, LLMH_DTYPE_F32, s->kv_type))) {

@@ -22,8 +22,7 @@ int fixture_open(fixture_model *fm, const char *rel_path, const char *backend, c
         fixture_close(fm);
         return -1;
     }
-    llmh_session_params sp = {0, 0, getenv("KV16") ? LLMH_DTYPE_F16 : LLMH_DTYPE_F32};
-    if ((st = llmh_session_create(fm->model, &sp, &fm->session))) {
+    if ((st = llmh_session_create(fm->model, NULL, &fm->session))) {
         fprintf(stderr, "session for %s: %s\n", rel_path, llmh_last_error());
         fixture_close(fm);
         return -1;
