@@ -10,6 +10,8 @@
  *
  *   [sampler]
  *   chain = ["top_k", "xtc", "temperature", "dist"]
+ *
+ *   [sampler.options]
  *   xtc_probability = 0.5
  *   xtc_threshold = 0.1
  *
@@ -33,7 +35,7 @@ typedef struct xtc_plugin {
 typedef struct xtc_params {
     double probability; /* chance per token that XTC acts, 0..1 (0 = never) */
     double threshold;   /* a "top choice" has p >= threshold, 0..0.5 */
-    int64_t min_keep;   /* never leave fewer candidates than this (>= 1) */
+    int64_t min_keep;   /* never leave fewer candidates than this (0 acts as 1) */
     uint64_t seed;      /* RNG seed */
 } xtc_params;
 
@@ -83,11 +85,11 @@ static llmh_status get_number(const llmh_host_api *host, const llmh_kv_list *par
     if (!v) return LLMH_OK; /* keep the default */
     double x;
     if (v->type == LLMH_V_BOOL || !llmh_value_as_f64(v, &x)) {
-        host->set_error("sampler 'xtc': [sampler] %s must be a number", key);
+        host->set_error("sampler 'xtc': %s must be a number", key);
         return LLMH_ERR_CONFIG;
     }
     if (!(x >= lo && x <= hi)) { /* also rejects NaN */
-        host->set_error("sampler 'xtc': [sampler] %s = %g: %s", key, x, rule);
+        host->set_error("sampler 'xtc': %s = %g: %s", key, x, rule);
         return LLMH_ERR_CONFIG;
     }
     *out = x;
@@ -100,11 +102,11 @@ static llmh_status get_integer(const llmh_host_api *host, const llmh_kv_list *pa
     if (!v) return LLMH_OK;
     int64_t x;
     if (v->type == LLMH_V_BOOL || !llmh_value_as_i64(v, &x)) {
-        host->set_error("sampler 'xtc': [sampler] %s must be an integer", key);
+        host->set_error("sampler 'xtc': %s must be an integer", key);
         return LLMH_ERR_CONFIG;
     }
     if (x < lo) {
-        host->set_error("sampler 'xtc': [sampler] %s = %lld: %s", key, (long long)x, rule);
+        host->set_error("sampler 'xtc': %s = %lld: %s", key, (long long)x, rule);
         return LLMH_ERR_CONFIG;
     }
     *out = x;
@@ -125,7 +127,7 @@ static llmh_status xtc_parse(const llmh_host_api *host, const llmh_kv_list *para
                          "must be between 0 and 0.5 (above 0.5 at most one token can clear it)",
                          &p->threshold)))
         return st;
-    if ((st = get_integer(host, params, "min_keep", 1, "must be at least 1", &p->min_keep)))
+    if ((st = get_integer(host, params, "min_keep", 0, "must be >= 0", &p->min_keep)))
         return st;
     int64_t seed = (int64_t)p->seed;
     if ((st = get_integer(host, params, "seed", INT64_MIN, "", &seed))) return st;
@@ -206,7 +208,8 @@ static llmh_status xtc_apply(llmh_sampler *s, llmh_token_array *c) {
     size_t last = 0;
     for (size_t i = 0; i < c->n && c->data[i].p >= s->prm.threshold; i++) last = i;
     if (last == 0) return LLMH_OK;                     /* fewer than two top choices */
-    if (c->n - last < (size_t)s->prm.min_keep) return LLMH_OK; /* would keep too few */
+    size_t min_keep = s->prm.min_keep > 1 ? (size_t)s->prm.min_keep : 1;
+    if (c->n - last < min_keep) return LLMH_OK; /* would keep too few */
 
     memmove(c->data, c->data + last, (c->n - last) * sizeof c->data[0]);
     c->n -= last;

@@ -318,7 +318,7 @@ static void test_xtc_sampler(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(llmh_last_error(), "xtc_threshold"));
     CU_ASSERT_EQUAL(xtc_make(&f, 1.5, 0.1, 1, &s), LLMH_ERR_CONFIG);
     CU_ASSERT_PTR_NOT_NULL(strstr(llmh_last_error(), "xtc_probability"));
-    CU_ASSERT_EQUAL(xtc_make(&f, 1.0, 0.1, 0, &s), LLMH_ERR_CONFIG);
+    CU_ASSERT_EQUAL(xtc_make(&f, 1.0, 0.1, -1, &s), LLMH_ERR_CONFIG);
     CU_ASSERT_PTR_NOT_NULL(strstr(llmh_last_error(), "min_keep"));
     CU_ASSERT_PTR_NULL(s);
     xtc_close(&f);
