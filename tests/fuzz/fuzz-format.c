@@ -15,6 +15,17 @@
 static fmt_plugin plugin;
 static char target[4096]; /* the file the input is written to */
 static char open_path[4096];
+static char dir_path[4096];   /* FUZZ_MODE 2: the model directory */
+
+static void cleanup(void) {
+    unlink(target);
+    if (dir_path[0]) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/model.safetensors", dir_path);
+        unlink(p);
+        rmdir(dir_path);
+    }
+}
 
 static void setup(void) {
     if (fmt_plugin_load(&plugin, FUZZ_PLUGIN_SO) != 0) abort();
@@ -33,6 +44,7 @@ static void setup(void) {
         fb_free(&b);
         snprintf(target, sizeof target, "%s/config.json", dir);
         snprintf(open_path, sizeof open_path, "%s", dir);
+        snprintf(dir_path, sizeof dir_path, "%s", dir);
         free(dir);
     } else {
         const char *suffix = FUZZ_MODE == 0 ? ".gguf" : ".safetensors";
@@ -42,6 +54,7 @@ static void setup(void) {
         close(fd);
         snprintf(open_path, sizeof open_path, "%s", target);
     }
+    atexit(cleanup);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
