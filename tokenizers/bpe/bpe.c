@@ -411,7 +411,6 @@ typedef struct heap_entry { int32_t rank, left, right, lsym, rsym; } heap_entry;
 typedef struct bpe_work {
     pcre2_match_data *md[BPE_MAX_STAGES];
     pcre2_match_context *mctx;
-    pcre2_jit_stack *jit;
     spans a, b;              /* split chunks, ping-pong */
     tokc_bytes norm;         /* normalized fragment */
     tokc_bytes rx;           /* regex view of the fragment (invalid bytes -> U+FFFD) */
@@ -429,7 +428,6 @@ typedef struct bpe_work {
 static void work_free(bpe_work *w) {
     for (int i = 0; i < BPE_MAX_STAGES; i++) pcre2_match_data_free(w->md[i]);
     pcre2_match_context_free(w->mctx);
-    pcre2_jit_stack_free(w->jit);
     free(w->a.v);
     free(w->b.v);
     tokc_bytes_free(&w->norm);
@@ -451,8 +449,8 @@ static llmh_status work_init(const llmh_tokenizer *t, bpe_work *w) {
     }
     w->mctx = pcre2_match_context_create(NULL);
     if (!w->mctx) goto oom;
-    w->jit = pcre2_jit_stack_create(32 * 1024, 4 * 1024 * 1024, NULL);
-    if (w->jit) pcre2_jit_stack_assign(w->mctx, NULL, w->jit);
+    /* JIT uses its default 32 KiB stack; a match that needs more is redone
+     * by the interpreter (split_stage), which keeps its state on the heap */
     return LLMH_OK;
 oom:
     TOKC_ERR("bpe: out of memory creating regex match data");
