@@ -408,7 +408,10 @@ typedef struct llmh_backend_iface {
     void (*destroy)(llmh_backend *be);
 
     /* required: 1 if `op` with src0 of type t0 and src1 of type t1 is
-     * supported (pass LLMH_DTYPE_F32 for an absent src), else 0. */
+     * supported, else 0. t1 is src1's type (LLMH_DTYPE_I32 for the ids of
+     * GET_ROWS and the positions of ROPE; LLMH_DTYPE_F32 when there is no
+     * src1), except: for CPY, t1 is the destination type; for ATTENTION, t1
+     * is the K/V cache type. */
     int32_t (*supports)(llmh_backend *be, llmh_op op, llmh_dtype t0, llmh_dtype t1);
 
     /* required: a buffer of `size` bytes, aligned to at least 64 bytes.

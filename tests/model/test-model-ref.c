@@ -58,6 +58,7 @@ static void check_reference(const char *model_rel, const char *ref_name, double 
             CU_ASSERT_FATAL(id >= 0 && id < d->n_vocab);
             double diff = fabs((double)logits[id] - want);
             if (diff > max_diff) max_diff = diff;
+            if (diff > tol) fprintf(stderr, "    token %d: ours %.6f, llama.cpp %.6f\n", id, logits[id], want);
             if (k == 0) CU_ASSERT_EQUAL(fixture_argmax(logits, d->n_vocab), id);
             k++;
         }
