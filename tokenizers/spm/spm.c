@@ -22,6 +22,8 @@ struct llmh_tokenizer {
     float *score;               /* n_vocab piece scores */
     llmh_token byte_tok[256];   /* <0xXX> token of each byte, or -1 */
     int add_space_prefix;
+    int split_words;            /* no mergeable piece has U+2581 after another
+                                   character: words merge independently */
 };
 
 /* ====================================================================== */
@@ -42,6 +44,11 @@ static int parse_byte_token(const char *s, size_t n) {
 /* Token types that ordinary text may produce by merging. */
 static int mergeable(int type) {
     return type == LLMH_TOKEN_NORMAL || type == LLMH_TOKEN_USER_DEFINED || type == LLMH_TOKEN_UNUSED;
+}
+
+/* Is there a U+2581 at u[p..p+3) (caller checks the bounds)? */
+static int is_space_at(const unsigned char *u, size_t p) {
+    return u[p] == 0xE2 && u[p + 1] == 0x96 && u[p + 2] == 0x81;
 }
 
 static llmh_status build_pieces(llmh_tokenizer *t) {
@@ -160,6 +167,14 @@ static llmh_status load(llmh_tokenizer *t, const llmh_kv_list *meta) {
         t->byte_tok[b] = id;
     }
     t->v.special[LLMH_SPECIAL_NL] = t->byte_tok['\n'];
+    t->split_words = 1;
+    for (int32_t id = 0; id < n && t->split_words; id++) {
+        size_t len;
+        const unsigned char *s = (const unsigned char *)tokc_strtab_get(&t->v.tab, id, &len);
+        if (!mergeable(t->v.type[id])) continue;
+        for (size_t p = 1; p + 3 <= len; p++)
+            if (is_space_at(s, p) && !(p >= 3 && is_space_at(s, p - 3))) { t->split_words = 0; break; }
+    }
     if ((st = tokc_vocab_build_specials(&t->v, NULL, NULL))) { TOKC_ERR("spm: out of memory"); return st; }
     tokc_vocab_guess_eot(&t->v);
     if ((st = build_pieces(t))) { TOKC_ERR("spm: out of memory building pieces"); return st; }
@@ -257,6 +272,8 @@ static llmh_status emit_bytes(const llmh_tokenizer *t, const unsigned char *p, s
     return LLMH_OK;
 }
 
+static llmh_status merge_range(const llmh_tokenizer *t, spm_work *w, size_t begin, size_t end, tokc_ids *out);
+
 static llmh_status encode_text(const llmh_tokenizer *t, spm_work *w, const char *s, size_t n, int prefix,
                                tokc_ids *out) {
     llmh_status st;
@@ -276,6 +293,26 @@ static llmh_status encode_text(const llmh_tokenizer *t, spm_work *w, const char 
         TOKC_ERR("spm: text fragment of %zu bytes is too long", len);
         return LLMH_ERR_INVALID_ARG;
     }
+    if (!t->split_words) return merge_range(t, w, 0, len, out);
+    /* no piece joins a non-space character to a following U+2581, so every
+     * U+2581 after another character starts an independent range */
+    const unsigned char *u = (const unsigned char *)w->text.v;
+    size_t start = 0;
+    for (size_t p = 1; p + 3 <= len; p++) {
+        if (is_space_at(u, p) && !(p >= 3 && is_space_at(u, p - 3))) {
+            if ((st = merge_range(t, w, start, p, out))) return st;
+            start = p;
+            p += 2;
+        }
+    }
+    return merge_range(t, w, start, len, out);
+}
+
+/* Merge the symbols of w->text[begin, end) and append their tokens. */
+static llmh_status merge_range(const llmh_tokenizer *t, spm_work *w, size_t begin, size_t end, tokc_ids *out) {
+    llmh_status st;
+    size_t len = end - begin;
+    if (len == 0) return LLMH_OK;
     /* symbols: UTF-8 characters; an invalid byte is a symbol of its own (so
      * it never swallows the bytes of a following U+2581) */
     if (len > w->cap) {
@@ -294,14 +331,14 @@ static llmh_status encode_text(const llmh_tokenizer *t, spm_work *w, const char 
     }
     const unsigned char *u = (const unsigned char *)w->text.v;
     int32_t ns = 0;
-    for (size_t off = 0; off < len; ns++) {
-        size_t k = tokc_utf8_valid_len(u + off, len - off);
+    for (size_t off = begin; off < end; ns++) {
+        size_t k = tokc_utf8_valid_len(u + off, end - off);
         if (k == 0) k = 1;
         w->start[ns] = (uint32_t)off;
         w->len[ns] = (uint32_t)k;
         w->prev[ns] = ns - 1;
         off += k;
-        w->next[ns] = off < len ? ns + 1 : -1;
+        w->next[ns] = off < end ? ns + 1 : -1;
     }
     w->heap_n = 0;
     for (int32_t i = 1; i < ns; i++)
