@@ -297,7 +297,14 @@ typedef enum llmh_op {
     /* dst[M, N] = src0[K, M] x src1[K, N]: each dst column is the dot products
      * of src1's column with every row of src0 (the weights, any supported
      * type; src1 F32; dst F32). ne[2], ne[3] batch: src0 broadcasts when its
-     * ne[2]/ne[3] divide src1's. */
+     * ne[2]/ne[3] divide src1's.
+     * Precision (normative, as llama.cpp's CPU path): src1 is converted to
+     * the weight's "dot type" before the products: F16 weights -> F16
+     * activations, BF16 -> BF16 (round to nearest even); Q4_0, Q4_1, Q5_0,
+     * Q5_1, Q8_0 -> Q8_0 blocks of 32 (d = amax/127 stored as F16,
+     * q = round(x / d) with the unrounded d); K-quants -> Q8_K blocks of 256
+     * (d = -max/127 where max is the element of largest magnitude, kept as
+     * F32, q clamped to 127). F32 weights use F32 activations. */
     LLMH_OP_MUL_MAT = 2,
     /* dst = src0 + src1, src1 broadcast (repeated) along each dim it is 1 or divides */
     LLMH_OP_ADD = 3,
@@ -330,7 +337,11 @@ typedef enum llmh_op {
      * ip[0] = n_past: query token t sits at cache index n_past + t and sees
      * cache entries j <= n_past + t; ip[1] = sliding window (0 = none: else
      * also j > n_past + t - window). fp[0] = scale of q.k (usually
-     * 1/sqrt(head_dim)); fp[1] = logit soft-cap (0 = none). */
+     * 1/sqrt(head_dim)); fp[1] = logit soft-cap (0 = none).
+     * Precision (normative, so every backend reproduces llama.cpp's
+     * reference results): with F16 K/V, q is rounded to F16 before q.k and
+     * the normalized softmax probabilities are rounded to F16 before they
+     * weight V; products accumulate in F32 (or wider). */
     LLMH_OP_ATTENTION = 11,
     /* dst = silu(src0) */
     LLMH_OP_SILU = 12,
