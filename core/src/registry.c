@@ -18,13 +18,16 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <dlfcn.h>
+#include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -307,12 +310,110 @@ static int validate_desc(const llmh_plugin_desc *d, char *why, size_t cap) {
     return validate_iface(d, why, cap);
 }
 
+/* ======================================================================== */
+/* ELF pre-check: refuse what dlopen would turn into a crash                 */
+/* ======================================================================== */
+
+/* Sanitizer runtimes that must be loaded before anything else in the
+ * process: dlopen'ing a plugin that needs one into a process without it
+ * makes the runtime abort the whole process. */
+static const struct {
+    const char *prefix;
+    const char *what;
+} first_runtimes[] = {
+    {"libasan.so", "AddressSanitizer"},
+    {"libtsan.so", "ThreadSanitizer"},
+    {"libhwasan.so", "HWAddressSanitizer"},
+    {"liblsan.so", "LeakSanitizer"},
+    {"libclang_rt.asan", "AddressSanitizer"},
+    {"libclang_rt.tsan", "ThreadSanitizer"},
+    {"libclang_rt.hwasan", "HWAddressSanitizer"},
+    {"libclang_rt.msan", "MemorySanitizer"},
+};
+
+#if UINTPTR_MAX == 0xffffffffffffffffu
+/* Check a 64-bit ELF image (`img`, `size` bytes, untrusted) for DT_NEEDED
+ * entries that cannot be satisfied by dlopen without killing the process.
+ * Returns 0 with `why` set to refuse; 1 when fine or when the file is not
+ * something we can read (dlopen then reports it). Every offset is checked. */
+static int elf_needed_ok(const uint8_t *img, size_t size, char *why, size_t cap) {
+    Elf64_Ehdr eh;
+    if (size < sizeof eh) return 1;
+    memcpy(&eh, img, sizeof eh);
+    if (memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64) return 1;
+    if (eh.e_shentsize != sizeof(Elf64_Shdr) || eh.e_shnum == 0) return 1;
+    if (eh.e_shoff > size || (uint64_t)eh.e_shnum * sizeof(Elf64_Shdr) > size - eh.e_shoff) return 1;
+    for (uint32_t i = 0; i < eh.e_shnum; i++) {
+        Elf64_Shdr sh;
+        memcpy(&sh, img + eh.e_shoff + (uint64_t)i * sizeof sh, sizeof sh);
+        if (sh.sh_type != SHT_DYNAMIC) continue;
+        if (sh.sh_link >= eh.e_shnum) return 1;
+        Elf64_Shdr str;
+        memcpy(&str, img + eh.e_shoff + (uint64_t)sh.sh_link * sizeof str, sizeof str);
+        if (sh.sh_offset > size || sh.sh_size > size - sh.sh_offset) return 1;
+        if (str.sh_offset > size || str.sh_size > size - str.sh_offset) return 1;
+        const char *strtab = (const char *)img + str.sh_offset;
+        size_t n_dyn = sh.sh_size / sizeof(Elf64_Dyn);
+        for (size_t j = 0; j < n_dyn; j++) {
+            Elf64_Dyn dyn;
+            memcpy(&dyn, img + sh.sh_offset + j * sizeof dyn, sizeof dyn);
+            if (dyn.d_tag == DT_NULL) break;
+            if (dyn.d_tag != DT_NEEDED || dyn.d_un.d_val >= str.sh_size) continue;
+            const char *need = strtab + dyn.d_un.d_val;
+            size_t max = str.sh_size - dyn.d_un.d_val;
+            if (strnlen(need, max) == max) continue; /* unterminated: not ours to judge */
+            for (size_t k = 0; k < sizeof first_runtimes / sizeof first_runtimes[0]; k++) {
+                if (strncmp(need, first_runtimes[k].prefix, strlen(first_runtimes[k].prefix)) != 0)
+                    continue;
+                void *rt = dlopen(need, RTLD_LAZY | RTLD_NOLOAD);
+                if (rt) { /* this process runs with that runtime: fine */
+                    dlclose(rt);
+                    continue;
+                }
+                snprintf(why, cap,
+                         "cannot load: built with %s (needs %s) but this process was not; "
+                         "rebuild the plugin without -fsanitize, or run an llmhost built with %s",
+                         first_runtimes[k].what, need, first_runtimes[k].what);
+                return 0;
+            }
+        }
+        return 1;
+    }
+    return 1;
+}
+#endif
+
+static int elf_precheck(const char *path, char *why, size_t cap) {
+#if UINTPTR_MAX == 0xffffffffffffffffu
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 1; /* dlopen reports it */
+    struct stat st;
+    int ok = 1;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
+        (uint64_t)st.st_size <= SIZE_MAX) {
+        void *img = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (img != MAP_FAILED) {
+            ok = elf_needed_ok(img, (size_t)st.st_size, why, cap);
+            munmap(img, (size_t)st.st_size);
+        }
+    }
+    close(fd);
+    return ok;
+#else
+    (void)path;
+    (void)why;
+    (void)cap;
+    return 1;
+#endif
+}
+
 /* dlopen + dlsym + validate. On success *handle and *desc are set and the
  * caller owns the handle; on failure `why` says why and nothing is open. */
 static int open_plugin(const char *path, void **handle, const llmh_plugin_desc **desc, char *why,
                        size_t cap) {
     *handle = NULL;
     *desc = NULL;
+    if (!elf_precheck(path, why, cap)) return 0;
     dlerror(); /* clear */
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!h) {

@@ -174,6 +174,15 @@ static void test_refusal_reasons(void) {
     expect_refused(reg, "libllmh-sampler-regtest-undef.so", "regtest_missing_symbol");
     expect_refused(reg, "libllmh-junk.so", "cannot load: ");
 
+    /* An ASan-built plugin: refused (naming the runtime) unless this test
+     * itself runs under ASan, in which case it loads like any other. */
+#if defined(__SANITIZE_ADDRESS__)
+    CU_ASSERT_PTR_NOT_NULL(find_info(reg, "regtest-asan"));
+#else
+    expect_refused(reg, "libllmh-sampler-regtest-asan.so",
+                   "cannot load: built with AddressSanitizer (needs libasan.so");
+#endif
+
     /* The usable ones are listed, the refused ones are not. */
     CU_ASSERT_PTR_NOT_NULL(find_info(reg, "regtest-good"));
     CU_ASSERT_PTR_NOT_NULL(find_info(reg, "regtest-initfail")); /* fails only at init */
