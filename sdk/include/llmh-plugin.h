@@ -301,10 +301,11 @@ typedef enum llmh_op {
      * Precision (normative, as llama.cpp's CPU path): src1 is converted to
      * the weight's "dot type" before the products: F16 weights -> F16
      * activations, BF16 -> BF16 (round to nearest even); Q4_0, Q4_1, Q5_0,
-     * Q5_1, Q8_0 -> Q8_0 blocks of 32 (d = amax/127 stored as F16,
-     * q = round(x / d) with the unrounded d); K-quants -> Q8_K blocks of 256
-     * (d = -max/127 where max is the element of largest magnitude, kept as
-     * F32, q clamped to 127). F32 weights use F32 activations. */
+     * Q5_1, Q8_0 -> Q8_0 blocks of 32 (q = round_half_even(x * 127/amax),
+     * scale d = amax/127 stored as F16); K-quants -> Q8_K blocks of 256
+     * (iscale = -127/max where max is the element of largest magnitude,
+     * q = min(127, round(iscale * x)), d = 1/iscale kept as F32).
+     * F32 weights use F32 activations. */
     LLMH_OP_MUL_MAT = 2,
     /* dst = src0 + src1, src1 broadcast (repeated) along each dim it is 1 or divides */
     LLMH_OP_ADD = 3,
