@@ -650,6 +650,39 @@ static void test_spm_details(void) {
     close_tok(&t);
 }
 
+/* A vocab with a piece that joins a character to a following U+2581 must
+ * merge across words (no word-by-word shortcut). */
+static void test_spm_cross_word_piece(void) {
+    const llmh_tokenizer_iface *si = tokh_tok_iface(&g_spm);
+    static const char *const texts[] = {"<unk>", "\xe2\x96\x81", "a", "\xe2\x96\x81" "a", "a\xe2\x96\x81"};
+    static const int types[] = {LLMH_TOKEN_UNKNOWN, 1, 1, 1, 1};
+    static const double scores[] = {0, -5, -5, -1, 0};
+    llmh_value tv[5], yv[5], sv[5];
+    for (int i = 0; i < 5; i++) {
+        tv[i] = (llmh_value){LLMH_V_STRING, {.s = {texts[i], strlen(texts[i])}}};
+        yv[i] = (llmh_value){LLMH_V_I32, {.i = types[i]}};
+        sv[i] = (llmh_value){LLMH_V_F32, {.f = scores[i]}};
+    }
+    llmh_kv kv[4] = {
+        {"tokenizer.ggml.model", {LLMH_V_STRING, {.s = {"llama", 5}}}},
+        {"tokenizer.ggml.tokens", {LLMH_V_ARRAY, {.arr = {LLMH_V_STRING, 5, tv}}}},
+        {"tokenizer.ggml.token_type", {LLMH_V_ARRAY, {.arr = {LLMH_V_I32, 5, yv}}}},
+        {"tokenizer.ggml.scores", {LLMH_V_ARRAY, {.arr = {LLMH_V_F32, 5, sv}}}}};
+    llmh_kv_list meta = {kv, 4};
+    llmh_tokenizer *tok = NULL;
+    CU_ASSERT_EQUAL_FATAL(si->create(g_spm.state, &meta, NULL, &tok), LLMH_OK);
+    llmh_token out[8];
+    size_t n = 0;
+    /* "a a" -> "a▁a": "a▁" (score 0) beats "▁a" (-1) */
+    CU_ASSERT_EQUAL(si->encode(tok, "a a", 3, LLMH_ENCODE_NO_LEADING_SPACE, out, 8, &n), LLMH_OK);
+    CU_ASSERT(n == 2 && out[0] == 4 && out[1] == 2);
+    /* with the dummy prefix, "▁a▁a": "a▁" (0) merges before either "▁a" (-1),
+     * and "▁a▁" is not a piece, so "▁" stays alone */
+    CU_ASSERT_EQUAL(si->encode(tok, "a a", 3, 0, out, 8, &n), LLMH_OK);
+    CU_ASSERT(n == 3 && out[0] == 1 && out[1] == 4 && out[2] == 2);
+    si->destroy(tok);
+}
+
 /* Malformed metadata fails cleanly. */
 static void test_bad_metadata(void) {
     const llmh_tokenizer_iface *bi = tokh_tok_iface(&g_bpe), *si = tokh_tok_iface(&g_spm);
@@ -788,6 +821,7 @@ int main(void) {
         {"cap rules", test_cap_rules},
         {"spm details", test_spm_details},
         {"malformed metadata", test_bad_metadata},
+        {"spm piece across U+2581", test_spm_cross_word_piece},
         {"registry picks bpe/spm by probe", test_registry_auto},
 #ifdef TOK_ST_PLUGIN
         {"HF directories via safetensors", test_hf_directories},
