@@ -252,7 +252,12 @@ llmh_status bpe_finish(llmh_tokenizer *t, const uint8_t *lstrip, const uint8_t *
     }
     t->cache_cap = 1u << 15;
     t->cache = calloc(t->cache_cap, sizeof(bpe_cache_entry));
-    if (!t->cache) { t->cache_cap = 0; TOKC_ERR("bpe: out of memory"); return LLMH_ERR_NO_MEMORY; }
+    if (!t->cache) {
+        pthread_mutex_destroy(&t->cache_mu);
+        t->cache_cap = 0;
+        TOKC_ERR("bpe: out of memory");
+        return LLMH_ERR_NO_MEMORY;
+    }
     return LLMH_OK;
 }
 
