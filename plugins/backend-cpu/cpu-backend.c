@@ -397,8 +397,8 @@ static const llmh_backend_iface cpu_iface = {
     .buffer_host_ptr = cpu_buffer_host_ptr,
     .buffer_write = cpu_buffer_write,
     .buffer_read = cpu_buffer_read,
-    .weight_prepare = NULL,
-    .weight_release = NULL,
+    .weight_prepare = cpu_weight_prepare,
+    .weight_release = cpu_weight_release,
     .graph_compute = cpu_graph_compute,
 };
 

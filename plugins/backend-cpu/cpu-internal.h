@@ -101,8 +101,34 @@ typedef void (*cpu_mm_fn)(int64_t k, const uint8_t *w, size_t w_stride, int64_t 
                           const uint8_t *a, size_t a_stride, int n_cols, float *dst,
                           size_t dst_stride);
 
+/* Repacked weights (cpu-repack.c): rows in panels of 16, so one VNNI
+ * instruction multiplies 4 K-elements of 16 rows by one broadcast group of 4
+ * activation bytes. Per 32-element block and panel:
+ *   Q8_0: f16 d[16] | [8 groups][16 rows][4 bytes] (w + 128, as u8)  = 544 B
+ *   Q4_0: f16 d[16] | [4 groups][16 rows][4 bytes] (the qs bytes j..j+3:
+ *         low nibbles = elements j.., high nibbles = elements 16 + j..) = 288 B
+ * (the same bytes per row as GGUF). Rows past the last whole panel use the
+ * plain kernels on the original data. */
+#define CPU_PANEL 16
+#define CPU_PACKED_MAX_COLS 8
+typedef struct cpu_packed {
+    const void *src;      /* the tensor data this was made from */
+    llmh_dtype type;
+    int64_t k, m;         /* shape of the source */
+    size_t nb1;
+    int64_t n_panels;     /* m / 16 */
+    size_t block_bytes;   /* bytes per block per panel */
+    uint8_t *data;        /* n_panels * (k/32) * block_bytes, 64-byte aligned */
+} cpu_packed;
+
+/* dst[c * dst_stride + r] for r in [0, 16 * n_panels), c < n_cols (<= 8);
+ * `p` points at the first panel. */
+typedef void (*cpu_mm_packed_fn)(int64_t k, const uint8_t *p, int64_t n_panels, const uint8_t *a,
+                                 size_t a_stride, int n_cols, float *dst, size_t dst_stride);
+
 typedef struct cpu_kernels {
     const char *name;                      /* "scalar", "avx2", "avx512" */
+    cpu_mm_packed_fn mm_packed[LLMH_DTYPE_COUNT]; /* NULL = no repacking for the type */
     cpu_mm_fn mm[LLMH_DTYPE_COUNT];        /* NULL = type not supported */
     cpu_act_kind act[LLMH_DTYPE_COUNT];    /* activation layout per weight type */
     /* Optional faster activation quantizers (NULL = portable ones). */
@@ -189,6 +215,12 @@ size_t cpu_op_work_size(const llmh_backend *be, const llmh_node *node);
  * the message set through host->set_error. */
 llmh_status cpu_op_validate(llmh_backend *be, const llmh_node *node, size_t index);
 int cpu_op_supported(const llmh_backend *be, llmh_op op, llmh_dtype t0, llmh_dtype t1);
+
+/* cpu-repack.c: the weight_prepare/weight_release slots. */
+llmh_status cpu_weight_prepare(llmh_backend *be, llmh_tensor *w);
+void cpu_weight_release(llmh_backend *be, llmh_tensor *w);
+/* The packed form of `w` when it is usable for this exact view, else NULL. */
+const cpu_packed *cpu_packed_for(const llmh_backend *be, const llmh_tensor *w);
 
 /* cpu-matmul.c */
 size_t cpu_mul_mat_work_size(const llmh_backend *be, const llmh_node *node);

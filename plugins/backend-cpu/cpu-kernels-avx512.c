@@ -147,6 +147,98 @@ AI void mm_qx0_n(const int five, int64_t k, const uint8_t *w, size_t ws, int64_t
     }
 }
 
+/* ------------------------------------------------------------------------ */
+/* Packed 16-row panels (cpu-repack.c): one dpbusd multiplies 4 K-elements of */
+/* 16 rows by a broadcast group of 4 activation bytes, so each weight load    */
+/* serves up to 8 columns and per-block scaling is one vector op per column.  */
+/* ------------------------------------------------------------------------ */
+AI __m512i bcast4(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
+}
+
+/* Q8_0 (four = 0: weights stored as w + 128) and Q4_0 (four = 1: nibbles). */
+AI void mmp_n(const int four, int64_t k, const uint8_t *p, int64_t np, const uint8_t *a, size_t as,
+              const int nc, float *dst, size_t ds) {
+    const int64_t nb = k / 32;
+    const size_t bb = four ? 288 : 544;
+    const int32_t off = four ? 8 : 128;
+    const float *da[CPU_PACKED_MAX_COLS];
+    const int32_t *sa[CPU_PACKED_MAX_COLS];
+    for (int c = 0; c < nc; c++) {
+        da[c] = cpu_act_q8_d(a + (size_t)c * as, k);
+        sa[c] = cpu_act_q8_sum(a + (size_t)c * as, k);
+    }
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    for (int64_t pi = 0; pi < np; pi++) {
+        const uint8_t *pb = p + (size_t)pi * (size_t)nb * bb;
+        __m512 acc[CPU_PACKED_MAX_COLS];
+        for (int c = 0; c < nc; c++) acc[c] = _mm512_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *blk = pb + (size_t)b * bb;
+            __m512i s0[CPU_PACKED_MAX_COLS], s1[CPU_PACKED_MAX_COLS]; /* two chains */
+            for (int c = 0; c < nc; c++) s0[c] = s1[c] = _mm512_setzero_si512();
+            if (four) {
+                for (int g = 0; g < 4; g++) {
+                    __m512i x = _mm512_loadu_si512((const void *)(blk + 32 + 64 * g));
+                    __m512i lo = _mm512_and_si512(x, m4);
+                    __m512i hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
+                    for (int c = 0; c < nc; c++) {
+                        const uint8_t *ac = a + (size_t)c * as + (size_t)b * 32;
+                        s0[c] = _mm512_dpbusd_epi32(s0[c], lo, bcast4(ac + 4 * g));
+                        s1[c] = _mm512_dpbusd_epi32(s1[c], hi, bcast4(ac + 16 + 4 * g));
+                    }
+                }
+            } else {
+                for (int g = 0; g < 8; g += 2) {
+                    __m512i x0 = _mm512_loadu_si512((const void *)(blk + 32 + 64 * g));
+                    __m512i x1 = _mm512_loadu_si512((const void *)(blk + 96 + 64 * g));
+                    for (int c = 0; c < nc; c++) {
+                        const uint8_t *ac = a + (size_t)c * as + (size_t)b * 32;
+                        s0[c] = _mm512_dpbusd_epi32(s0[c], x0, bcast4(ac + 4 * g));
+                        s1[c] = _mm512_dpbusd_epi32(s1[c], x1, bcast4(ac + 4 * g + 4));
+                    }
+                }
+            }
+            __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
+            for (int c = 0; c < nc; c++) {
+                __m512i is = _mm512_sub_epi32(_mm512_add_epi32(s0[c], s1[c]), _mm512_set1_epi32(off * sa[c][b]));
+                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is), _mm512_mul_ps(dw, _mm512_set1_ps(da[c][b])), acc[c]);
+            }
+        }
+        for (int c = 0; c < nc; c++) _mm512_storeu_ps(dst + (size_t)c * ds + (size_t)pi * CPU_PANEL, acc[c]);
+    }
+}
+
+static void mmp_q8_0(int64_t k, const uint8_t *p, int64_t np, const uint8_t *a, size_t as, int nc, float *dst,
+                     size_t ds) {
+    switch (nc) {
+    case 1: mmp_n(0, k, p, np, a, as, 1, dst, ds); break;
+    case 2: mmp_n(0, k, p, np, a, as, 2, dst, ds); break;
+    case 3: mmp_n(0, k, p, np, a, as, 3, dst, ds); break;
+    case 4: mmp_n(0, k, p, np, a, as, 4, dst, ds); break;
+    case 5: mmp_n(0, k, p, np, a, as, 5, dst, ds); break;
+    case 6: mmp_n(0, k, p, np, a, as, 6, dst, ds); break;
+    case 7: mmp_n(0, k, p, np, a, as, 7, dst, ds); break;
+    default: mmp_n(0, k, p, np, a, as, 8, dst, ds); break;
+    }
+}
+
+static void mmp_q4_0(int64_t k, const uint8_t *p, int64_t np, const uint8_t *a, size_t as, int nc, float *dst,
+                     size_t ds) {
+    switch (nc) {
+    case 1: mmp_n(1, k, p, np, a, as, 1, dst, ds); break;
+    case 2: mmp_n(1, k, p, np, a, as, 2, dst, ds); break;
+    case 3: mmp_n(1, k, p, np, a, as, 3, dst, ds); break;
+    case 4: mmp_n(1, k, p, np, a, as, 4, dst, ds); break;
+    case 5: mmp_n(1, k, p, np, a, as, 5, dst, ds); break;
+    case 6: mmp_n(1, k, p, np, a, as, 6, dst, ds); break;
+    case 7: mmp_n(1, k, p, np, a, as, 7, dst, ds); break;
+    default: mmp_n(1, k, p, np, a, as, 8, dst, ds); break;
+    }
+}
+
 #define DISPATCH_NC(NAME, CALL)                                                                   \
     static void NAME(int64_t k, const uint8_t *w, size_t ws, int64_t nr, const uint8_t *a,        \
                      size_t as, int nc, float *dst, size_t ds) {                                  \
@@ -171,6 +263,8 @@ void cpu_kernels_init_avx512(cpu_kernels *k) {
     k->mm[LLMH_DTYPE_Q8_0] = mm_q8_0;
     k->mm[LLMH_DTYPE_Q4_0] = mm_q4_0;
     k->mm[LLMH_DTYPE_Q5_0] = mm_q5_0;
+    k->mm_packed[LLMH_DTYPE_Q8_0] = mmp_q8_0;
+    k->mm_packed[LLMH_DTYPE_Q4_0] = mmp_q4_0;
 }
 #else
 typedef int cpu_kernels_avx512_unused; /* non-x86: nothing to build */

@@ -23,6 +23,7 @@ typedef struct mm_shape {
     int64_t b2, b3;           /* batch dims of x / dst */
     size_t col_bytes;         /* bytes per converted column (0 = use x directly) */
     int64_t n_cols_total;     /* n * b2 * b3 */
+    const cpu_packed *pk;     /* 16-row panels of w, or NULL */
 } mm_shape;
 
 static void mm_shape_get(const llmh_backend *be, const llmh_node *node, mm_shape *s) {
@@ -36,6 +37,7 @@ static void mm_shape_get(const llmh_backend *be, const llmh_node *node, mm_shape
     s->b2 = s->x->ne[2];
     s->b3 = s->x->ne[3];
     s->n_cols_total = s->n * s->b2 * s->b3;
+    s->pk = cpu_packed_for(be, s->w);
     if (s->act == CPU_ACT_F32 && s->x->nb[0] == sizeof(float))
         s->col_bytes = 0;
     else
@@ -80,6 +82,7 @@ static int64_t chunk_rows(const llmh_backend *be, const mm_shape *s) {
         int64_t per = (s->m + (int64_t)be->n_threads * 4 - 1) / ((int64_t)be->n_threads * 4);
         if (per > rows) rows = per;
     }
+    if (s->pk) return (rows + CPU_PANEL - 1) & ~(int64_t)(CPU_PANEL - 1);
     return (rows + 3) & ~(int64_t)3;
 }
 
@@ -133,6 +136,22 @@ void cpu_mul_mat(const cpu_exec *ex, int phase, int64_t u0, int64_t u1, int ith)
             a_stride = x->nb[1];
         }
         float *dp = (float *)((uint8_t *)dst->data + (size_t)i2 * dst->nb[2] + (size_t)i3 * dst->nb[3]) + r0;
+        if (s.pk && r0 < s.pk->n_panels * CPU_PANEL) {
+            /* whole panels through the packed kernel, the rest below */
+            cpu_mm_packed_fn pf = be->kern.mm_packed[w->type];
+            int64_t p0 = r0 / CPU_PANEL, np = nr / CPU_PANEL;
+            if (p0 + np > s.pk->n_panels) np = s.pk->n_panels - p0;
+            const uint8_t *pp = s.pk->data + (size_t)p0 * (size_t)(s.k / 32) * s.pk->block_bytes;
+            for (int64_t c = 0; c < s.n; c += CPU_PACKED_MAX_COLS) {
+                int nc = (int)(s.n - c < CPU_PACKED_MAX_COLS ? s.n - c : CPU_PACKED_MAX_COLS);
+                pf(s.k, pp, np, ap + (size_t)c * a_stride, a_stride, nc, dp + (size_t)c * dst_stride, dst_stride);
+            }
+            r0 += np * CPU_PANEL;
+            nr -= np * CPU_PANEL;
+            wp += (size_t)(np * CPU_PANEL) * row_bytes;
+            dp += np * CPU_PANEL;
+            if (nr <= 0) continue;
+        }
         for (int64_t c = 0; c < s.n; c += CPU_MM_MAX_COLS) {
             int nc = (int)(s.n - c < CPU_MM_MAX_COLS ? s.n - c : CPU_MM_MAX_COLS);
             fn(s.k, wp, row_bytes, nr, ap + (size_t)c * a_stride, a_stride, nc,

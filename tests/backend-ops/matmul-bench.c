@@ -7,6 +7,8 @@
  *     -k auto|scalar|avx2|avx512
  *     -n 1,128           src1 columns: 1 = decode, 128 = prefill (default 1,128)
  *     -s 0.5             seconds per measurement
+ *     -c                 cache-resident: time one copy of each matrix
+ *                        (kernel speed without DRAM limits)
  *     -m                 also time a whole Qwen2.5-0.5B-shaped stack of
  *                        matmuls (24 layers + output) per token
  *
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend-util.h"
 
@@ -31,6 +34,8 @@ static const shape shapes[] = {
     {"ffn_up    [896 x 4864]", 896, 4864},
     {"ffn_down  [4864 x 896]", 4864, 896},
     {"output    [896 x 151936]", 896, 151936},
+    {"square    [4096 x 4096]", 4096, 4096},
+    {"small     [1024 x 256]", 1024, 256},
 };
 
 static llmh_dtype parse_type(const char *s) {
@@ -79,23 +84,36 @@ static int make_mats(bu_plugin *p, llmh_backend *be, llmh_dtype t, int64_t k, in
         if (!out->w[i]) return -1;
         memcpy(out->w[i]->t.data, first->t.data, bytes);
     }
+    for (int i = 0; i < n; i++)
+        if (p->be->weight_prepare && p->be->weight_prepare(be, &out->w[i]->t) != LLMH_OK) return -1;
     return 0;
 }
 
 static void free_mats(bu_plugin *p, llmh_backend *be, mats *ms) {
-    for (int i = 0; i < ms->n; i++) bu_tensor_free(p, be, ms->w[i]);
+    for (int i = 0; i < ms->n; i++) {
+        if (p->be->weight_release) p->be->weight_release(be, &ms->w[i]->t);
+        bu_tensor_free(p, be, ms->w[i]);
+    }
     free(ms->w);
 }
 
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Returns wall seconds per call; *cpu_out = process CPU seconds per call
+ * (all threads), which shows kernel speed when the machine is shared. */
 static double time_mm(bu_plugin *p, llmh_backend *be, mats *ms, bu_tensor *x, bu_tensor *d, double secs,
-                      int *calls_out) {
+                      int *calls_out, double *cpu_out) {
     llmh_node nd = {sizeof nd, LLMH_OP_MUL_MAT, &d->t, {NULL, &x->t, NULL, NULL}, {0}, {0}};
     llmh_graph g = {sizeof g, 1, &nd};
     /* warm-up */
     nd.src[0] = &ms->w[0]->t;
     p->be->graph_compute(be, &g);
     int calls = 0;
-    double t0 = bu_now(), t1;
+    double t0 = bu_now(), t1, c0 = cpu_now();
     do {
         nd.src[0] = &ms->w[calls % ms->n]->t;
         if (p->be->graph_compute(be, &g) != LLMH_OK) {
@@ -106,6 +124,7 @@ static double time_mm(bu_plugin *p, llmh_backend *be, mats *ms, bu_tensor *x, bu
         t1 = bu_now();
     } while (t1 - t0 < secs || calls < 3);
     *calls_out = calls;
+    *cpu_out = (cpu_now() - c0) / calls;
     return (t1 - t0) / calls;
 }
 
@@ -135,6 +154,8 @@ static void model_bench(bu_plugin *p, llmh_backend *be, llmh_dtype t, int64_t nc
         memcpy((uint8_t *)out->t.data + off, out->t.data, off + piece <= ob ? piece : ob - off);
     w[NL * NM] = out;
     total += ob;
+    for (int i = 0; i < NL * NM + 1; i++)
+        if (p->be->weight_prepare) p->be->weight_prepare(be, &w[i]->t);
     bu_tensor *x896 = bu_tensor_new(p, be, LLMH_DTYPE_F32, 896, ncols, 1, 1);
     bu_tensor *x4864 = bu_tensor_new(p, be, LLMH_DTYPE_F32, 4864, ncols, 1, 1);
     bu_tensor *y = bu_tensor_new(p, be, LLMH_DTYPE_F32, 151936, ncols, 1, 1);
@@ -169,7 +190,10 @@ static void model_bench(bu_plugin *p, llmh_backend *be, llmh_dtype t, int64_t nc
     else
         printf("  model %-5s prefill %lld: %.1f ms  %.1f tok/s (matmuls only)\n", llmh_dtype_name(t),
                (long long)ncols, per * 1e3, (double)ncols / per);
-    for (int i = 0; i < NL * NM + 1; i++) bu_tensor_free(p, be, w[i]);
+    for (int i = 0; i < NL * NM + 1; i++) {
+        if (p->be->weight_release) p->be->weight_release(be, &w[i]->t);
+        bu_tensor_free(p, be, w[i]);
+    }
     bu_tensor_free(p, be, x896);
     bu_tensor_free(p, be, x4864);
     bu_tensor_free(p, be, y);
@@ -179,7 +203,7 @@ int main(int argc, char **argv) {
     const char *types_s = "q8_0,q4_0,q4_k,q6_k,f16", *threads_s = "1,2", *cols_s = "1,128";
     const char *kernels = NULL;
     double secs = 0.5;
-    int model = 0;
+    int model = 0, cached = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) types_s = argv[++i];
         else if (strcmp(argv[i], "-j") == 0 && i + 1 < argc) threads_s = argv[++i];
@@ -187,6 +211,7 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "-n") == 0 && i + 1 < argc) cols_s = argv[++i];
         else if (strcmp(argv[i], "-s") == 0 && i + 1 < argc) secs = atof(argv[++i]);
         else if (strcmp(argv[i], "-m") == 0) model = 1;
+        else if (strcmp(argv[i], "-c") == 0) cached = 1;
         else {
             fprintf(stderr, "usage: %s [-t types] [-j threads] [-k kernels] [-n cols] [-s seconds] [-m]\n", argv[0]);
             return 2;
@@ -217,7 +242,8 @@ int main(int argc, char **argv) {
             }
             for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
                 mats ms;
-                if (make_mats(&p, be, t, shapes[si].k, shapes[si].m, (size_t)256 << 20, &ms) != 0) {
+                if (shapes[si].k % llmh_dtype_block_size(t) != 0) continue; /* e.g. k-quants need K % 256 == 0 */
+                if (make_mats(&p, be, t, shapes[si].k, shapes[si].m, cached ? 0 : (size_t)256 << 20, &ms) != 0) {
                     fprintf(stderr, "out of memory\n");
                     return 1;
                 }
@@ -229,18 +255,19 @@ int main(int argc, char **argv) {
                     uint64_t s = 9;
                     for (int64_t i = 0; i < shapes[si].k * n; i++) ((float *)x->t.data)[i] = bu_randf(&s);
                     int calls = 0;
-                    double per = time_mm(&p, be, &ms, x, d, secs, &calls);
+                    double cpu = 0;
+                    double per = time_mm(&p, be, &ms, x, d, secs, &calls, &cpu);
                     double flops = 2.0 * (double)shapes[si].k * (double)shapes[si].m * (double)n;
-                    printf("  %-5s %-26s N=%-4lld %9.3f ms  %7.2f GB/s  %8.1f GFLOP/s  (%d calls)\n",
+                    printf("  %-5s %-26s N=%-4lld %9.3f ms  %7.2f GB/s  %8.1f GFLOP/s  | per CPU-second: %6.2f GB/s %7.1f GFLOP/s (%d calls)\n",
                            llmh_dtype_name(t), shapes[si].name, (long long)n, per * 1e3, (double)bytes / per / 1e9,
-                           flops / per / 1e9, calls);
+                           flops / per / 1e9, (double)bytes / cpu / 1e9, flops / cpu / 1e9, calls);
                     fflush(stdout);
                     bu_tensor_free(&p, be, x);
                     bu_tensor_free(&p, be, d);
                 }
                 free_mats(&p, be, &ms);
             }
-            if (model)
+            if (model && 896 % llmh_dtype_block_size(t) == 0)
                 for (int ci = 0; ci < nc; ci++) model_bench(&p, be, t, atoll(cols[ci]), secs * 4);
         }
         p.be->destroy(be);

@@ -804,6 +804,8 @@ static int mm_case(llmh_dtype t, int64_t K, int64_t M, int64_t N, int64_t B, uin
         uint64_t s = seed;
         bu_random_weights(t, w->t.data, K * M, &s);
         fill(x, &s, 1.0f);
+        /* as the model loader does: let the backend repack (VNNI panels) */
+        if (plug.be->weight_prepare) CU_ASSERT_EQUAL(plug.be->weight_prepare(be, &w->t), LLMH_OK);
         llmh_node nd = {sizeof nd, LLMH_OP_MUL_MAT, &d->t, {&w->t, &x->t, NULL, NULL}, {0}, {0}};
         CU_ASSERT_EQUAL(run1(be, &nd), LLMH_OK);
         const float *dv = d->t.data, *xv = x->t.data;
@@ -860,6 +862,8 @@ static int mm_case(llmh_dtype t, int64_t K, int64_t M, int64_t N, int64_t B, uin
                 }
             }
         }
+        if (plug.be->weight_release) plug.be->weight_release(be, &w->t);
+        CU_ASSERT_PTR_NULL(w->t.extra);
         bu_tensor_free(&plug, be, w);
         bu_tensor_free(&plug, be, x);
         bu_tensor_free(&plug, be, d);
@@ -880,9 +884,9 @@ static void test_mul_mat(void) {
         if (bs == 1) { ks[0] = 1; ks[1] = 33; ks[2] = 256; }
         else if (bs == 32) { ks[0] = 32; ks[1] = 96; ks[2] = 288; }
         else { ks[0] = 256; ks[1] = 512; ks[2] = 768; }
-        static const int64_t ms[] = {1, 31, 33};
+        static const int64_t ms[] = {1, 31, 33, 64};
         for (int ki = 0; ki < 3; ki++)
-            for (int mi = 0; mi < 3; mi++)
+            for (int mi = 0; mi < 4; mi++)
                 for (int ni = 0; ni < 4; ni++) {
                     int bad = mm_case(t, ks[ki], ms[mi], k_rows[ni], 1, 17 + (uint64_t)(ki * 100 + mi * 10 + ni));
                     CU_ASSERT_EQUAL(bad, 0);
