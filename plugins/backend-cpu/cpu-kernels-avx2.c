@@ -133,6 +133,39 @@ static void quantize_q8k_avx2(const float *x, int64_t k, uint8_t *col) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* SiLU / SwiGLU with a vector exp (Cephes polynomial, ~1 ulp on the reduced  */
+/* range; inputs clamped to +-88 so the scale 2^n stays finite).              */
+/* ------------------------------------------------------------------------ */
+AI __m256 exp256(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+static void silu_row_avx2(const float *x, const float *g, float *y, int64_t n) {
+    int64_t i = 0;
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 s = _mm256_div_ps(v, _mm256_add_ps(one, exp256(_mm256_sub_ps(_mm256_setzero_ps(), v))));
+        if (g) s = _mm256_mul_ps(s, _mm256_loadu_ps(g + i));
+        _mm256_storeu_ps(y + i, s);
+    }
+    if (i < n) cpu_silu_row(x + i, g ? g + i : NULL, y + i, n - i);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Float weights                                                              */
 /* ------------------------------------------------------------------------ */
 #define FLOAT_KERNEL(NAME, LOAD8, LOAD1)                                                          \
@@ -454,6 +487,7 @@ void cpu_kernels_init_avx2(cpu_kernels *k) {
     k->mm[LLMH_DTYPE_Q4_K] = mm_q4_k;
     k->mm[LLMH_DTYPE_Q5_K] = mm_q5_k;
     k->mm[LLMH_DTYPE_Q6_K] = mm_q6_k;
+    k->silu_row = silu_row_avx2;
     k->quantize_q8 = quantize_q8_avx2;
     k->quantize_q8k = quantize_q8k_avx2;
 }

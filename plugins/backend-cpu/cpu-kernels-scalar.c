@@ -64,6 +64,13 @@ void cpu_act_quantize_q8k(const float *x, int64_t k, uint8_t *col) {
     }
 }
 
+void cpu_silu_row(const float *x, const float *g, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i] / (1.0f + expf(-x[i]));
+        y[i] = g ? v * g[i] : v;
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                    */
 /* ------------------------------------------------------------------------ */
@@ -390,6 +397,7 @@ void cpu_kernels_init_scalar(cpu_kernels *k) {
     k->act[LLMH_DTYPE_Q5_0] = k->act[LLMH_DTYPE_Q5_1] = CPU_ACT_Q8;
     k->act[LLMH_DTYPE_Q2_K] = k->act[LLMH_DTYPE_Q3_K] = k->act[LLMH_DTYPE_Q4_K] = CPU_ACT_Q8K;
     k->act[LLMH_DTYPE_Q5_K] = k->act[LLMH_DTYPE_Q6_K] = CPU_ACT_Q8K;
+    k->silu_row = cpu_silu_row;
     k->quantize_q8 = cpu_act_quantize_q8;
     k->quantize_q8k = cpu_act_quantize_q8k;
 }

@@ -375,6 +375,17 @@ static void op_unary(const cpu_exec *ex, int64_t a, int64_t b, int ith) {
         uint8_t *dr = row_ptr(d, r);
         const uint8_t *ar = row_ptr(s0, r);
         const uint8_t *br = n->op == LLMH_OP_SWIGLU ? row_ptr(s1, r) : NULL;
+        int contig = d->nb[0] == 4 && s0->nb[0] == 4 && (!br || s1->nb[0] == 4);
+        if (contig && (n->op == LLMH_OP_SILU || n->op == LLMH_OP_SWIGLU)) {
+            ex->be->kern.silu_row((const float *)ar, (const float *)br, (float *)dr, ne0);
+            continue;
+        }
+        if (contig && n->op == LLMH_OP_SCALE) {
+            const float *xs = (const float *)ar;
+            float *ys = (float *)dr;
+            for (int64_t i = 0; i < ne0; i++) ys[i] = xs[i] * scale;
+            continue;
+        }
         for (int64_t i = 0; i < ne0; i++) {
             float x = load_f(ar, s0->nb[0], i), y;
             switch (n->op) {
@@ -397,6 +408,22 @@ static void op_rms_norm(const cpu_exec *ex, int64_t a, int64_t b, int ith) {
         uint8_t *dr = row_ptr(d, r);
         const uint8_t *ar = row_ptr(s0, r);
         double ss = 0.0;
+        if (s0->nb[0] == 4 && d->nb[0] == 4 && (!wt || wt->nb[0] == 4)) {
+            const float *x = (const float *)ar, *wv = wt ? (const float *)wt->data : NULL;
+            float *y = (float *)dr;
+            float part[8] = {0};
+            int64_t i = 0;
+            for (; i + 8 <= ne0; i += 8)
+                for (int j = 0; j < 8; j++) part[j] += x[i + j] * x[i + j];
+            for (int j = 0; j < 8; j++) ss += part[j];
+            for (; i < ne0; i++) ss += (double)x[i] * x[i];
+            float inv = (float)(1.0 / sqrt(ss / (double)ne0 + (double)n->fp[0]));
+            if (wv)
+                for (i = 0; i < ne0; i++) y[i] = x[i] * inv * wv[i];
+            else
+                for (i = 0; i < ne0; i++) y[i] = x[i] * inv;
+            continue;
+        }
         for (int64_t i = 0; i < ne0; i++) {
             float x = load_f(ar, s0->nb[0], i);
             ss += (double)x * x;
