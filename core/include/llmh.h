@@ -150,7 +150,7 @@ typedef struct llmh_config {
     struct {
         const char *path;          /* required: file or HF directory */
         const char *format;        /* "auto" (default) or a format plugin name */
-        int64_t context;           /* KV cache size in tokens (default 4096, clamped to training ctx) */
+        int64_t context;           /* KV cache size in tokens (default 4096; a warning is logged past the training context) */
         const char *kv_type;       /* KV cache element type: "f16" (default, as llama.cpp) or "f32" */
         llmh_kv_list options;      /* every [model] key (for the format plugin) */
     } model;

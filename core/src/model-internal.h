@@ -15,6 +15,8 @@ typedef enum llmh__arch {
     LLMH__ARCH_QWEN3 = 2  /* q/k RMSNorm per head, explicit head_dim, NeoX RoPE */
 } llmh__arch;
 
+#define LLMH__MAX_EOG 8
+
 typedef struct llmh__hparams {
     llmh__arch arch;
     int64_t n_vocab;
@@ -62,7 +64,7 @@ struct llmh_model {
     llmh_plugin *tok_plugin;
     const llmh_tokenizer_iface *tok_if;
     llmh_tokenizer *tok;
-    llmh_token eog[4]; /* EOS, EOT, ... (-1 unused) */
+    llmh_token eog[LLMH__MAX_EOG]; /* tokens that end generation (-1 unused) */
     int add_bos;
 
     /* backend */

@@ -353,12 +353,29 @@ static llmh_status open_tokenizer(llmh_model *m, const llmh_config *cfg) {
     if (nv > m->hp.n_vocab)
         return llmh__fail(LLMH_ERR_FORMAT, "tokenizer has %d tokens but token_embd.weight only %lld rows",
                           nv, (long long)m->hp.n_vocab);
-    int k = 0;
+    /* End of generation: the declared EOS and EOT, plus control tokens
+     * whose text is a well-known end marker (Qwen declares <|endoftext|> as
+     * EOS but chats end with <|im_end|>), as llama.cpp does. */
+    static const char *const eog_texts[] = {"<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|end_of_text|>",
+                                            "<|eom_id|>", "<end_of_turn>", "<|end|>", "</s>"};
+    size_t k = 0;
     llmh_token eos = m->tok_if->special(m->tok, LLMH_SPECIAL_EOS);
     llmh_token eot = m->tok_if->special(m->tok, LLMH_SPECIAL_EOT);
-    for (int i = 0; i < 4; i++) m->eog[i] = -1;
+    for (size_t i = 0; i < LLMH__MAX_EOG; i++) m->eog[i] = -1;
     if (eos >= 0) m->eog[k++] = eos;
     if (eot >= 0 && eot != eos) m->eog[k++] = eot;
+    for (int32_t id = 0; id < nv && k < LLMH__MAX_EOG; id++) {
+        int32_t type = m->tok_if->token_type(m->tok, id);
+        if (type != LLMH_TOKEN_CONTROL && type != LLMH_TOKEN_USER_DEFINED) continue;
+        size_t len = 0;
+        const char *text = m->tok_if->token_text(m->tok, id, &len);
+        if (!text || id == eos || id == eot) continue;
+        for (size_t e = 0; e < sizeof eog_texts / sizeof eog_texts[0]; e++)
+            if (strlen(eog_texts[e]) == len && !memcmp(eog_texts[e], text, len)) {
+                m->eog[k++] = id;
+                break;
+            }
+    }
     m->add_bos = m->tok_if->add_bos_default(m->tok);
     return LLMH_OK;
 }
@@ -418,7 +435,9 @@ llmh_status llmh_model_load(const llmh_model_params *params, llmh_model **out) {
     }
     m->default_ctx = cfg->model.context > 0 ? cfg->model.context : 4096;
     snprintf(m->kv_type, sizeof m->kv_type, "%s", cfg->model.kv_type ? cfg->model.kv_type : "f16");
-    if (m->default_ctx > m->hp.n_ctx_train) m->default_ctx = m->hp.n_ctx_train;
+    if (m->default_ctx > m->hp.n_ctx_train)
+        LLMH_LOGW("context %lld exceeds the %lld positions '%s' was trained with; output may degrade past them",
+                  (long long)m->default_ctx, (long long)m->hp.n_ctx_train, cfg->model.path);
 
     /* description */
     llmh_model_desc *d = &m->desc;
@@ -494,7 +513,7 @@ const llmh_tokenizer_iface *llmh_model_tokenizer(const llmh_model *m, const llmh
 }
 
 bool llmh_token_is_eog(const llmh_model *m, llmh_token tok) {
-    for (int i = 0; i < 4; i++)
+    for (size_t i = 0; i < LLMH__MAX_EOG; i++)
         if (m->eog[i] >= 0 && m->eog[i] == tok) return true;
     return false;
 }

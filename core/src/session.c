@@ -129,7 +129,6 @@ llmh_status llmh_session_create(llmh_model *m, const llmh_session_params *params
         st = llmh__fail(LLMH_ERR_INVALID_ARG, "KV cache type '%s' is not supported (use f16 or f32)", kv);
         goto fail;
     }
-    if (s->n_ctx > m->hp.n_ctx_train) s->n_ctx = m->hp.n_ctx_train;
     if (s->n_batch > s->n_ctx) s->n_batch = (int32_t)s->n_ctx;
     if (s->kv_type != LLMH_DTYPE_F32 &&
         (!m->be_if->supports(m->be, LLMH_OP_CPY, LLMH_DTYPE_F32, s->kv_type) ||
