@@ -198,10 +198,60 @@ static void test_corrupt(void) {
     free(tokp);
 }
 
+/* Random overwrites of the checkpoint header and of the tokenizer: every open
+ * succeeds (and every value and tensor is readable) or fails with a message. */
+static void test_mutations(void) {
+    char *bin = llmh_test_shared("models/stories260K.bin"), *tokp = llmh_test_shared("models/tok512.bin");
+    size_t blen, tlen;
+    uint8_t *b = (uint8_t *)llmh_test_read_file(bin, &blen);
+    uint8_t *t = (uint8_t *)llmh_test_read_file(tokp, &tlen);
+    CU_ASSERT_FATAL(b && t);
+    char *dir = fmt_mkdtemp();
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.bin", dir);
+    uint8_t *c = malloc(blen > tlen ? blen : tlen);
+    uint64_t rng = 0x243f6a8885a308d3ull;
+    unsigned ok = 0, failed = 0;
+    for (int i = 0; i < 600; i++) {
+        int tok = i % 2; /* alternate: header of the checkpoint, the tokenizer */
+        const uint8_t *src = tok ? t : b;
+        size_t len = tok ? tlen : blen, region = tok ? tlen : 28;
+        memcpy(c, src, len);
+        for (int k = 0; k < 1 + i % 3; k++) {
+            rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+            size_t at = (size_t)(rng % region);
+            c[at] = (rng >> 32) & 1 ? (uint8_t)(rng >> 40) : (uint8_t)(c[at] ^ (1u << ((rng >> 48) % 8)));
+        }
+        size_t cut = (i % 7 == 0) ? (size_t)(rng % len) : len; /* sometimes truncated too */
+        fmt_write_in(dir, "model.bin", tok ? b : c, tok ? blen : cut);
+        fmt_write_in(dir, "tokenizer.bin", tok ? c : t, tok ? cut : tlen);
+        fmt_file f;
+        llmh_status s = fmt_open(&l2c, path, NULL, &f);
+        if (s == LLMH_OK) {
+            volatile uint64_t h = fmt_walk(&f);
+            (void)h;
+            fmt_close(&f);
+            ok++;
+        } else {
+            const char *msg = llmh_last_error();
+            CU_ASSERT(s < 0 && msg && *msg);
+            failed++;
+        }
+    }
+    CU_ASSERT(ok > 0 && failed > 0);
+    fmt_rmdir(dir);
+    free(c);
+    free(b);
+    free(t);
+    free(bin);
+    free(tokp);
+}
+
 int main(void) {
     static const llmh_test_case cases[] = {
         {"stories260K.bin == stories260K.gguf (tensors, vocab, metadata)", test_same_as_gguf},
         {"corrupt checkpoints and tokenizers", test_corrupt},
+        {"random header/tokenizer mutations never crash", test_mutations},
         {NULL, NULL}};
     static const llmh_test_suite suites[] = {{"llama2c format plugin", cases, init, cleanup}};
     return llmh_test_main(suites, 1);
