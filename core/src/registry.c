@@ -27,8 +27,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -332,8 +335,9 @@ static const struct {
 };
 
 #if UINTPTR_MAX == 0xffffffffffffffffu
-/* Check a 64-bit ELF image (`img`, `size` bytes, untrusted) for DT_NEEDED
- * entries that cannot be satisfied by dlopen without killing the process.
+/* Check a 64-bit ELF image (`img`, `size` bytes, untrusted) for what would
+ * make dlopen kill the process instead of failing: segments past the end of
+ * a truncated file, and DT_NEEDED sanitizer runtimes this process lacks.
  * Returns 0 with `why` set to refuse; 1 when fine or when the file is not
  * something we can read (dlopen then reports it). Every offset is checked. */
 static int elf_needed_ok(const uint8_t *img, size_t size, char *why, size_t cap) {
@@ -341,6 +345,28 @@ static int elf_needed_ok(const uint8_t *img, size_t size, char *why, size_t cap)
     if (size < sizeof eh) return 1;
     memcpy(&eh, img, sizeof eh);
     if (memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64) return 1;
+
+    /* The loader maps every PT_LOAD segment and touches it: a segment that
+     * extends past the end of a truncated file raises SIGBUS inside dlopen. */
+    if (eh.e_phentsize == sizeof(Elf64_Phdr) && eh.e_phnum > 0) {
+        if (eh.e_phoff > size || (uint64_t)eh.e_phnum * sizeof(Elf64_Phdr) > size - eh.e_phoff) {
+            snprintf(why, cap, "cannot load: truncated file (program headers end past its %zu "
+                     "bytes)", size);
+            return 0;
+        }
+        for (uint32_t i = 0; i < eh.e_phnum; i++) {
+            Elf64_Phdr ph;
+            memcpy(&ph, img + eh.e_phoff + (uint64_t)i * sizeof ph, sizeof ph);
+            if (ph.p_type != PT_LOAD && ph.p_type != PT_DYNAMIC) continue;
+            if (ph.p_offset > size || ph.p_filesz > size - ph.p_offset) {
+                snprintf(why, cap, "cannot load: truncated file (segment %u needs bytes up to "
+                         "%llu, the file has %zu)", i,
+                         (unsigned long long)ph.p_offset + (unsigned long long)ph.p_filesz, size);
+                return 0;
+            }
+        }
+    }
+
     if (eh.e_shentsize != sizeof(Elf64_Shdr) || eh.e_shnum == 0) return 1;
     if (eh.e_shoff > size || (uint64_t)eh.e_shnum * sizeof(Elf64_Shdr) > size - eh.e_shoff) return 1;
     for (uint32_t i = 0; i < eh.e_shnum; i++) {
@@ -438,6 +464,91 @@ static int open_plugin(const char *path, void **handle, const llmh_plugin_desc *
     *handle = h;
     *desc = d;
     return 1;
+}
+
+/* Discovery meets files nobody vouched for, and a corrupt shared object can
+ * crash the dynamic loader itself (a bad relocation, a garbled version
+ * table) or the descriptor (a wild pointer). Before loading a candidate in
+ * this process, load and validate it in a short-lived child: if that child
+ * dies, the file is refused and this process never maps it. Loading is
+ * deterministic, so a file the child loaded cleanly loads cleanly here.
+ * Returns 0 with `why` set to refuse; 1 to go on (also when fork is not
+ * possible: then the in-process checks alone apply). */
+#define PREFLIGHT_TIMEOUT_MS 10000
+
+static int preflight(const char *path, char *why, size_t cap) {
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) return 1;
+    /* A plugin that calls exit() in the child would flush a copy of the
+     * caller's pending stdio output; flush it first so nothing doubles. */
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return 1;
+    }
+    if (pid == 0) {
+        /* Child: the same load / validate / probe / unload cycle discovery
+         * runs, then one byte to say it got through; never return into the
+         * caller's code, never run its atexit handlers. */
+        close(fds[0]);
+        char ignored[REASON_LEN];
+        void *h;
+        const llmh_plugin_desc *d;
+        if (open_plugin(path, &h, &d, ignored, sizeof ignored)) {
+            volatile size_t sink = strnlen(d->version, TEXT_MAX_LEN); /* strings we copy */
+            if (d->license) sink += strnlen(d->license, TEXT_MAX_LEN);
+            if (d->description) sink += strnlen(d->description, TEXT_MAX_LEN);
+            (void)sink;
+            if (d->probe) d->probe(llmh_host_api_get());
+            dlclose(h);
+        }
+        char ok = 'k';
+        ssize_t w = write(fds[1], &ok, 1);
+        _exit(w == 1 ? 0 : 1);
+    }
+    close(fds[1]);
+    int status = 0, reaped = 1;
+    long waited_us = 0, step_us = 200;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) break;
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            reaped = 0; /* reaped elsewhere (a SIGCHLD handler): judge by the pipe */
+            break;
+        }
+        if (waited_us >= (long)PREFLIGHT_TIMEOUT_MS * 1000) {
+            kill(pid, SIGKILL);
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+            close(fds[0]);
+            snprintf(why, cap, "cannot load: loading it did not finish within %d s",
+                     PREFLIGHT_TIMEOUT_MS / 1000);
+            return 0;
+        }
+        struct timespec ts = {0, step_us * 1000};
+        nanosleep(&ts, NULL);
+        waited_us += step_us;
+        if (step_us < 20000) step_us *= 2;
+    }
+    char byte = 0;
+    ssize_t n;
+    do {
+        n = read(fds[0], &byte, 1); /* the child is gone: data or EOF, never blocks */
+    } while (n < 0 && errno == EINTR);
+    close(fds[0]);
+    if (n == 1 && byte == 'k') return 1;
+    if (!reaped) return 1;
+    if (WIFSIGNALED(status)) {
+        int sig = WTERMSIG(status);
+        snprintf(why, cap, "cannot load: loading it crashed (signal %d, %s); the file is corrupt "
+                 "or its initialization is broken", sig, strsignal(sig));
+    } else {
+        snprintf(why, cap, "cannot load: loading it ended the process (exit status %d)",
+                 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    }
+    return 0;
 }
 
 /* Run the optional probe. Returns its score (>= 1) or 0 with `why` set. */
@@ -624,7 +735,9 @@ static llmh_status inspect_file(llmh_registry *reg, const char *path) {
     char why[REASON_LEN];
     void *h;
     const llmh_plugin_desc *d;
-    if (!open_plugin(real, &h, &d, why, sizeof why)) return add_refusal(reg, real, why, 0, NULL);
+    if (!preflight(real, why, sizeof why) ||
+        !open_plugin(real, &h, &d, why, sizeof why))
+        return add_refusal(reg, real, why, 0, NULL);
 
     llmh_status st = LLMH_OK;
     const reg_entry *first = find_entry_by_name(reg, d->kind, d->name);
@@ -1310,7 +1423,8 @@ llmh_status llmh_plugin_check(const char *path, llmh_plugin_info *info_out, char
     void *h;
     const llmh_plugin_desc *d;
     llmh_status st = LLMH_OK;
-    if (!open_plugin(real, &h, &d, why, sizeof why)) {
+    if (!preflight(real, why, sizeof why) ||
+        !open_plugin(real, &h, &d, why, sizeof why)) {
         st = strncmp(why, "cannot load", 11) == 0 ? LLMH_ERR_IO : LLMH_ERR_ABI;
     } else if (run_probe(d, why, sizeof why) == 0) {
         st = LLMH_ERR_UNSUPPORTED;

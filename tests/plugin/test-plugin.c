@@ -313,6 +313,16 @@ const void *regtest_unused[] = {&small_iface, &noslot_iface, &format_iface, &tok
                                 (const void *)good_probe, (const void *)refusing_probe,
                                 (const void *)good_init, (const void *)good_fini,
                                 (const void *)failing_init};
+#elif defined(REGTEST_CRASH)
+/* Dies while describing itself, as a corrupt or broken plugin might. */
+#include <stdlib.h>
+LLMH_PLUGIN_EXPORT const llmh_plugin_desc *llmh_plugin_describe(void);
+LLMH_PLUGIN_EXPORT const llmh_plugin_desc *llmh_plugin_describe(void) { abort(); }
+LLMH_PLUGIN_EXPORT const void *regtest_unused[];
+const void *regtest_unused[] = {&small_iface, &noslot_iface, &format_iface, &tokenizer_iface,
+                                &sampler_iface, (const void *)good_probe,
+                                (const void *)refusing_probe, (const void *)good_init,
+                                (const void *)good_fini, (const void *)failing_init};
 #else
 static const llmh_plugin_desc regtest_desc = {
     sizeof(llmh_plugin_desc), ABI_MAJOR, ABI_MINOR, KIND, REGTEST_NAME, "1.2.3", "MIT",

@@ -55,6 +55,7 @@ static int is_mapped(const char *path) {
 
 static char junk_dir[256];
 static char junk_path[300];
+static char trunc_path[300];
 
 static int suite_init(void) {
     llmh_log_set(capture_log, NULL, LLMH_LOG_DEBUG);
@@ -67,11 +68,24 @@ static int suite_init(void) {
     if (!f) return 1;
     fputs("this is not an ELF file\n", f);
     fclose(f);
+    /* A good plugin cut short, as an interrupted copy leaves it: 4200
+     * bytes keep the ELF and program headers but end inside the code
+     * segment (which starts at page 1). */
+    size_t len = 0;
+    char *img = llmh_test_read_file(GOOD, &len);
+    if (!img) return 1;
+    snprintf(trunc_path, sizeof trunc_path, "%s/libllmh-truncated.so", junk_dir);
+    f = fopen(trunc_path, "wb");
+    if (!f) return 1;
+    fwrite(img, 1, len > 4200 ? 4200 : len / 2, f);
+    fclose(f);
+    free(img);
     return 0;
 }
 
 static int suite_cleanup(void) {
     unlink(junk_path);
+    unlink(trunc_path);
     rmdir(junk_dir);
     llmh_log_set(NULL, NULL, LLMH_LOG_WARN);
     return 0;
@@ -173,6 +187,10 @@ static void test_refusal_reasons(void) {
     expect_refused(reg, "libllmh-sampler-regtest-undef.so", "cannot load: ");
     expect_refused(reg, "libllmh-sampler-regtest-undef.so", "regtest_missing_symbol");
     expect_refused(reg, "libllmh-junk.so", "cannot load: ");
+    /* Crashes while loading: caught in a child process, refused here. */
+    expect_refused(reg, "libllmh-sampler-regtest-crash.so", "cannot load: loading it ");
+    /* Truncated copy of a good plugin: dlopen would SIGBUS on it. */
+    expect_refused(reg, "libllmh-truncated.so", "cannot load: truncated file");
 
     /* An ASan-built plugin: refused (naming the runtime) unless this test
      * itself runs under ASan, in which case it loads like any other. */
