@@ -262,7 +262,7 @@ static void print_tensors(const llmh_tensor_info *t, size_t n, int table) {
             o += snprintf(shape + o, sizeof shape - (size_t)o, "%s%lld", d ? ", " : "", (long long)t[i].ne[d]);
         if (o > 0 && (size_t)o < sizeof shape) snprintf(shape + o, sizeof shape - (size_t)o, "]");
         printf("  %-*s  %-5s  %-24s %12llu%s\n", (int)w, t[i].name, llmh_dtype_name(t[i].type), shape,
-               (unsigned long long)t[i].size, t[i].file_offset == 0 && t[i].size ? "  (converted copy)" : "");
+               (unsigned long long)t[i].size, t[i].file_offset == 0 && t[i].size ? "  (plugin memory: converted, not mapped)" : "");
     }
     if (!table) printf("tensors: %zu\n", n);
     char hb[32];

@@ -30,7 +30,7 @@ expect qwen2-q8_0 'architecture:  qwen2' 'model  *gpt2 (pre-tokenizer qwen2)' 'v
 
 "$llmhost" inspect "$shared/models/llama-tiny-hf" >"$out" 2>&1 || { echo "FAIL: inspect llama-tiny-hf"; fail=1; }
 expect llama-tiny-hf 'format:        safetensors' 'rope.freq_base  *500000' 'tokenizer.json' \
-    'blk.0.attn_q.weight  *bf16  *\[64, 64\]  *8192  (converted copy)' 'tensors (20'
+    'blk.0.attn_q.weight  *bf16  *\[64, 64\]  *8192  (plugin memory' 'tensors (20'
 
 # errors: unrecognized file, forced wrong plugin
 if "$llmhost" inspect "$shared/README.md" >"$out" 2>&1; then echo "FAIL: README.md accepted"; fail=1; fi
