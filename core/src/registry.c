@@ -476,6 +476,12 @@ static int open_plugin(const char *path, void **handle, const llmh_plugin_desc *
  * possible: then the in-process checks alone apply). */
 #define PREFLIGHT_TIMEOUT_MS 10000
 
+static void quiet_log(llmh_log_level level, const char *plugin, const char *fmt, ...) {
+    (void)level;
+    (void)plugin;
+    (void)fmt;
+}
+
 static int preflight(const char *path, char *why, size_t cap) {
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0) return 1;
@@ -501,7 +507,13 @@ static int preflight(const char *path, char *why, size_t cap) {
             if (d->license) sink += strnlen(d->license, TEXT_MAX_LEN);
             if (d->description) sink += strnlen(d->description, TEXT_MAX_LEN);
             (void)sink;
-            if (d->probe) d->probe(llmh_host_api_get());
+            if (d->probe) {
+                /* Same host API, but silent: the parent's probe logs what
+                 * matters, and the log lock may have been held at fork. */
+                llmh_host_api quiet = *llmh_host_api_get();
+                quiet.log = quiet_log;
+                d->probe(&quiet);
+            }
             dlclose(h);
         }
         char ok = 'k';
