@@ -741,6 +741,7 @@ static void st_build_ex(fmt_buf *b, const st_tensor_spec *ts, size_t n, int misa
         for (int64_t e = 0; e < ne; e++) {
             float v = hf_value(i, e);
             if (!strcmp(ts[i].dtype, "F32")) fb_f32(b, v);
+            else if (!strcmp(ts[i].dtype, "F16")) fb_u16(b, llmh_fp32_to_fp16(v));
             else fb_u16(b, llmh_fp32_to_bf16(v));
         }
     }
@@ -900,10 +901,11 @@ static void test_st_qwen3_no_permutation(void) {
         {"model.layers.0.self_attn.q_norm.weight", "F32", 1, {4}},
         {"model.layers.0.self_attn.k_norm.weight", "F32", 1, {4}},
         {"lm_head.weight", "BF16", 2, {10, 8}},
+        {"model.norm.weight", "F16", 1, {8}},
     };
     char *dir = fmt_mkdtemp();
     fmt_buf b = {0};
-    st_build(&b, ts, 4);
+    st_build(&b, ts, 5);
     fmt_write_in(dir, "model.safetensors", b.p, b.n);
     fb_free(&b);
     fmt_write_in(dir, "config.json", cfg, strlen(cfg));
@@ -920,6 +922,12 @@ static void test_st_qwen3_no_permutation(void) {
     for (int e = 0; e < 64; e++) CU_ASSERT(((const float *)q->data)[e] == hf_value(0, e));
     CU_ASSERT(fmt_tensor(&f, "blk.0.attn_q_norm.weight") && fmt_tensor(&f, "blk.0.attn_k_norm.weight"));
     CU_ASSERT(fmt_tensor(&f, "output.weight") != NULL); /* untied: lm_head kept */
+    const llmh_tensor_info *on = fmt_tensor(&f, "output_norm.weight");
+    CU_ASSERT_FATAL(on && on->type == LLMH_DTYPE_F16 && on->ne[0] == 8 && on->size == 16);
+    int64_t nn;
+    float *onv = fmt_tensor_f32(on, &nn);
+    for (int e = 0; e < 8; e++) CU_ASSERT(onv[e] == llmh_fp16_to_fp32(llmh_fp32_to_fp16(hf_value(4, e))));
+    free(onv);
     fmt_close(&f);
     fmt_rmdir(dir);
 }
