@@ -94,11 +94,11 @@ static void quantize_q8_avx2(const float *x, int64_t k, uint8_t *col) {
         __m256 m = _mm256_setzero_ps();
         for (int j = 0; j < 32; j += 8) m = absmax8(m, _mm256_loadu_ps(xb + j));
         float amax = hmax256(m);
-        float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+        float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
         __m256i s8;
         __m256i q = quant32(xb, _mm256_set1_ps(id), &s8);
         _mm256_storeu_si256((__m256i *)(col + b * 32), q);
-        d[b] = amax / 127.0f;
+        d[b] = _cvtsh_ss(_cvtss_sh(db, _MM_FROUND_TO_NEAREST_INT));
         sum[b] = hsum256_i32(s8);
     }
 }

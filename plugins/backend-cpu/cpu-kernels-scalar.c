@@ -23,7 +23,9 @@ size_t cpu_act_col_bytes(cpu_act_kind kind, int64_t k) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* Activation quantizers (round half to even, like the SIMD versions)         */
+/* Activation quantizers (round half to even, like the SIMD versions). Q8     */
+/* keeps its scale at f16 precision, exactly as llama.cpp's Q8_0 activations, */
+/* so results track the reference engine as closely as the formats allow.    */
 /* ------------------------------------------------------------------------ */
 void cpu_act_quantize_q8(const float *x, int64_t k, uint8_t *col) {
     int8_t *qs = (int8_t *)col;
@@ -33,14 +35,14 @@ void cpu_act_quantize_q8(const float *x, int64_t k, uint8_t *col) {
         const float *xb = x + b * 32;
         float amax = 0.0f;
         for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(xb[j]));
-        float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+        float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
         int s = 0;
         for (int j = 0; j < 32; j++) {
             int q = (int)nearbyintf(xb[j] * id);
             qs[b * 32 + j] = (int8_t)q;
             s += q;
         }
-        d[b] = amax / 127.0f;
+        d[b] = llmh_fp16_to_fp32(llmh_fp32_to_fp16(db)); /* as GGUF's Q8_0 stores it */
         sum[b] = s;
     }
 }
