@@ -1202,9 +1202,16 @@ static const reg_entry *find_entry(const llmh_registry *reg, llmh_plugin_kind ki
 }
 
 static llmh_status not_found(const llmh_registry *reg, llmh_plugin_kind kind, const char *name) {
+    /* A refused file that declared this name, or (when its descriptor could
+     * not be read) whose file name says it is this plugin. */
+    char file[NAME_MAX_LEN * 2 + 32];
+    snprintf(file, sizeof file, "libllmh-%s-%s.so", kind_name(kind), name);
     for (size_t i = 0; i < reg->refused.n; i++) {
         const reg_refusal *r = reg->refused.items[i];
-        if (r->kind == kind && r->name && strcmp(r->name, name) == 0)
+        const char *base = strrchr(r->pub.path, '/');
+        base = base ? base + 1 : r->pub.path;
+        if ((r->kind == kind && r->name && strcmp(r->name, name) == 0) ||
+            (!r->name && strcmp(base, file) == 0))
             return llmh__fail(LLMH_ERR_NOT_FOUND, "%s plugin '%s' is not usable: %s: %s",
                               kind_name(kind), name, r->pub.path, r->pub.reason);
     }

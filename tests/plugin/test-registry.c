@@ -348,6 +348,11 @@ static void test_lookup_errors(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(llmh_last_error(), "no frobnicator"));
     CU_ASSERT_PTR_NOT_NULL(strstr(llmh_last_error(), "libllmh-sampler-regtest-probe0.so"));
 
+    /* Refused before its descriptor could be trusted: found by file name. */
+    CU_ASSERT_EQUAL(llmh_registry_get(reg, LLMH_PLUGIN_SAMPLER, "regtest-minor", &p),
+                    LLMH_ERR_NOT_FOUND);
+    CU_ASSERT_PTR_NOT_NULL(strstr(llmh_last_error(), "libllmh-sampler-regtest-minor.so: ABI mismatch"));
+
     /* init failing: error names the file and carries the plugin's text;
      * nothing stays loaded. */
     CU_ASSERT_EQUAL(llmh_registry_get(reg, LLMH_PLUGIN_SAMPLER, "regtest-initfail", &p),
