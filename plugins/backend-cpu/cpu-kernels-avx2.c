@@ -153,6 +153,13 @@ AI __m256 exp256(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
+static void f16_to_f32_avx2(const uint8_t *src, float *dst, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + 2 * i))));
+    for (; i < n; i++) dst[i] = f16(src + 2 * i);
+}
+
 static void silu_row_avx2(const float *x, const float *g, float *y, int64_t n) {
     int64_t i = 0;
     const __m256 one = _mm256_set1_ps(1.0f);
@@ -488,6 +495,7 @@ void cpu_kernels_init_avx2(cpu_kernels *k) {
     k->mm[LLMH_DTYPE_Q5_K] = mm_q5_k;
     k->mm[LLMH_DTYPE_Q6_K] = mm_q6_k;
     k->silu_row = silu_row_avx2;
+    k->f16_to_f32 = f16_to_f32_avx2;
     k->quantize_q8 = quantize_q8_avx2;
     k->quantize_q8k = quantize_q8k_avx2;
 }

@@ -66,6 +66,10 @@ void cpu_act_quantize_q8k(const float *x, int64_t k, uint8_t *col) {
     }
 }
 
+void cpu_f16_to_f32_row(const uint8_t *src, float *dst, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = llmh_fp16_to_fp32((uint16_t)(src[2 * i] | (src[2 * i + 1] << 8)));
+}
+
 void cpu_silu_row(const float *x, const float *g, float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         float v = x[i] / (1.0f + expf(-x[i]));
@@ -400,6 +404,7 @@ void cpu_kernels_init_scalar(cpu_kernels *k) {
     k->act[LLMH_DTYPE_Q2_K] = k->act[LLMH_DTYPE_Q3_K] = k->act[LLMH_DTYPE_Q4_K] = CPU_ACT_Q8K;
     k->act[LLMH_DTYPE_Q5_K] = k->act[LLMH_DTYPE_Q6_K] = CPU_ACT_Q8K;
     k->silu_row = cpu_silu_row;
+    k->f16_to_f32 = cpu_f16_to_f32_row;
     k->quantize_q8 = cpu_act_quantize_q8;
     k->quantize_q8k = cpu_act_quantize_q8k;
 }

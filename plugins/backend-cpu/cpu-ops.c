@@ -72,9 +72,14 @@ static void store_any(llmh_dtype t, uint8_t *p, float v) {
 }
 
 /* Convert n elements of a row of type t (stride nb0) into f32. */
-static void row_to_f32(llmh_dtype t, const uint8_t *row, size_t nb0, int64_t n, float *out) {
+static void row_to_f32(const llmh_backend *be, llmh_dtype t, const uint8_t *row, size_t nb0, int64_t n,
+                       float *out) {
     if (t == LLMH_DTYPE_F32 && nb0 == 4) {
         memcpy(out, row, (size_t)n * 4);
+        return;
+    }
+    if (t == LLMH_DTYPE_F16 && nb0 == 2) {
+        be->kern.f16_to_f32(row, out, n);
         return;
     }
     for (int64_t i = 0; i < n; i++) out[i] = load_any(t, row + (size_t)i * nb0);
@@ -544,14 +549,14 @@ static void op_attention(const cpu_exec *ex, int64_t a, int64_t b, int ith) {
         int64_t j0 = 0, j1 = pos; /* inclusive */
         if (window > 0 && pos - window + 1 > j0) j0 = pos - window + 1;
         const uint8_t *qr = (const uint8_t *)q->data + (size_t)h * q->nb[1] + (size_t)t * q->nb[2];
-        row_to_f32(LLMH_DTYPE_F32, qr, q->nb[0], D, qf);
+        row_to_f32(ex->be, LLMH_DTYPE_F32, qr, q->nb[0], D, qf);
         float m = -INFINITY, l = 0.0f;
         for (int64_t i = 0; i < D; i++) acc[i] = 0.0f;
         for (int64_t j = j0; j <= j1; j++) {
             const uint8_t *kr = (const uint8_t *)k->data + (size_t)hk * k->nb[1] + (size_t)j * k->nb[2];
             const float *kp = (const float *)kr;
             if (!k_direct) {
-                row_to_f32(k->type, kr, k->nb[0], D, kf);
+                row_to_f32(ex->be, k->type, kr, k->nb[0], D, kf);
                 kp = kf;
             }
             float s = dot_f32(qf, kp, D) * scale;
@@ -569,7 +574,7 @@ static void op_attention(const cpu_exec *ex, int64_t a, int64_t b, int ith) {
             const uint8_t *vr = (const uint8_t *)v->data + (size_t)hk * v->nb[1] + (size_t)j * v->nb[2];
             const float *vp = (const float *)vr;
             if (!v_direct) {
-                row_to_f32(v->type, vr, v->nb[0], D, kf);
+                row_to_f32(ex->be, v->type, vr, v->nb[0], D, kf);
                 vp = kf;
             }
             for (int64_t i = 0; i < D; i++) acc[i] += p * vp[i];

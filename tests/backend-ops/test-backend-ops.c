@@ -667,12 +667,6 @@ static void test_rope(void) {
             }
 }
 
-static float kv_round(llmh_dtype t, float v) {
-    if (t == LLMH_DTYPE_F16) return llmh_fp16_to_fp32(llmh_fp32_to_fp16(v));
-    if (t == LLMH_DTYPE_BF16) return llmh_bf16_to_fp32(llmh_fp32_to_bf16(v));
-    return v;
-}
-
 static void test_attention(void) {
     static const llmh_dtype kv_types[] = {LLMH_DTYPE_F32, LLMH_DTYPE_F16};
     static const struct { int64_t T, n_past, window; float cap; } cases[] = {
@@ -734,7 +728,6 @@ static void test_attention(void) {
                             ref[(t * H + h) * D + i] = acc / sum;
                         }
                     }
-                (void)kv_round;
                 llmh_node nd = {sizeof nd, LLMH_OP_ATTENTION, &o->t, {&q->t, &kv, &vv, NULL},
                                 {(int32_t)n_past, (int32_t)win}, {scale, cap}};
                 CU_ASSERT_EQUAL(run1(be, &nd), LLMH_OK);
