@@ -801,11 +801,10 @@ static llmh_status st_map_config(struct llmh_model_file *f) {
         }
         st = st_set_str(f, "general.name", name, strlen(name));
     }
-    int64_t n_layer = 0, ctx = 0, n_ff = 0;
-    if (!st) st = st_map_uint(f, cfg_path, cfg, "max_position_embeddings", "context_length", 0, &ctx);
+    if (!st) st = st_map_uint(f, cfg_path, cfg, "max_position_embeddings", "context_length", 0, NULL);
     if (!st) st = st_map_uint(f, cfg_path, cfg, "hidden_size", "embedding_length", 1, &f->n_embd);
-    if (!st) st = st_map_uint(f, cfg_path, cfg, "num_hidden_layers", "block_count", 1, &n_layer);
-    if (!st) st = st_map_uint(f, cfg_path, cfg, "intermediate_size", "feed_forward_length", 1, &n_ff);
+    if (!st) st = st_map_uint(f, cfg_path, cfg, "num_hidden_layers", "block_count", 1, NULL);
+    if (!st) st = st_map_uint(f, cfg_path, cfg, "intermediate_size", "feed_forward_length", 1, NULL);
     if (!st) st = st_map_uint(f, cfg_path, cfg, "vocab_size", "vocab_size", 0, NULL);
     if (!st) st = st_map_uint(f, cfg_path, cfg, "num_attention_heads", "attention.head_count", 1, &f->n_head);
     if (!st) {
@@ -852,9 +851,6 @@ static llmh_status st_map_config(struct llmh_model_file *f) {
         const cJSON *p = st_cfg(cfg, "pad_token_id");
         if (!st && p && st_token_id(p, &id)) st = st_set_u32(f, "tokenizer.ggml.padding_token_id", id);
     }
-    (void)n_layer;
-    (void)ctx;
-    (void)n_ff;
     cJSON_Delete(cfg);
     return st;
 }
