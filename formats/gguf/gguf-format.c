@@ -10,7 +10,7 @@
  *   magic "GGUF" | u32 version | u64 n_tensors | u64 n_kv
  *   n_kv x { string key | u32 value_type | value }
  *   n_tensors x { string name | u32 n_dims | u64 ne[n_dims] | u32 ggml_type | u64 offset }
- *   padding to general.alignment (default 32)
+ *   padding to general.alignment (default 32; a power of two >= 8)
  *   tensor data; each tensor at data_start + offset, offset aligned
  * A string is u64 length + bytes; an array is u32 elem_type + u64 n + items.
  *
@@ -434,9 +434,11 @@ static llmh_status gguf_read_alignment(struct llmh_model_file *f) {
         v->type == LLMH_V_F32 || v->type == LLMH_V_F64 || !llmh_value_as_i64(v, &a))
         return FAIL(f, LLMH_ERR_FORMAT, "key 'general.alignment' must be an unsigned integer, not %s",
                     gguf_vtype_name(v->type));
-    if (a <= 0 || a > (int64_t)GGUF_MAX_ALIGNMENT || (a & (a - 1)) != 0)
+    /* the spec asks for a multiple of 8; a power of two >= 8 also keeps every
+     * tensor's data aligned for its widest element (8 bytes) */
+    if (a < 8 || a > (int64_t)GGUF_MAX_ALIGNMENT || (a & (a - 1)) != 0)
         return FAIL(f, LLMH_ERR_FORMAT,
-                    "key 'general.alignment' is %lld: must be a power of two between 1 and %u",
+                    "key 'general.alignment' is %lld: must be a power of two between 8 and %u",
                     (long long)a, GGUF_MAX_ALIGNMENT);
     f->alignment = (uint64_t)a;
     return LLMH_OK;

@@ -490,6 +490,8 @@ static void test_gguf_corrupt_kv(void) {
     gguf_header(&b, 3, 0, 1);
     gguf_kv_u32(&b, "general.alignment", 0);
     expect_fail(&gguf, &b, ".gguf", "general.alignment", "power of two");
+    gguf_build(&b, 3, 4, two, 2, NULL); /* the spec requires a multiple of 8 */
+    expect_fail(&gguf, &b, ".gguf", "general.alignment", "between 8 and");
     gguf_header(&b, 3, 0, 1);
     gguf_kv_str(&b, "general.alignment", "32");
     expect_fail(&gguf, &b, ".gguf", "general.alignment", "string");
