@@ -484,7 +484,8 @@ static void quiet_log(llmh_log_level level, const char *plugin, const char *fmt,
 
 static int preflight(const char *path, char *why, size_t cap) {
     int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0) return 1;
+    /* Non-blocking: a grandchild the plugin forked may hold the write end. */
+    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return 1;
     /* A plugin that calls exit() in the child would flush a copy of the
      * caller's pending stdio output; flush it first so nothing doubles. */
     fflush(NULL);
@@ -528,7 +529,7 @@ static int preflight(const char *path, char *why, size_t cap) {
         if (r == pid) break;
         if (r < 0) {
             if (errno == EINTR) continue;
-            reaped = 0; /* reaped elsewhere (a SIGCHLD handler): judge by the pipe */
+            reaped = 0; /* reaped elsewhere (SIGCHLD ignored or handled): the pipe decides */
             break;
         }
         if (waited_us >= (long)PREFLIGHT_TIMEOUT_MS * 1000) {
@@ -547,12 +548,14 @@ static int preflight(const char *path, char *why, size_t cap) {
     char byte = 0;
     ssize_t n;
     do {
-        n = read(fds[0], &byte, 1); /* the child is gone: data or EOF, never blocks */
+        n = read(fds[0], &byte, 1); /* the child is gone: its byte is there or never comes */
     } while (n < 0 && errno == EINTR);
     close(fds[0]);
     if (n == 1 && byte == 'k') return 1;
-    if (!reaped) return 1;
-    if (WIFSIGNALED(status)) {
+    if (!reaped) {
+        snprintf(why, cap, "cannot load: loading it did not complete (the check process ended "
+                 "without reporting success)");
+    } else if (WIFSIGNALED(status)) {
         int sig = WTERMSIG(status);
         snprintf(why, cap, "cannot load: loading it crashed (signal %d, %s); the file is corrupt "
                  "or its initialization is broken", sig, strsignal(sig));

@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -224,6 +225,22 @@ static void test_missing_search_path(void) {
     CU_ASSERT_PTR_NOT_NULL_FATAL(r);
     CU_ASSERT_PTR_NOT_NULL(strstr(r->reason, "search path not found"));
     llmh_registry_free(reg);
+}
+
+/* Applications that ignore SIGCHLD (children auto-reaped) still get exact
+ * verdicts from the crash-isolating preflight. */
+static void test_sigchld_ignored(void) {
+    struct sigaction old, ign;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    CU_ASSERT_EQUAL_FATAL(sigaction(SIGCHLD, &ign, &old), 0);
+    llmh_registry *reg = make_registry();
+    CU_ASSERT_PTR_NOT_NULL(find_info(reg, "regtest-good"));
+    const llmh_plugin_refusal *r = find_refusal(reg, "libllmh-sampler-regtest-crash.so");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r->reason, "cannot load: loading it "));
+    llmh_registry_free(reg);
+    sigaction(SIGCHLD, &old, NULL);
 }
 
 static void test_info_and_idempotent_scan(void) {
@@ -551,6 +568,7 @@ int main(void) {
     static const llmh_test_case cases[] = {
         {"refusal reasons name file and cause", test_refusal_reasons},
         {"missing search path is reported", test_missing_search_path},
+        {"crash isolation with SIGCHLD ignored", test_sigchld_ignored},
         {"info fields; scan is idempotent", test_info_and_idempotent_scan},
         {"load, refcount, fini + dlclose on last release", test_load_refcount_unload},
         {"a plugin outlives its registry", test_plugin_outlives_registry},
