@@ -1,0 +1,413 @@
+/* onednn-matmul.c — MUL_MAT for F32/F16/BF16 weights through oneDNN matmul,
+ * the per-instance primitive cache, and weight_prepare/weight_release.
+ *
+ * GGML's dst[M, N] = src0[K, M] x src1[K, N] is oneDNN's
+ *   dst{N, M} = src{N, K} x wei{K, M}
+ * with src1 columns as rows of `src` (leading dim nb1/4), src0 rows as the
+ * columns of `wei` (format "ba") and dst columns as rows of `dst`.
+ *
+ * Weights: weight_prepare asks oneDNN which layout its matmul wants for the
+ * weight's shape and data type (format_tag any; the layout does not depend on
+ * the token count, checked for 1..512 on AVX-512) and reorders the tensor
+ * into it once. Types, per the SDK's normative precision:
+ *   F32  -> f32 weights, f32 activations
+ *   F16  -> f32 weights (exact), activations rounded to f16 first: each
+ *           product of two f16 values is exact in f32, so this is llama.cpp's
+ *           f16 x f16 dot with f32 accumulation
+ *   BF16 -> bf16 weights, activations rounded to bf16 (RNE), f32 accumulate
+ * With option weights = "bf16", F32 and F16 weights are stored as bf16 too
+ * (activations rounded to bf16): faster, not the normative precision.
+ *
+ * Primitives are cached per (types, K, M, N, leading dims, weight layout):
+ * creating a primitive descriptor costs far more than running a small one.
+ */
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "onednn-internal.h"
+
+int od_float_type(llmh_dtype t) {
+    return t == LLMH_DTYPE_F32 || t == LLMH_DTYPE_F16 || t == LLMH_DTYPE_BF16;
+}
+
+/* Token count used to ask oneDNN for its preferred weight layout. */
+#define OD_LAYOUT_PROBE_N 64
+
+/* ------------------------------------------------------------------------ */
+/* Primitive cache                                                            */
+/* ------------------------------------------------------------------------ */
+static void prim_free(od_prim *p) {
+    if (!p->used) return;
+    if (p->prim) dnnl_primitive_destroy(p->prim);
+    if (p->msrc) dnnl_memory_destroy(p->msrc);
+    if (p->mwei) dnnl_memory_destroy(p->mwei);
+    if (p->mdst) dnnl_memory_destroy(p->mdst);
+    memset(p, 0, sizeof *p);
+}
+
+void od_cache_clear(llmh_backend *be) {
+    for (int i = 0; i < OD_CACHE_SIZE; i++) prim_free(&be->cache[i]);
+}
+
+static int key_equal(const od_mm_key *a, const od_mm_key *b) {
+    return a->packed == b->packed && a->sdt == b->sdt && a->wdt == b->wdt && a->k == b->k && a->m == b->m &&
+           a->n == b->n && a->lds == b->lds && a->ldw == b->ldw && a->ldd == b->ldd && a->nthr == b->nthr;
+}
+
+static llmh_status dnnl_err(llmh_backend *be, const char *what, dnnl_status_t s, const od_mm_key *k) {
+    be->host->set_error("onednn backend: MUL_MAT: %s failed (dnnl status %d) for K=%lld M=%lld N=%lld", what, (int)s,
+                        (long long)k->k, (long long)k->m, (long long)k->n);
+    return LLMH_ERR_BACKEND;
+}
+
+/* The weights memory descriptor of a plain (row-major rows of K) matrix. */
+static void plain_wei_md(dnnl_memory_desc_t *md, int64_t k, int64_t m, int64_t ldw, dnnl_data_type_t dt) {
+    dnnl_dims_t dims = {k, m}, strides = {1, ldw};
+    dnnl_memory_desc_init_by_strides(md, 2, dims, dt, strides);
+}
+
+static llmh_status get_prim(llmh_backend *be, const od_mm_key *key, const dnnl_memory_desc_t *packed_md,
+                            od_prim **out) {
+    od_prim *victim = NULL;
+    for (int i = 0; i < OD_CACHE_SIZE; i++) {
+        od_prim *p = &be->cache[i];
+        if (!p->used) {
+            if (!victim || victim->used) victim = p;
+            continue;
+        }
+        if (key_equal(&p->key, key) && (!key->packed || dnnl_memory_desc_equal(&p->wmd, packed_md))) {
+            p->last_use = ++be->tick;
+            be->cache_hits++;
+            *out = p;
+            return LLMH_OK;
+        }
+        if (!victim || (victim->used && p->last_use < victim->last_use)) victim = p;
+    }
+    be->cache_misses++;
+    prim_free(victim);
+    dnnl_memory_desc_t smd, wmd, dmd;
+    dnnl_dims_t sdims = {key->n, key->k}, sstr = {key->lds, 1};
+    dnnl_dims_t ddims = {key->n, key->m}, dstr = {key->ldd, 1};
+    dnnl_status_t s;
+    if ((s = dnnl_memory_desc_init_by_strides(&smd, 2, sdims, key->sdt, sstr)) != dnnl_success)
+        return dnnl_err(be, "src descriptor", s, key);
+    if ((s = dnnl_memory_desc_init_by_strides(&dmd, 2, ddims, dnnl_f32, dstr)) != dnnl_success)
+        return dnnl_err(be, "dst descriptor", s, key);
+    if (key->packed) wmd = *packed_md;
+    else plain_wei_md(&wmd, key->k, key->m, key->ldw, key->wdt);
+    dnnl_matmul_desc_t mmd;
+    if ((s = dnnl_matmul_desc_init(&mmd, &smd, &wmd, NULL, &dmd)) != dnnl_success)
+        return dnnl_err(be, "dnnl_matmul_desc_init", s, key);
+    dnnl_primitive_desc_t pd = NULL;
+    if ((s = dnnl_primitive_desc_create(&pd, &mmd, NULL, be->engine, NULL)) != dnnl_success)
+        return dnnl_err(be, "matmul primitive descriptor", s, key);
+    const char *impl = NULL;
+    if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl &&
+        strncmp(impl, "ref", 3) == 0)
+        be->host->log(LLMH_LOG_DEBUG, OD_NAME, "matmul K=%lld M=%lld N=%lld runs oneDNN's reference code (%s)",
+                      (long long)key->k, (long long)key->m, (long long)key->n, impl);
+    od_prim p;
+    memset(&p, 0, sizeof p);
+    p.used = 1;
+    p.key = *key;
+    p.wmd = wmd;
+    s = dnnl_primitive_create(&p.prim, pd);
+    dnnl_primitive_desc_destroy(pd);
+    if (s != dnnl_success) return dnnl_err(be, "dnnl_primitive_create", s, key);
+    if (dnnl_memory_create(&p.msrc, &smd, be->engine, DNNL_MEMORY_NONE) != dnnl_success ||
+        dnnl_memory_create(&p.mwei, &wmd, be->engine, DNNL_MEMORY_NONE) != dnnl_success ||
+        dnnl_memory_create(&p.mdst, &dmd, be->engine, DNNL_MEMORY_NONE) != dnnl_success) {
+        prim_free(&p);
+        return dnnl_err(be, "dnnl_memory_create", dnnl_out_of_memory, key);
+    }
+    p.last_use = ++be->tick;
+    *victim = p;
+    *out = victim;
+    return LLMH_OK;
+}
+
+static llmh_status run_prim(llmh_backend *be, od_prim *p, const void *src, const void *wei, void *dst) {
+    dnnl_status_t s;
+    if ((s = dnnl_memory_set_data_handle(p->msrc, (void *)src)) != dnnl_success ||
+        (s = dnnl_memory_set_data_handle(p->mwei, (void *)wei)) != dnnl_success ||
+        (s = dnnl_memory_set_data_handle(p->mdst, dst)) != dnnl_success)
+        return dnnl_err(be, "dnnl_memory_set_data_handle", s, &p->key);
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, p->msrc}, {DNNL_ARG_WEIGHTS, p->mwei}, {DNNL_ARG_DST, p->mdst}};
+    if ((s = dnnl_primitive_execute(p->prim, be->stream, 3, args)) != dnnl_success)
+        return dnnl_err(be, "dnnl_primitive_execute", s, &p->key);
+    if ((s = dnnl_stream_wait(be->stream)) != dnnl_success) return dnnl_err(be, "dnnl_stream_wait", s, &p->key);
+    return LLMH_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* weight_prepare                                                             */
+/* ------------------------------------------------------------------------ */
+static int is_plain_matrix(const llmh_tensor *w) {
+    size_t ts = llmh_dtype_type_size(w->type);
+    int64_t bs = llmh_dtype_block_size(w->type);
+    if (!w->data || ts == 0 || bs == 0 || w->n_dims < 2 || w->ne[1] < 2 || w->ne[2] != 1 || w->ne[3] != 1)
+        return 0;
+    if (w->ne[0] <= 0 || w->ne[0] % bs || w->ne[1] > ((int64_t)1 << 32) || w->ne[0] > ((int64_t)1 << 32)) return 0;
+    return w->nb[0] == ts && w->nb[1] == ts * (size_t)(w->ne[0] / bs);
+}
+
+/* Reorder `src` (plain "ba" of type sdt) into `dst` (md), both K x M. */
+static llmh_status reorder_into(llmh_backend *be, const void *src, dnnl_data_type_t sdt, int64_t k, int64_t m,
+                                const dnnl_memory_desc_t *dmd, void *dst, const char *name) {
+    dnnl_memory_desc_t smd;
+    plain_wei_md(&smd, k, m, k, sdt);
+    dnnl_primitive_desc_t rpd = NULL;
+    dnnl_primitive_t r = NULL;
+    dnnl_memory_t ms = NULL, md = NULL;
+    dnnl_status_t s = dnnl_reorder_primitive_desc_create(&rpd, &smd, be->engine, dmd, be->engine, NULL);
+    if (s == dnnl_success) s = dnnl_primitive_create(&r, rpd);
+    if (s == dnnl_success) s = dnnl_memory_create(&ms, &smd, be->engine, (void *)src);
+    if (s == dnnl_success) s = dnnl_memory_create(&md, dmd, be->engine, dst);
+    if (s == dnnl_success) {
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, ms}, {DNNL_ARG_TO, md}};
+        s = dnnl_primitive_execute(r, be->stream, 2, args);
+        if (s == dnnl_success) s = dnnl_stream_wait(be->stream);
+    }
+    if (md) dnnl_memory_destroy(md);
+    if (ms) dnnl_memory_destroy(ms);
+    if (r) dnnl_primitive_destroy(r);
+    if (rpd) dnnl_primitive_desc_destroy(rpd);
+    if (s != dnnl_success) {
+        be->host->set_error("onednn backend: weight '%s': reorder into oneDNN's layout failed (dnnl status %d)",
+                            name, (int)s);
+        return LLMH_ERR_BACKEND;
+    }
+    return LLMH_OK;
+}
+
+static llmh_status pack_float(llmh_backend *be, llmh_tensor *w, od_weight *pw) {
+    const char *name = w->name ? w->name : "(unnamed)";
+    int64_t k = w->ne[0], m = w->ne[1];
+    int to_bf16 = w->type == LLMH_DTYPE_BF16 || be->wprec == OD_WPREC_BF16;
+    pw->dt = to_bf16 ? dnnl_bf16 : dnnl_f32;
+    pw->act_round = (!to_bf16 && w->type == LLMH_DTYPE_F16) ? LLMH_DTYPE_F16 : 0;
+    /* the layout oneDNN's matmul wants for these weights */
+    dnnl_memory_desc_t smd, wmd, dmd;
+    dnnl_dims_t sdims = {OD_LAYOUT_PROBE_N, k}, wdims = {k, m}, ddims = {OD_LAYOUT_PROBE_N, m};
+    dnnl_memory_desc_init_by_tag(&smd, 2, sdims, pw->dt, dnnl_ab);
+    dnnl_memory_desc_init_by_tag(&wmd, 2, wdims, pw->dt, dnnl_format_tag_any);
+    dnnl_memory_desc_init_by_tag(&dmd, 2, ddims, dnnl_f32, dnnl_ab);
+    dnnl_matmul_desc_t mmd;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t s = dnnl_matmul_desc_init(&mmd, &smd, &wmd, NULL, &dmd);
+    if (s == dnnl_success) s = dnnl_primitive_desc_create(&pd, &mmd, NULL, be->engine, NULL);
+    if (s != dnnl_success) {
+        be->host->set_error("onednn backend: weight '%s' [%lld, %lld]: no oneDNN matmul for %s (dnnl status %d)",
+                            name, (long long)k, (long long)m, to_bf16 ? "bf16" : "f32", (int)s);
+        return LLMH_ERR_BACKEND;
+    }
+    pw->md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    dnnl_primitive_desc_destroy(pd);
+    size_t bytes = dnnl_memory_desc_get_size(&pw->md);
+    pw->packed = be->host->alloc_aligned(bytes ? bytes : 64, 64);
+    if (!pw->packed) {
+        be->host->set_error("onednn backend: weight '%s': cannot allocate %zu bytes for its oneDNN layout", name, bytes);
+        return LLMH_ERR_NO_MEMORY;
+    }
+    llmh_status rc;
+    if (w->type == LLMH_DTYPE_F16) {
+        /* f16 -> f32 (exact) in row chunks through plain f32 scratch, then
+         * reorder the whole matrix (oneDNN 2.6 has no portable f16 reorder) */
+        size_t n = (size_t)k * (size_t)m;
+        float *tmp = be->host->alloc_aligned(n * sizeof(float), 64);
+        if (!tmp) {
+            be->host->set_error("onednn backend: weight '%s': cannot allocate %zu bytes to convert f16", name,
+                                n * sizeof(float));
+            return LLMH_ERR_NO_MEMORY;
+        }
+        const uint16_t *h = w->data;
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < (int64_t)n; i++) tmp[i] = llmh_fp16_to_fp32(h[i]);
+        rc = reorder_into(be, tmp, dnnl_f32, k, m, &pw->md, pw->packed, name);
+        be->host->free(tmp);
+    } else {
+        rc = reorder_into(be, w->data, w->type == LLMH_DTYPE_BF16 ? dnnl_bf16 : dnnl_f32, k, m, &pw->md,
+                          pw->packed, name);
+    }
+    return rc;
+}
+
+llmh_status od_weight_prepare(llmh_backend *be, llmh_tensor *w) {
+    if (!be || !w) return LLMH_ERR_INVALID_ARG;
+    if (w->extra || !is_plain_matrix(w)) return LLMH_OK; /* vectors, odd views: used as stored */
+    int fl = od_float_type(w->type), q = od_quant_supported(w->type);
+    if (!fl && !q) return LLMH_OK; /* not a MUL_MAT type here (e.g. K-quant embeddings for GET_ROWS) */
+    od_weight *pw = be->host->alloc(sizeof *pw);
+    if (!pw) {
+        be->host->set_error("onednn backend: out of memory preparing '%s'", w->name ? w->name : "(unnamed)");
+        return LLMH_ERR_NO_MEMORY;
+    }
+    memset(pw, 0, sizeof *pw);
+    pw->src = w->data;
+    pw->type = w->type;
+    pw->k = w->ne[0];
+    pw->m = w->ne[1];
+    omp_set_num_threads(be->n_threads);
+    llmh_status rc;
+    if (fl) {
+        pw->kind = OD_PACK_DNNL;
+        rc = pack_float(be, w, pw);
+    } else {
+        pw->kind = OD_PACK_Q;
+        rc = od_quant_pack(be, w, pw);
+    }
+    if (rc != LLMH_OK) {
+        be->host->free(pw->packed);
+        be->host->free(pw->q);
+        be->host->free(pw);
+        return rc;
+    }
+    w->extra = pw;
+    return LLMH_OK;
+}
+
+void od_weight_release(llmh_backend *be, llmh_tensor *w) {
+    if (!be || !w || !w->extra) return;
+    od_weight *pw = w->extra;
+    be->host->free(pw->packed);
+    be->host->free(pw->q);
+    be->host->free(pw);
+    w->extra = NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* MUL_MAT                                                                    */
+/* ------------------------------------------------------------------------ */
+/* The prepared form of src0 when it is this exact 2-D weight, else NULL. */
+static const od_weight *prepared(const llmh_tensor *a) {
+    const od_weight *pw = a->extra;
+    if (!pw || pw->src != a->data || pw->type != a->type || pw->k != a->ne[0] || pw->m != a->ne[1] ||
+        a->ne[2] != 1 || a->ne[3] != 1 || a->nb[1] != llmh_dtype_type_size(a->type) * (size_t)a->ne[0])
+        return NULL;
+    return pw;
+}
+
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+/* Run the primitive over every batch slice (src0 broadcast as ggml). */
+static llmh_status mm_slices(llmh_backend *be, const llmh_node *n, const od_weight *pw, od_prim *p, int par,
+                             int direct_src, int direct_wei, int direct_dst, void *s_buf, void *w_buf, float *d_buf) {
+    const llmh_tensor *a = n->src[0], *b = n->src[1];
+    llmh_tensor *d = n->dst;
+    int64_t K = a->ne[0], M = a->ne[1], N = b->ne[1];
+    dnnl_data_type_t wdt = p->key.wdt;
+    int act_round = pw ? pw->act_round : (a->type == LLMH_DTYPE_F16 ? LLMH_DTYPE_F16 : 0);
+    llmh_status rc;
+    int64_t r2 = b->ne[2] / a->ne[2], r3 = b->ne[3] / a->ne[3];
+    for (int64_t i3 = 0; i3 < b->ne[3]; i3++) {
+        for (int64_t i2 = 0; i2 < b->ne[2]; i2++) {
+            const uint8_t *bs = (const uint8_t *)b->data + (size_t)i2 * b->nb[2] + (size_t)i3 * b->nb[3];
+            const uint8_t *as = (const uint8_t *)a->data + (size_t)(i2 / r2) * a->nb[2] + (size_t)(i3 / r3) * a->nb[3];
+            uint8_t *ds = (uint8_t *)d->data + (size_t)i2 * d->nb[2] + (size_t)i3 * d->nb[3];
+            const void *src = bs, *wei = pw ? pw->packed : (const void *)as;
+            if (!direct_src) {
+#pragma omp parallel for schedule(static) if(par)
+                for (int64_t c = 0; c < N; c++) {
+                    const uint8_t *col = bs + (size_t)c * b->nb[1];
+                    for (int64_t i = 0; i < K; i++) {
+                        float x;
+                        memcpy(&x, col + (size_t)i * b->nb[0], 4);
+                        if (wdt == dnnl_bf16) {
+                            ((uint16_t *)s_buf)[c * K + i] = llmh_fp32_to_bf16(x);
+                        } else {
+                            if (act_round == LLMH_DTYPE_F16) x = llmh_fp16_to_fp32(llmh_fp32_to_fp16(x));
+                            ((float *)s_buf)[c * K + i] = x;
+                        }
+                    }
+                }
+                src = s_buf;
+            }
+            if (!direct_wei) {
+#pragma omp parallel for schedule(static) if(par)
+                for (int64_t r = 0; r < M; r++) {
+                    const uint8_t *row = as + (size_t)r * a->nb[1];
+                    for (int64_t i = 0; i < K; i++) {
+                        if (a->type == LLMH_DTYPE_F16) {
+                            uint16_t h;
+                            memcpy(&h, row + 2 * (size_t)i, 2);
+                            ((float *)w_buf)[r * K + i] = llmh_fp16_to_fp32(h);
+                        } else if (a->type == LLMH_DTYPE_BF16) {
+                            memcpy((uint16_t *)w_buf + r * K + i, row + 2 * (size_t)i, 2);
+                        } else {
+                            memcpy((float *)w_buf + r * K + i, row + 4 * (size_t)i, 4);
+                        }
+                    }
+                }
+                wei = w_buf;
+            }
+            if ((rc = run_prim(be, p, src, wei, direct_dst ? (void *)ds : (void *)d_buf)) != LLMH_OK) return rc;
+            if (!direct_dst) {
+#pragma omp parallel for schedule(static) if(par)
+                for (int64_t c = 0; c < N; c++)
+                    for (int64_t r = 0; r < M; r++)
+                        memcpy(ds + (size_t)c * d->nb[1] + (size_t)r * d->nb[0], &d_buf[c * M + r], 4);
+            }
+        }
+    }
+    return LLMH_OK;
+}
+
+llmh_status od_mul_mat(llmh_backend *be, const llmh_node *n) {
+    const llmh_tensor *a = n->src[0], *b = n->src[1];
+    llmh_tensor *d = n->dst;
+    const od_weight *pw = prepared(a);
+    if (!od_float_type(a->type)) return od_quant_mul_mat(be, n, pw && pw->kind == OD_PACK_Q ? pw : NULL);
+    if (pw && pw->kind != OD_PACK_DNNL) pw = NULL;
+
+    int64_t K = a->ne[0], M = a->ne[1], N = b->ne[1];
+    dnnl_data_type_t wdt;
+    int act_round;
+    if (pw) {
+        wdt = pw->dt;
+        act_round = pw->act_round;
+    } else {
+        wdt = a->type == LLMH_DTYPE_BF16 ? dnnl_bf16 : dnnl_f32;
+        act_round = a->type == LLMH_DTYPE_F16 ? LLMH_DTYPE_F16 : 0;
+    }
+    size_t sel = wdt == dnnl_bf16 ? 2 : 4;
+    /* activations go through scratch unless usable in place */
+    int direct_src = wdt == dnnl_f32 && !act_round && b->nb[0] == 4 && b->nb[1] % 4 == 0 &&
+                     b->nb[1] / 4 >= (size_t)K;
+    int direct_dst = d->nb[0] == 4 && d->nb[1] % 4 == 0 && d->nb[1] / 4 >= (size_t)M;
+    /* plain f32 weights with a usable row stride are read in place; f16 (and
+     * odd strides) are converted per batch slice */
+    int direct_wei = pw || (a->type != LLMH_DTYPE_F16 && a->nb[1] % sel == 0 && a->nb[1] / sel >= (size_t)K);
+    size_t s_bytes = direct_src ? 0 : align64((size_t)N * (size_t)K * sel);
+    size_t w_bytes = direct_wei ? 0 : align64((size_t)M * (size_t)K * sel);
+    size_t d_bytes = direct_dst ? 0 : align64((size_t)N * (size_t)M * 4);
+    uint8_t *scr = NULL;
+    if (s_bytes + w_bytes + d_bytes) {
+        scr = od_scratch(be, s_bytes + w_bytes + d_bytes);
+        if (!scr) return LLMH_ERR_NO_MEMORY;
+    }
+    void *s_buf = scr, *w_buf = scr + s_bytes;
+    float *d_buf = (float *)(scr + s_bytes + w_bytes);
+
+    int serial = K * M * N * b->ne[2] * b->ne[3] < OD_MM_PAR_MIN;
+    int par = !serial;
+    od_mm_key key;
+    memset(&key, 0, sizeof key);
+    key.nthr = serial ? 1 : be->n_threads;
+    key.packed = pw != NULL;
+    key.sdt = wdt;
+    key.wdt = wdt;
+    key.k = K;
+    key.m = M;
+    key.n = N;
+    key.lds = direct_src ? (int64_t)(b->nb[1] / 4) : K;
+    key.ldw = pw ? 0 : direct_wei ? (int64_t)(a->nb[1] / sel) : K;
+    key.ldd = direct_dst ? (int64_t)(d->nb[1] / 4) : M;
+    od_prim *p = NULL;
+    omp_set_num_threads(key.nthr); /* oneDNN sizes its work split at creation */
+    llmh_status rc = get_prim(be, &key, pw ? &pw->md : NULL, &p);
+    if (rc == LLMH_OK) rc = mm_slices(be, n, pw, p, par, direct_src, direct_wei, direct_dst, s_buf, w_buf, d_buf);
+    omp_set_num_threads(be->n_threads);
+    return rc;
+}
+
