@@ -3,6 +3,7 @@
  *
  * Options ([backend] keys / llmh_backend_params.options):
  *   kernels = "auto" | "scalar" | "avx2" | "avx512"   (default "auto": best by CPUID)
+ *   repack  = true | false   (default true: Q8_0/Q4_0 into VNNI panels at load)
  * The environment variable LLMH_CPU_KERNELS sets the same choice when the
  * option is absent or "auto". Threads come from params->n_threads (<= 0: all
  * online CPUs). See docs/backend-cpu.md.
@@ -159,6 +160,12 @@ static llmh_status parse_options(llmh_backend *be, const llmh_kv_list *opts, cha
             memcpy(tmp, kv->value.v.s.ptr, len);
             tmp[len] = 0;
             if (strcmp(tmp, "auto") != 0) snprintf(kernels, cap, "%s", tmp);
+        } else if (strcmp(kv->key, "repack") == 0) {
+            if (kv->value.type != LLMH_V_BOOL) {
+                be->host->set_error("cpu backend: option 'repack' must be true or false");
+                return LLMH_ERR_CONFIG;
+            }
+            be->repack = kv->value.v.b != 0;
         } else if (strcmp(kv->key, "plugin") != 0 && strcmp(kv->key, "threads") != 0 &&
                    strcmp(kv->key, "device") != 0) {
             be->host->log(LLMH_LOG_WARN, CPU_PLUGIN_NAME, "ignoring unknown [backend] option '%s'", kv->key);
@@ -193,6 +200,7 @@ static llmh_status cpu_create(void *state, const llmh_backend_params *params, ll
     be->host = host;
     atomic_init(&be->err_status, LLMH_OK);
     atomic_flag_clear(&be->err_lock);
+    be->repack = 1;
 
     char kernels[32];
     llmh_status rc = parse_options(be, params ? params->options : NULL, kernels, sizeof kernels);

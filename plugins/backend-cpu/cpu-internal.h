@@ -189,6 +189,7 @@ struct llmh_backend {
     /* the steps of the graph being run */
     cpu_step *steps;
     size_t steps_cap;
+    int repack;          /* option `repack` (default 1) */
     /* first error raised by a worker during graph_compute */
     atomic_int err_status;
     char err_msg[256];

@@ -7,41 +7,81 @@
  * and its pages are not touched by matmuls any more. A graph may pass a view
  * that differs from the prepared tensor (other data pointer or shape): then
  * the packed form is ignored and the plain kernels run.
+ *
+ * Packing runs on the backend's thread pool. When the weights were wrapped
+ * zero-copy (buffer_wrap_host, i.e. usually the mapped model file), the
+ * source pages of the packed rows are advised out (MADV_PAGEOUT) so the
+ * resident size stays about one copy of the model; GET_ROWS faults back in
+ * the few embedding rows it reads. Option `repack = false` turns all of this
+ * off (plain kernels, fastest load).
  */
+#define _GNU_SOURCE
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "cpu-internal.h"
 
-static void pack_q8_0(const cpu_packed *pk, const uint8_t *src) {
+/* Pack panels [p0, p1) (all blocks), 4 bytes at a time. */
+static void pack_panels(const cpu_packed *pk, const uint8_t *src, int64_t p0, int64_t p1) {
     int64_t nb = pk->k / 32;
-    for (int64_t p = 0; p < pk->n_panels; p++)
+    int q8 = pk->type == LLMH_DTYPE_Q8_0;
+    size_t bsz = q8 ? 34 : 18;
+    int groups = q8 ? 8 : 4;
+    uint32_t flip = q8 ? 0x80808080u : 0u; /* Q8_0: w + 128 as u8 */
+    for (int64_t p = p0; p < p1; p++)
         for (int64_t b = 0; b < nb; b++) {
             uint8_t *dst = pk->data + ((size_t)p * (size_t)nb + (size_t)b) * pk->block_bytes;
             for (int r = 0; r < CPU_PANEL; r++) {
-                const uint8_t *blk = src + (size_t)(p * CPU_PANEL + r) * pk->nb1 + (size_t)b * 34;
+                const uint8_t *blk = src + (size_t)(p * CPU_PANEL + r) * pk->nb1 + (size_t)b * bsz;
                 memcpy(dst + 2 * r, blk, 2);
-                for (int g = 0; g < 8; g++)
-                    for (int i = 0; i < 4; i++)
-                        dst[32 + g * 64 + r * 4 + i] = (uint8_t)(blk[2 + 4 * g + i] ^ 0x80);
+                for (int g = 0; g < groups; g++) {
+                    uint32_t v;
+                    memcpy(&v, blk + 2 + 4 * g, 4);
+                    v ^= flip;
+                    memcpy(dst + 32 + g * 64 + r * 4, &v, 4);
+                }
             }
         }
 }
 
-static void pack_q4_0(const cpu_packed *pk, const uint8_t *src) {
-    int64_t nb = pk->k / 32;
-    for (int64_t p = 0; p < pk->n_panels; p++)
-        for (int64_t b = 0; b < nb; b++) {
-            uint8_t *dst = pk->data + ((size_t)p * (size_t)nb + (size_t)b) * pk->block_bytes;
-            for (int r = 0; r < CPU_PANEL; r++) {
-                const uint8_t *blk = src + (size_t)(p * CPU_PANEL + r) * pk->nb1 + (size_t)b * 18;
-                memcpy(dst + 2 * r, blk, 2);
-                for (int g = 0; g < 4; g++) memcpy(dst + 32 + g * 64 + r * 4, blk + 2 + 4 * g, 4);
-            }
-        }
+typedef struct pack_job {
+    const cpu_packed *pk;
+    const uint8_t *src;
+    atomic_llong next;
+} pack_job;
+
+/* Pool task: panels are claimed 16 at a time. */
+static void pack_task(void *arg, int ith, int nth) {
+    pack_job *job = arg;
+    (void)ith;
+    (void)nth;
+    for (;;) {
+        int64_t p0 = atomic_fetch_add(&job->next, 16);
+        if (p0 >= job->pk->n_panels) break;
+        int64_t p1 = p0 + 16 < job->pk->n_panels ? p0 + 16 : job->pk->n_panels;
+        pack_panels(job->pk, job->src, p0, p1);
+    }
+}
+
+/* The source pages are no longer read by matmuls: let the kernel reclaim
+ * them (only whole pages inside the tensor; advisory, contents are kept). */
+static void advise_source_cold(const void *src, size_t bytes) {
+#if defined(__linux__) && defined(MADV_PAGEOUT)
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0) return;
+    uintptr_t a = ((uintptr_t)src + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
+    uintptr_t e = ((uintptr_t)src + bytes) & ~((uintptr_t)pg - 1);
+    if (e > a) madvise((void *)a, e - a, MADV_PAGEOUT);
+#else
+    (void)src;
+    (void)bytes;
+#endif
 }
 
 llmh_status cpu_weight_prepare(llmh_backend *be, llmh_tensor *w) {
-    if (!w || w->extra || (unsigned)w->type >= LLMH_DTYPE_COUNT || !be->kern.mm_packed[w->type]) return LLMH_OK;
+    if (!w || w->extra || !be->repack || (unsigned)w->type >= LLMH_DTYPE_COUNT || !be->kern.mm_packed[w->type])
+        return LLMH_OK;
     if (!w->data || w->ne[2] != 1 || w->ne[3] != 1 || w->ne[1] < CPU_PANEL || w->ne[0] <= 0 ||
         w->ne[0] % 32 != 0 || w->nb[0] != llmh_dtype_type_size(w->type))
         return LLMH_OK;
@@ -58,15 +98,19 @@ llmh_status cpu_weight_prepare(llmh_backend *be, llmh_tensor *w) {
     pk->n_panels = w->ne[1] / CPU_PANEL;
     pk->block_bytes = w->type == LLMH_DTYPE_Q8_0 ? 544 : 288;
     size_t bytes = (size_t)pk->n_panels * (size_t)(pk->k / 32) * pk->block_bytes;
-    pk->data = be->host->alloc_aligned(bytes, 64);
+    size_t align = bytes >= ((size_t)4 << 20) ? ((size_t)2 << 20) : 64;
+    pk->data = be->host->alloc_aligned(bytes, align);
     if (!pk->data) {
         be->host->free(pk);
         goto oom;
     }
-    if (w->type == LLMH_DTYPE_Q8_0)
-        pack_q8_0(pk, (const uint8_t *)w->data);
-    else
-        pack_q4_0(pk, (const uint8_t *)w->data);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (align > 64) madvise(pk->data, bytes & ~(align - 1), MADV_HUGEPAGE); /* fewer faults and TLB misses */
+#endif
+    pack_job job = {pk, (const uint8_t *)w->data, 0};
+    atomic_init(&job.next, 0);
+    cpu_pool_run(be->pool, pack_task, &job);
+    if (w->buffer && !w->buffer->owned) advise_source_cold(w->data, w->nb[1] * (size_t)(pk->n_panels * CPU_PANEL));
     w->extra = pk;
     return LLMH_OK;
 oom:
