@@ -71,16 +71,19 @@ static void convert_column(const llmh_backend *be, const mm_shape *s, uint8_t *c
     }
 }
 
-/* Rows per chunk: ~64 KiB of weights (4..256 rows), and in decode at least
- * enough that each thread gets a few chunks. Multiple of 4. */
+/* Rows per chunk: ~64 KiB of weights (4..256 rows); in decode no fewer rows
+ * than give each thread 4 chunks, in prefill no more. Multiple of 4 (16 with
+ * packed panels). */
 static int64_t chunk_rows(const llmh_backend *be, const mm_shape *s) {
     size_t row_bytes = s->w->nb[1];
     int64_t rows = (int64_t)(65536 / (row_bytes ? row_bytes : 1));
     if (rows < 4) rows = 4;
     if (rows > 256) rows = 256;
+    int64_t per = (s->m + (int64_t)be->n_threads * 4 - 1) / ((int64_t)be->n_threads * 4);
     if (s->n <= CPU_MM_MAX_COLS) {
-        int64_t per = (s->m + (int64_t)be->n_threads * 4 - 1) / ((int64_t)be->n_threads * 4);
-        if (per > rows) rows = per;
+        if (per > rows) rows = per; /* decode: a few big chunks per thread */
+    } else if (per < rows) {
+        rows = per < 4 ? 4 : per;   /* prefill: enough chunks to balance threads */
     }
     if (s->pk) return (rows + CPU_PANEL - 1) & ~(int64_t)(CPU_PANEL - 1);
     return (rows + 3) & ~(int64_t)3;
