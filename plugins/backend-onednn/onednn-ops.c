@@ -164,17 +164,19 @@ static void op_rms_norm(llmh_backend *be, const llmh_node *n) {
     const llmh_tensor *a = n->src[0], *w = n->src[1];
     llmh_tensor *d = n->dst;
     int64_t ne0 = d->ne[0], R = n_rows(d);
-    double eps = n->fp[0];
+    float eps = n->fp[0];
 #pragma omp parallel for schedule(static) if(R * ne0 >= OD_PAR_MIN)
     for (int64_t r = 0; r < R; r++) {
         uint8_t *dr = row_at(d, r);
         const uint8_t *ar = row_at(a, r);
+        /* as llama.cpp: f32 squares summed in double, mean and scale in f32 */
         double ss = 0.0;
         for (int64_t i = 0; i < ne0; i++) {
-            double x = ld(ar, a->nb[0], i);
-            ss += x * x;
+            float x = ld(ar, a->nb[0], i);
+            ss += (double)(x * x);
         }
-        float inv = (float)(1.0 / sqrt(ss / (double)ne0 + eps));
+        float mean = (float)(ss / (double)ne0);
+        float inv = 1.0f / sqrtf(mean + eps);
         for (int64_t i = 0; i < ne0; i++) {
             float y = ld(ar, a->nb[0], i) * inv;
             if (w) y *= ld(w->data, w->nb[0], i);
@@ -210,7 +212,7 @@ static void op_rope(llmh_backend *be, const llmh_node *n) {
     const llmh_tensor *a = n->src[0], *pos = n->src[1], *ff = n->src[2];
     llmh_tensor *d = n->dst;
     int n_rot = n->ip[0], half = n_rot / 2, neox = n->ip[1] == LLMH_ROPE_NEOX;
-    double base = n->fp[0], fscale = n->fp[1];
+    float fscale = n->fp[1], theta_scale = powf(n->fp[0], -2.0f / (float)n_rot);
     int64_t T = a->ne[2], H = a->ne[1], B = a->ne[3], ne0 = a->ne[0];
     /* cos/sin per token, then every head of the token */
     float *cs = (float *)od_scratch(be, (size_t)T * (size_t)n_rot * 4 + 64);
@@ -222,11 +224,14 @@ static void op_rope(llmh_backend *be, const llmh_node *n) {
     for (int64_t t = 0; t < T; t++) {
         int32_t p;
         memcpy(&p, (const uint8_t *)pos->data + (size_t)t * pos->nb[0], 4);
+        /* as llama.cpp's rope cache: theta advanced in f32 by powf(base, -2/n_rot) */
+        float theta = (float)p;
         for (int i = 0; i < half; i++) {
-            double theta = (double)p * fscale * pow(base, -2.0 * i / n_rot);
-            if (ff) theta /= (double)ld(ff->data, ff->nb[0], i);
-            cs[t * n_rot + i] = (float)cos(theta);
-            cs[t * n_rot + half + i] = (float)sin(theta);
+            float ffi = ff ? ld(ff->data, ff->nb[0], i) : 1.0f;
+            float th = fscale * (theta / ffi);
+            cs[t * n_rot + i] = cosf(th);
+            cs[t * n_rot + half + i] = sinf(th);
+            theta *= theta_scale;
         }
     }
     int64_t R = H * T * B;
