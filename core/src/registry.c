@@ -466,6 +466,27 @@ static int open_plugin(const char *path, void **handle, const llmh_plugin_desc *
     return 1;
 }
 
+/* Run the optional probe with `host`. Returns its score (1..100) or 0 with
+ * `why` set to "probe returned 0: <the plugin's message>". */
+static int32_t run_probe_with(const llmh_host_api *host, const llmh_plugin_desc *d, char *why,
+                              size_t cap) {
+    if (!d->probe) return 100;
+    llmh_clear_error();
+    int32_t score = d->probe(host);
+    if (score <= 0) {
+        const char *e = llmh_last_error();
+        snprintf(why, cap, "probe returned 0: %s", (e && *e) ? e : "(the plugin gave no reason)");
+        llmh_clear_error();
+        return 0;
+    }
+    llmh_clear_error();
+    return score > 100 ? 100 : score;
+}
+
+static int32_t run_probe(const llmh_plugin_desc *d, char *why, size_t cap) {
+    return run_probe_with(llmh_host_api_get(), d, why, cap);
+}
+
 /* Discovery meets files nobody vouched for, and a corrupt shared object can
  * crash the dynamic loader itself (a bad relocation, a garbled version
  * table) or the descriptor (a wild pointer). Before loading a candidate in
@@ -482,7 +503,18 @@ static void quiet_log(llmh_log_level level, const char *plugin, const char *fmt,
     (void)fmt;
 }
 
-static int preflight(const char *path, char *why, size_t cap) {
+/* What the child reports: it got through, and the probe's verdict. */
+typedef struct preflight_report {
+    char done;             /* 'k' */
+    char loaded;           /* 1: the descriptor was valid and probed */
+    int32_t probe_score;   /* 0 = refused by probe, then probe_why says why */
+    char probe_why[REASON_LEN];
+} preflight_report;
+
+_Static_assert(sizeof(preflight_report) <= PIPE_BUF, "the report must be one atomic pipe write");
+
+static int preflight(const char *path, char *why, size_t cap, int32_t *probe_score) {
+    *probe_score = -1; /* -1: no verdict, the caller probes itself */
     int fds[2];
     /* Non-blocking: a grandchild the plugin forked may hold the write end. */
     if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return 1;
@@ -500,26 +532,27 @@ static int preflight(const char *path, char *why, size_t cap) {
          * runs, then one byte to say it got through; never return into the
          * caller's code, never run its atexit handlers. */
         close(fds[0]);
-        char ignored[REASON_LEN];
+        preflight_report rep;
+        memset(&rep, 0, sizeof rep);
         void *h;
         const llmh_plugin_desc *d;
-        if (open_plugin(path, &h, &d, ignored, sizeof ignored)) {
+        if (open_plugin(path, &h, &d, rep.probe_why, sizeof rep.probe_why)) {
             volatile size_t sink = strnlen(d->version, TEXT_MAX_LEN); /* strings we copy */
             if (d->license) sink += strnlen(d->license, TEXT_MAX_LEN);
             if (d->description) sink += strnlen(d->description, TEXT_MAX_LEN);
             (void)sink;
-            if (d->probe) {
-                /* Same host API, but silent: the parent's probe logs what
-                 * matters, and the log lock may have been held at fork. */
-                llmh_host_api quiet = *llmh_host_api_get();
-                quiet.log = quiet_log;
-                d->probe(&quiet);
-            }
+            /* Same host API, but silent: the log lock may have been held
+             * at fork, and the parent reports the outcome anyway. */
+            llmh_host_api quiet = *llmh_host_api_get();
+            quiet.log = quiet_log;
+            rep.probe_why[0] = 0;
+            rep.probe_score = run_probe_with(&quiet, d, rep.probe_why, sizeof rep.probe_why);
+            rep.loaded = 1;
             dlclose(h);
         }
-        char ok = 'k';
-        ssize_t w = write(fds[1], &ok, 1);
-        _exit(w == 1 ? 0 : 1);
+        rep.done = 'k';
+        ssize_t w = write(fds[1], &rep, sizeof rep);
+        _exit(w == (ssize_t)sizeof rep ? 0 : 1);
     }
     close(fds[1]);
     int status = 0, reaped = 1;
@@ -545,13 +578,22 @@ static int preflight(const char *path, char *why, size_t cap) {
         waited_us += step_us;
         if (step_us < 20000) step_us *= 2;
     }
-    char byte = 0;
+    preflight_report rep;
     ssize_t n;
     do {
-        n = read(fds[0], &byte, 1); /* the child is gone: its byte is there or never comes */
+        n = read(fds[0], &rep, sizeof rep); /* the child is gone: its report is there or never comes */
     } while (n < 0 && errno == EINTR);
     close(fds[0]);
-    if (n == 1 && byte == 'k') return 1;
+    if (n == (ssize_t)sizeof rep && rep.done == 'k') {
+        if (rep.loaded) {
+            *probe_score = rep.probe_score;
+            if (rep.probe_score == 0) {
+                rep.probe_why[sizeof rep.probe_why - 1] = 0;
+                snprintf(why, cap, "%s", rep.probe_why);
+            }
+        }
+        return 1;
+    }
     if (!reaped) {
         snprintf(why, cap, "cannot load: loading it did not complete (the check process ended "
                  "without reporting success)");
@@ -564,21 +606,6 @@ static int preflight(const char *path, char *why, size_t cap) {
                  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     }
     return 0;
-}
-
-/* Run the optional probe. Returns its score (>= 1) or 0 with `why` set. */
-static int32_t run_probe(const llmh_plugin_desc *d, char *why, size_t cap) {
-    if (!d->probe) return 100;
-    llmh_clear_error();
-    int32_t score = d->probe(llmh_host_api_get());
-    if (score <= 0) {
-        const char *e = llmh_last_error();
-        snprintf(why, cap, "probe returned 0: %s", (e && *e) ? e : "(the plugin gave no reason)");
-        llmh_clear_error();
-        return 0;
-    }
-    llmh_clear_error();
-    return score > 100 ? 100 : score;
 }
 
 /* ======================================================================== */
@@ -750,9 +777,13 @@ static llmh_status inspect_file(llmh_registry *reg, const char *path) {
     char why[REASON_LEN];
     void *h;
     const llmh_plugin_desc *d;
-    if (!preflight(real, why, sizeof why) ||
-        !open_plugin(real, &h, &d, why, sizeof why))
+    int32_t probed = -1;
+    char probe_why[REASON_LEN] = "";
+    if (!preflight(real, why, sizeof why, &probed) || !open_plugin(real, &h, &d, why, sizeof why))
         return add_refusal(reg, real, why, 0, NULL);
+    if (probed == 0) snprintf(probe_why, sizeof probe_why, "%s", why);
+    /* The child probed it already; probe here only when it could not. */
+    if (probed < 0) probed = run_probe(d, probe_why, sizeof probe_why);
 
     llmh_status st = LLMH_OK;
     const reg_entry *first = find_entry_by_name(reg, d->kind, d->name);
@@ -760,7 +791,8 @@ static llmh_status inspect_file(llmh_registry *reg, const char *path) {
         snprintf(why, sizeof why, "duplicate name '%s' for kind %s (first: %s)", first->info.name,
                  kind_name(d->kind), first->info.path);
         st = add_refusal(reg, real, why, d->kind, d->name);
-    } else if (run_probe(d, why, sizeof why) == 0) {
+    } else if (probed == 0) {
+        snprintf(why, sizeof why, "%s", probe_why);
         st = add_refusal(reg, real, why, d->kind, d->name);
     } else {
         reg_entry *e = entry_from_desc(real, d);
@@ -1445,10 +1477,10 @@ llmh_status llmh_plugin_check(const char *path, llmh_plugin_info *info_out, char
     void *h;
     const llmh_plugin_desc *d;
     llmh_status st = LLMH_OK;
-    if (!preflight(real, why, sizeof why) ||
-        !open_plugin(real, &h, &d, why, sizeof why)) {
+    int32_t probed = -1;
+    if (!preflight(real, why, sizeof why, &probed) || !open_plugin(real, &h, &d, why, sizeof why)) {
         st = strncmp(why, "cannot load", 11) == 0 ? LLMH_ERR_IO : LLMH_ERR_ABI;
-    } else if (run_probe(d, why, sizeof why) == 0) {
+    } else if (probed == 0 || (probed < 0 && run_probe(d, why, sizeof why) == 0)) {
         st = LLMH_ERR_UNSUPPORTED;
         dlclose(h);
     }
