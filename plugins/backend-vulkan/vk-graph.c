@@ -1,0 +1,633 @@
+/* vk-graph.c — validation and recording of a graph into ONE command buffer.
+ *
+ * Every node becomes one dispatch (two for MUL_MAT: activation preparation,
+ * then the product). Each tensor is bound as a storage-buffer range that
+ * starts at its offset rounded down to minStorageBufferOffsetAlignment; the
+ * remainder and all strides travel in push constants, so any view works and
+ * buffers larger than maxStorageBufferRange are fine as long as each view
+ * fits. A barrier (compute write -> compute read/write) is recorded only when
+ * a dispatch reads or writes a byte range that a dispatch since the last
+ * barrier wrote, or writes a range one of them read. One submit, one fence.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "vk-internal.h"
+
+/* ------------------------------------------------------------------------ */
+/* Support                                                                    */
+/* ------------------------------------------------------------------------ */
+static const char *op_name(llmh_op op) {
+    static const char *names[] = {"NONE", "GET_ROWS", "MUL_MAT", "ADD", "MUL", "SCALE",
+                                  "RMS_NORM", "ROPE", "SWIGLU", "SOFTMAX", "CPY", "ATTENTION",
+                                  "SILU", "GELU"};
+    if ((unsigned)op < sizeof names / sizeof names[0]) return names[op];
+    return "unknown";
+}
+
+static int is_float_type(llmh_dtype t) {
+    return t == LLMH_DTYPE_F32 || t == LLMH_DTYPE_F16 || t == LLMH_DTYPE_BF16;
+}
+
+/* Types the shaders dequantize (dequant.glsl). */
+static int shader_type(llmh_dtype t) {
+    switch (t) {
+    case LLMH_DTYPE_F32: case LLMH_DTYPE_F16: case LLMH_DTYPE_BF16:
+    case LLMH_DTYPE_Q4_0: case LLMH_DTYPE_Q4_1: case LLMH_DTYPE_Q5_0: case LLMH_DTYPE_Q5_1:
+    case LLMH_DTYPE_Q8_0: case LLMH_DTYPE_Q8_1: case LLMH_DTYPE_Q2_K: case LLMH_DTYPE_Q3_K:
+    case LLMH_DTYPE_Q4_K: case LLMH_DTYPE_Q5_K: case LLMH_DTYPE_Q6_K:
+        return 1;
+    default: return 0;
+    }
+}
+
+/* act_prep.comp MODE for a weight type: the SDK's dot type. */
+static int prep_mode(llmh_dtype t) {
+    switch (t) {
+    case LLMH_DTYPE_F32: return 0;
+    case LLMH_DTYPE_F16: return 1;
+    case LLMH_DTYPE_BF16: return 2;
+    case LLMH_DTYPE_Q4_0: case LLMH_DTYPE_Q4_1: case LLMH_DTYPE_Q5_0: case LLMH_DTYPE_Q5_1:
+    case LLMH_DTYPE_Q8_0:
+        return 3;
+    case LLMH_DTYPE_Q2_K: case LLMH_DTYPE_Q3_K: case LLMH_DTYPE_Q4_K: case LLMH_DTYPE_Q5_K:
+    case LLMH_DTYPE_Q6_K:
+        return 4;
+    default: return -1;
+    }
+}
+
+int vk_op_supported(const llmh_backend *be, llmh_op op, llmh_dtype t0, llmh_dtype t1) {
+    (void)be;
+    switch (op) {
+    case LLMH_OP_NONE: return 1;
+    case LLMH_OP_GET_ROWS: return shader_type(t0) && t1 == LLMH_DTYPE_I32;
+    case LLMH_OP_MUL_MAT: return prep_mode(t0) >= 0 && t1 == LLMH_DTYPE_F32;
+    case LLMH_OP_ADD: case LLMH_OP_MUL: case LLMH_OP_SWIGLU: case LLMH_OP_SCALE: case LLMH_OP_RMS_NORM:
+    case LLMH_OP_SOFTMAX: case LLMH_OP_SILU: case LLMH_OP_GELU:
+        return t0 == LLMH_DTYPE_F32 && t1 == LLMH_DTYPE_F32;
+    case LLMH_OP_ROPE: return t0 == LLMH_DTYPE_F32 && t1 == LLMH_DTYPE_I32;
+    case LLMH_OP_CPY: return is_float_type(t0) && is_float_type(t1);
+    case LLMH_OP_ATTENTION: return t0 == LLMH_DTYPE_F32 && is_float_type(t1);
+    default: return 0;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Validation                                                                 */
+/* ------------------------------------------------------------------------ */
+static llmh_status nfail(llmh_backend *be, size_t index, const llmh_node *n, llmh_status st, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 5, 6)))
+#endif
+    ;
+
+static llmh_status nfail(llmh_backend *be, size_t index, const llmh_node *n, llmh_status st, const char *fmt, ...) {
+    char msg[320];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const char *tn = n->dst && n->dst->name ? n->dst->name : "(unnamed)";
+    be->host->set_error("vulkan backend: node %zu (%s -> %s): %s", index, op_name(n->op), tn, msg);
+    return st;
+}
+
+static int same_shape(const llmh_tensor *a, const llmh_tensor *b) {
+    for (int d = 0; d < LLMH_MAX_DIMS; d++)
+        if (a->ne[d] != b->ne[d]) return 0;
+    return 1;
+}
+
+static int64_t n_elems(const llmh_tensor *t) { return t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]; }
+
+static int is_contiguous(const llmh_tensor *t) {
+    size_t s = llmh_dtype_type_size(t->type);
+    if (t->nb[0] != s) return 0;
+    size_t expect = s * (size_t)(t->ne[0] / llmh_dtype_block_size(t->type));
+    for (int d = 1; d < LLMH_MAX_DIMS; d++) {
+        if (t->ne[d] > 1 && t->nb[d] != expect) return 0;
+        expect *= (size_t)t->ne[d];
+    }
+    return 1;
+}
+
+/* Bytes a view spans from its offset (last element's end). */
+static size_t view_extent(const llmh_tensor *t) {
+    int64_t bs = llmh_dtype_block_size(t->type);
+    size_t extent = llmh_dtype_type_size(t->type);
+    for (int d = 0; d < LLMH_MAX_DIMS; d++) {
+        int64_t cnt = d == 0 ? t->ne[0] / bs : t->ne[d];
+        if (cnt > 1) extent += (size_t)(cnt - 1) * t->nb[d];
+    }
+    return extent;
+}
+
+static llmh_status check_tensor(llmh_backend *be, size_t index, const llmh_node *n, const char *role,
+                                const llmh_tensor *t) {
+    if (!t) return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "%s is missing", role);
+    if ((unsigned)t->type >= LLMH_DTYPE_COUNT || llmh_dtype_type_size(t->type) == 0)
+        return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "%s has unknown type id %d", role, (int)t->type);
+    if (!t->buffer) return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "%s has no buffer", role);
+    int64_t bs = llmh_dtype_block_size(t->type);
+    size_t ts = llmh_dtype_type_size(t->type);
+    /* 4-byte words for f32/i32, 2-byte halves for everything else */
+    size_t al = ts % 4 == 0 ? 4 : 2;
+    if (t->offset % al != 0)
+        return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "%s offset %zu is not %zu-byte aligned", role, t->offset, al);
+    for (int d = 0; d < LLMH_MAX_DIMS; d++) {
+        if (t->ne[d] <= 0 || t->ne[d] > ((int64_t)1 << 32))
+            return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "%s has bad ne[%d] = %lld", role, d, (long long)t->ne[d]);
+        if (t->nb[d] % al != 0 || t->nb[d] > ((size_t)1 << 40))
+            return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "%s has bad nb[%d] = %zu", role, d, t->nb[d]);
+    }
+    if (t->ne[0] % bs != 0)
+        return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "%s: ne[0] = %lld is not a multiple of the %s block size %lld",
+                     role, (long long)t->ne[0], llmh_dtype_name(t->type), (long long)bs);
+    if (n_elems(t) > (int64_t)UINT32_MAX)
+        return nfail(be, index, n, LLMH_ERR_UNSUPPORTED, "%s has more than 2^32 elements", role);
+    size_t ext = view_extent(t);
+    if (t->offset > t->buffer->size || ext > t->buffer->size - t->offset)
+        return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "%s view (%zu bytes at offset %zu) lies outside its buffer (%zu bytes)",
+                     role, ext, t->offset, t->buffer->size);
+    if ((VkDeviceSize)ext + be->align > be->max_range)
+        return nfail(be, index, n, LLMH_ERR_UNSUPPORTED, "%s view of %zu bytes exceeds maxStorageBufferRange (%llu)", role,
+                     ext, (unsigned long long)be->max_range);
+    return LLMH_OK;
+}
+
+static llmh_status validate(llmh_backend *be, const llmh_node *n, size_t index) {
+    llmh_status st;
+    if (n->op == LLMH_OP_NONE) return LLMH_OK;
+    if ((unsigned)n->op >= LLMH_OP_COUNT)
+        return nfail(be, index, n, LLMH_ERR_UNSUPPORTED, "unknown op %d", (int)n->op);
+    const llmh_tensor *d = n->dst, *a = n->src[0], *b = n->src[1], *c = n->src[2];
+    if ((st = check_tensor(be, index, n, "dst", d))) return st;
+    if ((st = check_tensor(be, index, n, "src0", a))) return st;
+    if (b && (st = check_tensor(be, index, n, "src1", b))) return st;
+    if (c && (st = check_tensor(be, index, n, "src2", c))) return st;
+    llmh_dtype t1 = b ? b->type : LLMH_DTYPE_F32;
+    if (n->op == LLMH_OP_CPY) t1 = d->type;
+    if (!vk_op_supported(be, n->op, a->type, t1))
+        return nfail(be, index, n, LLMH_ERR_UNSUPPORTED, "op %s is not supported for types %s, %s", op_name(n->op),
+                     llmh_dtype_name(a->type), llmh_dtype_name(t1));
+    if (n->op != LLMH_OP_CPY && d->type != LLMH_DTYPE_F32)
+        return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "dst must be f32, not %s", llmh_dtype_name(d->type));
+    switch (n->op) {
+    case LLMH_OP_GET_ROWS:
+        if (!b) return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "src1 (row ids) is missing");
+        if (d->ne[0] != a->ne[0] || d->ne[1] != b->ne[0] || b->ne[1] * b->ne[2] * b->ne[3] != 1 ||
+            d->ne[2] * d->ne[3] != 1 || a->ne[2] * a->ne[3] != 1)
+            return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "shapes: dst [%lld, %lld] from src0 [%lld, %lld] and %lld ids",
+                         (long long)d->ne[0], (long long)d->ne[1], (long long)a->ne[0], (long long)a->ne[1],
+                         (long long)b->ne[0]);
+        if (a->nb[0] != llmh_dtype_type_size(a->type))
+            return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "src0 rows must be contiguous");
+        break;
+    case LLMH_OP_MUL_MAT:
+        if (!b) return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "src1 is missing");
+        if (a->ne[0] != b->ne[0] || d->ne[0] != a->ne[1] || d->ne[1] != b->ne[1] || d->ne[2] != b->ne[2] ||
+            d->ne[3] != b->ne[3])
+            return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "shapes: src0 [%lld, %lld] x src1 [%lld, %lld] -> dst [%lld, %lld]",
+                         (long long)a->ne[0], (long long)a->ne[1], (long long)b->ne[0], (long long)b->ne[1],
+                         (long long)d->ne[0], (long long)d->ne[1]);
+        if (b->ne[2] % a->ne[2] != 0 || b->ne[3] % a->ne[3] != 0)
+            return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "src0 batch dims do not divide src1's");
+        if (a->nb[0] != llmh_dtype_type_size(a->type))
+            return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "src0 rows must be contiguous");
+        if (d->nb[0] != 4) return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "dst must be contiguous along ne[0]");
+        if ((uint64_t)a->ne[0] * (uint64_t)(b->ne[1] * b->ne[2] * b->ne[3]) * 4u > (uint64_t)be->max_range / 2)
+            return nfail(be, index, n, LLMH_ERR_UNSUPPORTED, "activations too large for one scratch range");
+        break;
+    case LLMH_OP_ADD: case LLMH_OP_MUL:
+        if (!b) return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "src1 is missing");
+        if (!same_shape(d, a)) return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "dst and src0 shapes differ");
+        for (int k = 0; k < LLMH_MAX_DIMS; k++)
+            if (a->ne[k] % b->ne[k] != 0)
+                return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "src1 ne[%d] = %lld does not divide src0's %lld", k,
+                             (long long)b->ne[k], (long long)a->ne[k]);
+        break;
+    case LLMH_OP_SWIGLU:
+        if (!b || !same_shape(a, b) || !same_shape(a, d))
+            return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "src0, src1 and dst must have the same shape");
+        break;
+    case LLMH_OP_SCALE: case LLMH_OP_SOFTMAX: case LLMH_OP_SILU: case LLMH_OP_GELU:
+        if (!same_shape(d, a)) return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "dst and src0 shapes differ");
+        break;
+    case LLMH_OP_RMS_NORM:
+        if (!same_shape(d, a)) return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "dst and src0 shapes differ");
+        if (b && (b->type != LLMH_DTYPE_F32 || b->ne[0] != a->ne[0]))
+            return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "weight src1 must be f32 [%lld]", (long long)a->ne[0]);
+        break;
+    case LLMH_OP_ROPE: {
+        if (!same_shape(d, a)) return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "dst and src0 shapes differ");
+        if (!b || b->ne[0] != a->ne[2])
+            return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "src1 must hold %lld I32 positions", (long long)a->ne[2]);
+        int32_t n_rot = n->ip[0], mode = n->ip[1];
+        if (n_rot <= 0 || n_rot > a->ne[0] || n_rot % 2 != 0)
+            return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "n_rot %d must be even and in 1..%lld", n_rot,
+                         (long long)a->ne[0]);
+        if (mode != LLMH_ROPE_NORMAL && mode != LLMH_ROPE_NEOX)
+            return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "unknown rope mode %d", mode);
+        if (c && (c->type != LLMH_DTYPE_F32 || c->ne[0] < n_rot / 2))
+            return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "freq factors src2 must be f32 [%d]", n_rot / 2);
+        if (!(n->fp[0] > 0.0f)) return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "freq_base must be > 0");
+        break;
+    }
+    case LLMH_OP_CPY:
+        if (!same_shape(d, a) && !(n_elems(d) == n_elems(a) && is_contiguous(d) && is_contiguous(a)))
+            return nfail(be, index, n, LLMH_ERR_INVALID_ARG,
+                         "dst and src0 must have the same shape (or both be contiguous with the same element count)");
+        break;
+    case LLMH_OP_ATTENTION: {
+        if (!b || !c) return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "K (src1) and V (src2) are required");
+        if (c->type != b->type) return nfail(be, index, n, LLMH_ERR_UNSUPPORTED, "K and V must have the same type");
+        int64_t D = a->ne[0], H = a->ne[1], T = a->ne[2];
+        if (b->ne[0] != D || c->ne[0] != D || b->ne[1] != c->ne[1] || b->ne[2] != c->ne[2])
+            return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "K/V shapes do not match Q's head_dim or each other");
+        if (H % b->ne[1] != 0)
+            return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "n_head %lld is not a multiple of n_kv_head %lld",
+                         (long long)H, (long long)b->ne[1]);
+        if (!same_shape(d, a)) return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "dst and Q shapes differ");
+        if (D > 512) return nfail(be, index, n, LLMH_ERR_UNSUPPORTED, "head_dim %lld > 512", (long long)D);
+        if (a->ne[3] != 1 || b->ne[3] != 1 || c->ne[3] != 1)
+            return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "Q/K/V must be 3-D");
+        if (n->ip[0] < 0 || (int64_t)n->ip[0] + T > b->ne[2])
+            return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "n_past %d + n_tok %lld exceeds the %lld cached entries",
+                         n->ip[0], (long long)T, (long long)b->ne[2]);
+        if (n->ip[1] < 0) return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "sliding window must be >= 0");
+        break;
+    }
+    default: break;
+    }
+    return LLMH_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Recording                                                                  */
+/* ------------------------------------------------------------------------ */
+typedef struct vk_view {
+    const llmh_buffer *buf;
+    VkDeviceSize base, range; /* bound range */
+    uint32_t off;             /* byte offset of element 0 inside the range */
+} vk_view;
+
+static void view_of_range(const llmh_backend *be, const llmh_buffer *buf, VkDeviceSize offset, VkDeviceSize extent,
+                          vk_view *v) {
+    v->buf = buf;
+    v->base = offset & ~(be->align - 1);
+    v->off = (uint32_t)(offset - v->base);
+    VkDeviceSize r = ((VkDeviceSize)v->off + extent + 3) & ~(VkDeviceSize)3;
+    if (v->base + r > buf->alloc_size) r = buf->alloc_size - v->base;
+    v->range = r;
+}
+
+static void view_of(const llmh_backend *be, const llmh_tensor *t, vk_view *v) {
+    view_of_range(be, t->buffer, t->offset, view_extent(t), v);
+}
+
+typedef struct rec {
+    VkDeviceSize scratch_cur;     /* ring cursor in be->scratch */
+    /* last prepared activations, reused by the next MUL_MAT on the same src1 */
+    int cached;
+    llmh_tensor cache_src;
+    int cache_mode;
+    VkDeviceSize cache_off, cache_bytes;
+} rec;
+
+static int overlap(const vk_range *list, size_t n, const llmh_buffer *buf, VkDeviceSize lo, VkDeviceSize hi) {
+    for (size_t i = 0; i < n; i++)
+        if (list[i].buf == buf && list[i].lo < hi && lo < list[i].hi) return 1;
+    return 0;
+}
+
+/* Append a view's byte range to the pending reads (is_write 0) or writes. */
+static llmh_status push_range(llmh_backend *be, int is_write, const vk_view *v) {
+    if (be->n_pend_r >= be->cap_pend || be->n_pend_w >= be->cap_pend) {
+        size_t cap = be->cap_pend ? be->cap_pend * 2 : 64;
+        vk_range *r = be->host->alloc(cap * sizeof *r), *w = be->host->alloc(cap * sizeof *w);
+        if (!r || !w) {
+            be->host->free(r);
+            be->host->free(w);
+            be->host->set_error("vulkan backend: out of memory tracking buffer ranges");
+            return LLMH_ERR_NO_MEMORY;
+        }
+        if (be->n_pend_r) memcpy(r, be->pend_r, be->n_pend_r * sizeof *r);
+        if (be->n_pend_w) memcpy(w, be->pend_w, be->n_pend_w * sizeof *w);
+        be->host->free(be->pend_r);
+        be->host->free(be->pend_w);
+        be->pend_r = r;
+        be->pend_w = w;
+        be->cap_pend = cap;
+    }
+    vk_range rg = {v->buf, v->base + v->off, v->base + v->range};
+    if (is_write)
+        be->pend_w[be->n_pend_w++] = rg;
+    else
+        be->pend_r[be->n_pend_r++] = rg;
+    return LLMH_OK;
+}
+
+static void barrier(llmh_backend *be) {
+    VkMemoryBarrier mb = {VK_STRUCTURE_TYPE_MEMORY_BARRIER, NULL, VK_ACCESS_SHADER_WRITE_BIT,
+                          VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT};
+    be->vd.vkCmdPipelineBarrier(be->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0,
+                                1, &mb, 0, NULL, 0, NULL);
+    be->n_pend_r = be->n_pend_w = 0;
+    be->n_barriers++;
+}
+
+/* Record one dispatch: binds[0] is written, binds[1..3] read (NULL = unused). */
+static llmh_status dispatch(llmh_backend *be, vk_shader sh, uint32_t c0, uint32_t c1, const vk_view *binds[4],
+                            vk_pc *pc, uint64_t groups) {
+    llmh_status s;
+    VkPipeline pipe;
+    if ((s = vk_pipeline(be, sh, c0, c1, &pipe))) return s;
+    /* hazards */
+    int hazard = 0;
+    for (int i = 0; i < 4 && !hazard; i++) {
+        const vk_view *v = binds[i];
+        if (!v) continue;
+        VkDeviceSize lo = v->base + v->off, hi = v->base + v->range;
+        if (overlap(be->pend_w, be->n_pend_w, v->buf, lo, hi)) hazard = 1;
+        if (i == 0 && overlap(be->pend_r, be->n_pend_r, v->buf, lo, hi)) hazard = 1;
+    }
+    if (hazard) barrier(be);
+    for (int i = 1; i < 4; i++)
+        if (binds[i] && (s = push_range(be, 0, binds[i]))) return s;
+    if ((s = push_range(be, 1, binds[0]))) return s;
+
+    VkDescriptorSet set;
+    VkDescriptorSetAllocateInfo ai = {VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO, NULL, be->dpool, 1, &be->dsl};
+    if ((s = vk_check(be, be->vd.vkAllocateDescriptorSets(be->dev, &ai, &set), "vkAllocateDescriptorSets"))) return s;
+    VkDescriptorBufferInfo bi[5];
+    VkWriteDescriptorSet w[5];
+    for (int i = 0; i < 5; i++) {
+        const vk_view *v = i < 4 ? binds[i] : NULL;
+        if (v) {
+            bi[i] = (VkDescriptorBufferInfo){v->buf->buf, v->base, v->range};
+        } else {
+            bi[i] = (VkDescriptorBufferInfo){be->status->buf, 0, VK_WHOLE_SIZE};
+        }
+        w[i] = (VkWriteDescriptorSet){VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET, NULL, set, (uint32_t)i, 0, 1,
+                                      VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, NULL, &bi[i], NULL};
+    }
+    be->vd.vkUpdateDescriptorSets(be->dev, 5, w, 0, NULL);
+    pc->off_d = binds[0]->off;
+    pc->off_a = binds[1] ? binds[1]->off : 0;
+    pc->off_b = binds[2] ? binds[2]->off : 0;
+    pc->off_c = binds[3] ? binds[3]->off : 0;
+    uint64_t gx = groups < be->max_groups_x ? groups : be->max_groups_x;
+    if (gx == 0) return LLMH_OK;
+    uint64_t gy = (groups + gx - 1) / gx;
+    if (gy > 65535) {
+        be->host->set_error("vulkan backend: dispatch of %llu workgroups is too large", (unsigned long long)groups);
+        return LLMH_ERR_UNSUPPORTED;
+    }
+    be->vd.vkCmdBindPipeline(be->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
+    be->vd.vkCmdBindDescriptorSets(be->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, be->playout, 0, 1, &set, 0, NULL);
+    be->vd.vkCmdPushConstants(be->cmd, be->playout, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof *pc, pc);
+    be->vd.vkCmdDispatch(be->cmd, (uint32_t)gx, (uint32_t)gy, 1);
+    be->n_dispatches++;
+    return LLMH_OK;
+}
+
+static void set4(uint32_t out[4], const size_t in[4]) {
+    for (int i = 0; i < 4; i++) out[i] = (uint32_t)in[i];
+}
+
+static void set4ne(uint32_t out[4], const int64_t in[4]) {
+    for (int i = 0; i < 4; i++) out[i] = (uint32_t)in[i];
+}
+
+static uint64_t ceil_div(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+
+static int same_view(const llmh_tensor *a, const llmh_tensor *b) {
+    if (a->buffer != b->buffer || a->offset != b->offset || a->type != b->type) return 0;
+    for (int d = 0; d < LLMH_MAX_DIMS; d++)
+        if (a->ne[d] != b->ne[d] || a->nb[d] != b->nb[d]) return 0;
+    return 1;
+}
+
+static llmh_status record_mul_mat(llmh_backend *be, rec *rc, const llmh_node *n) {
+    const llmh_tensor *w = n->src[0], *x = n->src[1];
+    llmh_tensor *d = n->dst;
+    llmh_status s;
+    uint64_t K = (uint64_t)w->ne[0], M = (uint64_t)w->ne[1], N = (uint64_t)x->ne[1];
+    uint64_t B2 = (uint64_t)x->ne[2], B3 = (uint64_t)x->ne[3], ncol = N * B2 * B3;
+    int mode = prep_mode(w->type);
+    VkDeviceSize bytes = (VkDeviceSize)(K * ncol * 4);
+    vk_view xs_v, w_v, x_v, d_v;
+    VkDeviceSize soff;
+    if (rc->cached && rc->cache_mode == mode && same_view(&rc->cache_src, x)) {
+        soff = rc->cache_off;
+    } else {
+        VkDeviceSize need = (bytes + 255) & ~(VkDeviceSize)255;
+        if (rc->scratch_cur + need > be->scratch->alloc_size) rc->scratch_cur = 0;
+        soff = rc->scratch_cur;
+        rc->scratch_cur += need;
+        vk_pc pc;
+        memset(&pc, 0, sizeof pc);
+        set4ne(pc.ne, x->ne);
+        set4(pc.anb, x->nb);
+        view_of(be, x, &x_v);
+        view_of_range(be, be->scratch, soff, bytes, &xs_v);
+        const vk_view *bp[4] = {&xs_v, &x_v, NULL, NULL};
+        uint64_t threads = mode <= 2 ? K * ncol : (K / (mode == 3 ? 32 : 256)) * ncol;
+        if ((s = dispatch(be, VK_SH_ACT_PREP, (uint32_t)mode, 0, bp, &pc, ceil_div(threads, 64)))) return s;
+        rc->cached = 1;
+        rc->cache_src = *x;
+        rc->cache_mode = mode;
+        rc->cache_off = soff;
+        rc->cache_bytes = bytes;
+    }
+    vk_pc pc;
+    memset(&pc, 0, sizeof pc);
+    set4ne(pc.ne, d->ne);
+    set4(pc.anb, w->nb);
+    set4(pc.dnb, d->nb);
+    pc.x[0] = (uint32_t)K;
+    pc.x[1] = (uint32_t)(B2 / (uint64_t)w->ne[2]);
+    pc.x[2] = (uint32_t)(B3 / (uint64_t)w->ne[3]);
+    view_of(be, w, &w_v);
+    view_of(be, d, &d_v);
+    view_of_range(be, be->scratch, soff, bytes, &xs_v);
+    const vk_view *bp[4] = {&d_v, &w_v, &xs_v, NULL};
+    if (N < 8)
+        return dispatch(be, VK_SH_MUL_MAT_VEC, (uint32_t)w->type, 0, bp, &pc, ceil_div(M, 4) * N * B2 * B3);
+    return dispatch(be, VK_SH_MUL_MAT_TILED, (uint32_t)w->type, 0, bp, &pc,
+                    ceil_div(M, 32) * ceil_div(N, 32) * B2 * B3);
+}
+
+static llmh_status record_node(llmh_backend *be, rec *rc, const llmh_node *n) {
+    const llmh_tensor *a = n->src[0], *b = n->src[1], *c = n->src[2];
+    llmh_tensor *d = n->dst;
+    vk_view dv, av, bv, cv;
+    vk_pc pc;
+    memset(&pc, 0, sizeof pc);
+    if (n->op == LLMH_OP_NONE) return LLMH_OK;
+    /* a write into the cached activations' source invalidates them */
+    if (rc->cached && d->buffer == rc->cache_src.buffer) {
+        size_t lo = d->offset, hi = d->offset + view_extent(d);
+        size_t clo = rc->cache_src.offset, chi = clo + view_extent(&rc->cache_src);
+        if (lo < chi && clo < hi) rc->cached = 0;
+    }
+    if (n->op == LLMH_OP_MUL_MAT) return record_mul_mat(be, rc, n);
+    view_of(be, d, &dv);
+    view_of(be, a, &av);
+    if (b) view_of(be, b, &bv);
+    if (c) view_of(be, c, &cv);
+    const vk_view *bp[4] = {&dv, &av, b ? &bv : NULL, c ? &cv : NULL};
+    set4ne(pc.ne, d->ne);
+    set4(pc.dnb, d->nb);
+    set4(pc.anb, a->nb);
+    if (b) {
+        set4(pc.bnb, b->nb);
+        set4ne(pc.bne, b->ne);
+    }
+    uint64_t ne = (uint64_t)n_elems(d), rows = (uint64_t)(d->ne[1] * d->ne[2] * d->ne[3]);
+    switch (n->op) {
+    case LLMH_OP_GET_ROWS:
+        pc.x[0] = (uint32_t)a->ne[1];
+        return dispatch(be, VK_SH_GET_ROWS, (uint32_t)a->type, 0, bp, &pc, ceil_div(ne, 256));
+    case LLMH_OP_ADD: case LLMH_OP_MUL:
+        return dispatch(be, VK_SH_BINARY, n->op == LLMH_OP_MUL, 0, bp, &pc, ceil_div(ne, 256));
+    case LLMH_OP_SCALE: case LLMH_OP_SILU: case LLMH_OP_GELU: case LLMH_OP_SWIGLU: {
+        uint32_t op = n->op == LLMH_OP_SCALE ? 0 : n->op == LLMH_OP_SILU ? 1 : n->op == LLMH_OP_GELU ? 2 : 3;
+        pc.fp0 = n->fp[0];
+        if (op != 3) bp[2] = NULL;
+        return dispatch(be, VK_SH_UNARY, op, 0, bp, &pc, ceil_div(ne, 256));
+    }
+    case LLMH_OP_RMS_NORM:
+        pc.x[0] = b != NULL;
+        pc.fp0 = n->fp[0];
+        return dispatch(be, VK_SH_RMS_NORM, 0, 0, bp, &pc, rows);
+    case LLMH_OP_SOFTMAX:
+        pc.fp0 = n->fp[0] == 0.0f ? 1.0f : n->fp[0];
+        return dispatch(be, VK_SH_SOFTMAX, 0, 0, bp, &pc, rows);
+    case LLMH_OP_ROPE:
+        pc.x[0] = c != NULL;
+        pc.x[1] = !same_view(d, a);
+        pc.x[2] = c ? (uint32_t)c->nb[0] : 0;
+        pc.ip0 = n->ip[0];
+        pc.ip1 = n->ip[1];
+        pc.fp0 = n->fp[0];
+        pc.fp1 = n->fp[1];
+        return dispatch(be, VK_SH_ROPE, 0, 0, bp, &pc, ceil_div(ne, 256));
+    case LLMH_OP_CPY:
+        if (!same_shape(d, a)) { /* both contiguous: one flat row */
+            memset(pc.ne, 0, sizeof pc.ne);
+            pc.ne[0] = (uint32_t)ne;
+            pc.ne[1] = pc.ne[2] = pc.ne[3] = 1;
+            pc.anb[0] = (uint32_t)llmh_dtype_type_size(a->type);
+            pc.dnb[0] = (uint32_t)llmh_dtype_type_size(d->type);
+        }
+        return dispatch(be, VK_SH_CPY, (uint32_t)a->type, (uint32_t)d->type, bp, &pc, ceil_div(ne, 256));
+    case LLMH_OP_ATTENTION:
+        pc.x[0] = (uint32_t)b->ne[1];
+        pc.x[1] = (uint32_t)c->nb[0];
+        pc.x[2] = (uint32_t)c->nb[1];
+        pc.x[3] = (uint32_t)c->nb[2];
+        pc.ip0 = n->ip[0];
+        pc.ip1 = n->ip[1];
+        pc.fp0 = n->fp[0];
+        pc.fp1 = n->fp[1];
+        return dispatch(be, VK_SH_ATTENTION, (uint32_t)b->type, 0, bp, &pc, (uint64_t)(a->ne[1] * a->ne[2]));
+    default:
+        be->host->set_error("vulkan backend: op %s is not supported", op_name(n->op));
+        return LLMH_ERR_UNSUPPORTED;
+    }
+}
+
+/* Scratch ring for MUL_MAT activations: at least twice the largest need, so
+ * consecutive products rarely wait on each other. */
+static llmh_status ensure_scratch(llmh_backend *be, const llmh_graph *g) {
+    VkDeviceSize need = 0;
+    for (size_t i = 0; i < g->n_nodes; i++) {
+        const llmh_node *n = &g->nodes[i];
+        if (n->op != LLMH_OP_MUL_MAT) continue;
+        const llmh_tensor *x = n->src[1];
+        VkDeviceSize b = (VkDeviceSize)(x->ne[0] * x->ne[1] * x->ne[2] * x->ne[3]) * 4;
+        b = (b + 255) & ~(VkDeviceSize)255;
+        if (b > need) need = b;
+    }
+    if (need == 0) return LLMH_OK;
+    VkDeviceSize want = need * 2;
+    if (want > be->max_range) want = need;
+    if (be->scratch && be->scratch->alloc_size >= want) return LLMH_OK;
+    vk_buffer_destroy(be, be->scratch);
+    be->scratch = NULL;
+    return vk_buffer_create(be, (size_t)want, LLMH_BUFFER_COMPUTE, 0, &be->scratch);
+}
+
+static llmh_status ensure_pool(llmh_backend *be, uint32_t sets) {
+    if (be->dpool && be->dpool_cap >= sets) {
+        return vk_check(be, be->vd.vkResetDescriptorPool(be->dev, be->dpool, 0), "vkResetDescriptorPool");
+    }
+    if (be->dpool) be->vd.vkDestroyDescriptorPool(be->dev, be->dpool, NULL);
+    be->dpool = VK_NULL_HANDLE;
+    uint32_t cap = 256;
+    while (cap < sets) cap *= 2;
+    VkDescriptorPoolSize ps = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, cap * 5};
+    VkDescriptorPoolCreateInfo ci = {VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO, NULL, 0, cap, 1, &ps};
+    llmh_status s = vk_check(be, be->vd.vkCreateDescriptorPool(be->dev, &ci, NULL, &be->dpool), "vkCreateDescriptorPool");
+    if (s == LLMH_OK) be->dpool_cap = cap;
+    return s;
+}
+
+void vk_graph_release(llmh_backend *be) {
+    be->host->free(be->pend_r);
+    be->host->free(be->pend_w);
+    be->pend_r = be->pend_w = NULL;
+    be->cap_pend = be->n_pend_r = be->n_pend_w = 0;
+}
+
+llmh_status vk_graph_compute(llmh_backend *be, const llmh_graph *g) {
+    llmh_status s;
+    for (size_t i = 0; i < g->n_nodes; i++)
+        if ((s = validate(be, &g->nodes[i], i))) return s;
+    if (g->n_nodes > UINT32_MAX / 4) {
+        be->host->set_error("vulkan backend: graph of %zu nodes is too large", g->n_nodes);
+        return LLMH_ERR_UNSUPPORTED;
+    }
+    if ((s = ensure_scratch(be, g))) return s;
+    if ((s = ensure_pool(be, (uint32_t)g->n_nodes * 2 + 1))) return s;
+    memset(be->status->map, 0, 4);
+    be->n_pend_r = be->n_pend_w = 0;
+    be->n_barriers = be->n_dispatches = 0;
+    VkCommandBufferBeginInfo bi = {VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO, NULL,
+                                   VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT, NULL};
+    if ((s = vk_check(be, be->vd.vkResetCommandBuffer(be->cmd, 0), "vkResetCommandBuffer"))) return s;
+    if ((s = vk_check(be, be->vd.vkBeginCommandBuffer(be->cmd, &bi), "vkBeginCommandBuffer"))) return s;
+    rec rc;
+    memset(&rc, 0, sizeof rc);
+    for (size_t i = 0; i < g->n_nodes; i++) {
+        if ((s = record_node(be, &rc, &g->nodes[i]))) {
+            be->vd.vkEndCommandBuffer(be->cmd);
+            return s;
+        }
+    }
+    /* make shader writes visible to host reads and to later transfers */
+    VkMemoryBarrier mb = {VK_STRUCTURE_TYPE_MEMORY_BARRIER, NULL, VK_ACCESS_SHADER_WRITE_BIT,
+                          VK_ACCESS_HOST_READ_BIT | VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT};
+    be->vd.vkCmdPipelineBarrier(be->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                                VK_PIPELINE_STAGE_HOST_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &mb, 0, NULL, 0,
+                                NULL);
+    if ((s = vk_check(be, be->vd.vkEndCommandBuffer(be->cmd), "vkEndCommandBuffer"))) return s;
+    VkSubmitInfo si = {VK_STRUCTURE_TYPE_SUBMIT_INFO, NULL, 0, NULL, NULL, 1, &be->cmd, 0, NULL};
+    if ((s = vk_check(be, be->vd.vkResetFences(be->dev, 1, &be->fence), "vkResetFences"))) return s;
+    if ((s = vk_check(be, be->vd.vkQueueSubmit(be->queue, 1, &si, be->fence), "vkQueueSubmit"))) return s;
+    if ((s = vk_check(be, be->vd.vkWaitForFences(be->dev, 1, &be->fence, VK_TRUE, UINT64_MAX), "vkWaitForFences")))
+        return s;
+    uint32_t status;
+    memcpy(&status, be->status->map, 4);
+    if (status & 1u) {
+        be->host->set_error("vulkan backend: GET_ROWS: a row id is outside the table (those rows were zeroed)");
+        return LLMH_ERR_INVALID_ARG;
+    }
+    be->host->log(LLMH_LOG_DEBUG, "vulkan", "graph: %zu nodes, %u dispatches, %u barriers", g->n_nodes,
+                  be->n_dispatches, be->n_barriers);
+    return LLMH_OK;
+}
