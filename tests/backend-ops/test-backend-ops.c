@@ -926,6 +926,63 @@ static void test_mul_mat_strided(void) {
     }
 }
 
+/* A prepared (repacked) weight used through a different view must fall back
+ * to the plain kernels: here the first 20 of 48 rows. */
+static void test_mul_mat_prepared_view(void) {
+    static const llmh_dtype types[] = {LLMH_DTYPE_Q8_0, LLMH_DTYPE_Q4_0};
+    for (size_t t = 0; t < 2; t++)
+        for (size_t c = 0; c < N_CFG; c++) {
+            llmh_backend *be = cfgs[c].be;
+            if (!be) continue;
+            const int64_t K = 64, M = 48, N = 3;
+            bu_tensor *w = bu_tensor_new(&plug, be, types[t], K, M, 1, 1);
+            bu_tensor *x = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, K, N, 1, 1);
+            bu_tensor *d = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, 20, N, 1, 1);
+            uint64_t s = 21;
+            bu_random_weights(types[t], w->t.data, K * M, &s);
+            fill(x, &s, 1.0f);
+            CU_ASSERT_EQUAL(plug.be->weight_prepare(be, &w->t), LLMH_OK);
+            llmh_tensor view = w->t; /* extra copied along, shape differs */
+            view.ne[1] = 20;
+            llmh_node nd = {sizeof nd, LLMH_OP_MUL_MAT, &d->t, {&view, &x->t, NULL, NULL}, {0}, {0}};
+            CU_ASSERT_EQUAL(run1(be, &nd), LLMH_OK);
+            float wf[64 * 48];
+            llmh_dequantize(types[t], w->t.data, wf, K * M);
+            const float *xv = x->t.data;
+            double ref[60];
+            for (int n = 0; n < N; n++)
+                for (int m = 0; m < 20; m++) {
+                    double acc = 0;
+                    for (int i = 0; i < K; i++) acc += (double)wf[m * K + i] * xv[n * K + i];
+                    ref[n * 20 + m] = acc;
+                }
+            CU_ASSERT_EQUAL(compare("prepared view", d->t.data, ref, 60, 0.05, 0.0), 0);
+            plug.be->weight_release(be, &w->t);
+            bu_tensor_free(&plug, be, w);
+            bu_tensor_free(&plug, be, x);
+            bu_tensor_free(&plug, be, d);
+        }
+}
+
+static void test_repack_option(void) {
+    llmh_kv kv = {"repack", {LLMH_V_STRING, {0}}};
+    kv.value.v.s.ptr = "no";
+    kv.value.v.s.len = 2;
+    llmh_kv_list list = {&kv, 1};
+    llmh_backend_params prm = {sizeof prm, -1, 1, &list};
+    llmh_backend *be = NULL;
+    CU_ASSERT_EQUAL(plug.be->create(plug.state, &prm, &be), LLMH_ERR_CONFIG);
+    CU_ASSERT(strstr(llmh_last_error(), "repack") != NULL);
+    kv.value.type = LLMH_V_BOOL;
+    kv.value.v.b = 0;
+    CU_ASSERT_EQUAL_FATAL(plug.be->create(plug.state, &prm, &be), LLMH_OK);
+    bu_tensor *w = bu_tensor_new(&plug, be, LLMH_DTYPE_Q8_0, 64, 32, 1, 1);
+    CU_ASSERT_EQUAL(plug.be->weight_prepare(be, &w->t), LLMH_OK);
+    CU_ASSERT_PTR_NULL(w->t.extra); /* nothing repacked */
+    bu_tensor_free(&plug, be, w);
+    plug.be->destroy(be);
+}
+
 int main(void) {
     static const llmh_test_case quant_cases[] = {
         {"known blocks: f32/f16/bf16", test_known_plain},
@@ -959,6 +1016,8 @@ int main(void) {
     static const llmh_test_case mm_cases[] = {
         {"MUL_MAT all types, kernels x threads", test_mul_mat},
         {"MUL_MAT strided src1", test_mul_mat_strided},
+        {"MUL_MAT prepared weight through another view", test_mul_mat_prepared_view},
+        {"option repack", test_repack_option},
         {NULL, NULL}};
     static const llmh_test_suite suites[] = {
         {"quant-ref", quant_cases, NULL, NULL},
