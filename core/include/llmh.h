@@ -99,6 +99,7 @@ LLMH_API llmh_status llmh_registry_add_path(llmh_registry *reg, const char *path
  * kind: the first found wins, later ones are refused. Idempotent. */
 LLMH_API llmh_status llmh_registry_scan(llmh_registry *reg);
 LLMH_API size_t llmh_registry_count(const llmh_registry *reg);
+/* Valid until the registry is freed or rescanned after llmh_registry_add_path. */
 LLMH_API const llmh_plugin_info *llmh_registry_info(const llmh_registry *reg, size_t i);
 LLMH_API size_t llmh_registry_refused_count(const llmh_registry *reg);
 LLMH_API const llmh_plugin_refusal *llmh_registry_refused(const llmh_registry *reg, size_t i);
@@ -114,7 +115,8 @@ LLMH_API llmh_status llmh_registry_get_format_for(llmh_registry *reg, const char
 LLMH_API llmh_status llmh_registry_get_tokenizer_for(llmh_registry *reg, const llmh_kv_list *meta,
                                                      llmh_plugin **out);
 /* Load every plugin of `kind`, e.g. for a conformance suite. *out is an array
- * of n plugins (free with free() after releasing each). */
+ * of n plugins (free with free() after releasing each). Fails when any
+ * plugin of the kind fails init(). */
 LLMH_API llmh_status llmh_registry_get_all(llmh_registry *reg, llmh_plugin_kind kind,
                                            llmh_plugin ***out, size_t *n);
 
@@ -128,8 +130,11 @@ LLMH_API const char *llmh_plugin_path(const llmh_plugin *p);
 /* Number of plugins currently loaded (dlopen'ed) across all registries. */
 LLMH_API size_t llmh_plugins_loaded(void);
 
-/* Load one file, validate its descriptor and print-free report it. On
- * refusal returns an error whose message names the file and the reason. */
+/* Load one file and validate its descriptor, without printing. On success
+ * *info_out's strings (and provides[]) point into `buf` (buf may be NULL only
+ * when info_out is NULL; too small a buffer gives LLMH_ERR_INVALID_ARG). On
+ * refusal returns an error whose message names the file and the reason, and
+ * `buf` (when given) receives the reason. */
 LLMH_API llmh_status llmh_plugin_check(const char *path, llmh_plugin_info *info_out,
                                        char *buf, size_t buf_size);
 
