@@ -87,6 +87,10 @@ static inline const int16_t *cpu_act_q8k_bsums(const uint8_t *col, int64_t k) {
 /* Quantize one f32 column (contiguous) into the layout above. */
 void cpu_act_quantize_q8(const float *x, int64_t k, uint8_t *col);
 void cpu_act_quantize_q8k(const float *x, int64_t k, uint8_t *col);
+/* Portable attention helpers. */
+float cpu_dot_f32(const float *x, const float *y, int64_t n);
+void cpu_axpy_f32(float *y, float a, const float *x, int64_t n);
+void cpu_exp_row(const float *x, float *y, int64_t n);
 /* Portable f16 row conversion. */
 void cpu_f16_to_f32_row(const uint8_t *src, float *dst, int64_t n);
 /* Portable SiLU / SwiGLU row. */
@@ -135,6 +139,10 @@ typedef struct cpu_kernels {
     cpu_mm_packed_fn mm_packed[LLMH_DTYPE_COUNT]; /* NULL = no repacking for the type */
     cpu_mm_fn mm[LLMH_DTYPE_COUNT];        /* NULL = type not supported */
     cpu_act_kind act[LLMH_DTYPE_COUNT];    /* activation layout per weight type */
+    /* ATTENTION helpers: dot product, y += a * x, y = exp(x) (y may be x). */
+    float (*dot)(const float *x, const float *y, int64_t n);
+    void (*axpy)(float *y, float a, const float *x, int64_t n);
+    void (*exp_row)(const float *x, float *y, int64_t n);
     /* n contiguous f16 values to f32 (KV-cache rows in ATTENTION). */
     void (*f16_to_f32)(const uint8_t *src, float *dst, int64_t n);
     /* y[i] = silu(x[i]) * (g ? g[i] : 1) over contiguous rows; y may be x. */

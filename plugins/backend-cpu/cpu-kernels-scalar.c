@@ -66,6 +66,23 @@ void cpu_act_quantize_q8k(const float *x, int64_t k, uint8_t *col) {
     }
 }
 
+float cpu_dot_f32(const float *x, const float *y, int64_t n) {
+    float acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += x[i + j] * y[i + j];
+    for (; i < n; i++) acc[0] += x[i] * y[i];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+void cpu_axpy_f32(float *y, float a, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+void cpu_exp_row(const float *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = expf(x[i]);
+}
+
 void cpu_f16_to_f32_row(const uint8_t *src, float *dst, int64_t n) {
     for (int64_t i = 0; i < n; i++) dst[i] = llmh_fp16_to_fp32((uint16_t)(src[2 * i] | (src[2 * i + 1] << 8)));
 }
@@ -405,6 +422,9 @@ void cpu_kernels_init_scalar(cpu_kernels *k) {
     k->act[LLMH_DTYPE_Q5_K] = k->act[LLMH_DTYPE_Q6_K] = CPU_ACT_Q8K;
     k->silu_row = cpu_silu_row;
     k->f16_to_f32 = cpu_f16_to_f32_row;
+    k->dot = cpu_dot_f32;
+    k->axpy = cpu_axpy_f32;
+    k->exp_row = cpu_exp_row;
     k->quantize_q8 = cpu_act_quantize_q8;
     k->quantize_q8k = cpu_act_quantize_q8k;
 }

@@ -15,6 +15,8 @@
 
 #include "cpu-internal.h"
 
+#define ATT_TILE 32 /* keys per ATTENTION tile */
+
 /* ------------------------------------------------------------------------ */
 /* Names and helpers                                                          */
 /* ------------------------------------------------------------------------ */
@@ -308,7 +310,7 @@ size_t cpu_op_work_size(const llmh_backend *be, const llmh_node *n) {
     switch (n->op) {
     case LLMH_OP_MUL_MAT: return cpu_mul_mat_work_size(be, n);
     case LLMH_OP_ROPE: return nth * (size_t)n->ip[0] * sizeof(float) + 64 * nth;
-    case LLMH_OP_ATTENTION: return nth * (size_t)n->src[0]->ne[0] * 3 * sizeof(float) + 64 * nth;
+    case LLMH_OP_ATTENTION: return nth * ((size_t)n->src[0]->ne[0] * 3 + ATT_TILE) * sizeof(float) + 64 * nth;
     default: return 0;
     }
 }
@@ -523,24 +525,20 @@ static void op_cpy(const cpu_exec *ex, int64_t a, int64_t b, int ith) {
     }
 }
 
-static float dot_f32(const float *x, const float *y, int64_t n) {
-    float acc[8] = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) acc[j] += x[i + j] * y[i + j];
-    for (; i < n; i++) acc[0] += x[i] * y[i];
-    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-}
 
+/* Keys are visited in tiles of ATT_TILE: scores of the tile (vector dots),
+ * one rescale of the accumulator when the running max grows, one vector exp
+ * over the tile, then acc += p_j * v_j. Same online softmax as key-by-key. */
 static void op_attention(const cpu_exec *ex, int64_t a, int64_t b, int ith) {
     const llmh_node *n = ex->node;
+    const cpu_kernels *kn = &ex->be->kern;
     const llmh_tensor *q = n->src[0], *k = n->src[1], *v = n->src[2];
     llmh_tensor *d = n->dst;
     int64_t D = q->ne[0], H = q->ne[1], Hkv = k->ne[1];
     int64_t group = H / Hkv, n_past = n->ip[0], window = n->ip[1];
     float scale = n->fp[0], cap = n->fp[1];
-    float *qf = thread_scratch(ex->be, ith, (size_t)D * 3 * sizeof(float));
-    float *kf = qf + D, *acc = kf + D; /* kf doubles as the v row buffer */
+    float *qf = thread_scratch(ex->be, ith, ((size_t)D * 3 + ATT_TILE) * sizeof(float));
+    float *kf = qf + D, *acc = kf + D, *sc = acc + D; /* kf doubles as the v row buffer */
     int k_direct = k->type == LLMH_DTYPE_F32 && k->nb[0] == 4;
     int v_direct = v->type == LLMH_DTYPE_F32 && v->nb[0] == 4;
     for (int64_t r = a; r < b; r++) {
@@ -552,33 +550,39 @@ static void op_attention(const cpu_exec *ex, int64_t a, int64_t b, int ith) {
         row_to_f32(ex->be, LLMH_DTYPE_F32, qr, q->nb[0], D, qf);
         float m = -INFINITY, l = 0.0f;
         for (int64_t i = 0; i < D; i++) acc[i] = 0.0f;
-        for (int64_t j = j0; j <= j1; j++) {
-            const uint8_t *kr = (const uint8_t *)k->data + (size_t)hk * k->nb[1] + (size_t)j * k->nb[2];
-            const float *kp = (const float *)kr;
-            if (!k_direct) {
-                row_to_f32(ex->be, k->type, kr, k->nb[0], D, kf);
-                kp = kf;
+        for (int64_t jt = j0; jt <= j1; jt += ATT_TILE) {
+            int64_t nt = j1 - jt + 1 < ATT_TILE ? j1 - jt + 1 : ATT_TILE;
+            float tmax = -INFINITY;
+            for (int64_t u = 0; u < nt; u++) {
+                const uint8_t *kr = (const uint8_t *)k->data + (size_t)hk * k->nb[1] + (size_t)(jt + u) * k->nb[2];
+                const float *kp = (const float *)kr;
+                if (!k_direct) {
+                    row_to_f32(ex->be, k->type, kr, k->nb[0], D, kf);
+                    kp = kf;
+                }
+                float s = kn->dot(qf, kp, D) * scale;
+                if (cap > 0.0f) s = cap * tanhf(s / cap);
+                sc[u] = s;
+                if (s > tmax) tmax = s;
             }
-            float s = dot_f32(qf, kp, D) * scale;
-            if (cap > 0.0f) s = cap * tanhf(s / cap);
-            float p;
-            if (s > m) {
-                float corr = expf(m - s); /* m = -inf on the first step gives 0 */
+            if (tmax > m) {
+                float corr = expf(m - tmax); /* 0 on the first tile (m = -inf) */
                 for (int64_t i = 0; i < D; i++) acc[i] *= corr;
                 l *= corr;
-                m = s;
-                p = 1.0f;
-            } else {
-                p = expf(s - m);
+                m = tmax;
             }
-            const uint8_t *vr = (const uint8_t *)v->data + (size_t)hk * v->nb[1] + (size_t)j * v->nb[2];
-            const float *vp = (const float *)vr;
-            if (!v_direct) {
-                row_to_f32(ex->be, v->type, vr, v->nb[0], D, kf);
-                vp = kf;
+            for (int64_t u = 0; u < nt; u++) sc[u] -= m;
+            kn->exp_row(sc, sc, nt);
+            for (int64_t u = 0; u < nt; u++) {
+                const uint8_t *vr = (const uint8_t *)v->data + (size_t)hk * v->nb[1] + (size_t)(jt + u) * v->nb[2];
+                const float *vp = (const float *)vr;
+                if (!v_direct) {
+                    row_to_f32(ex->be, v->type, vr, v->nb[0], D, kf);
+                    vp = kf;
+                }
+                kn->axpy(acc, sc[u], vp, D);
+                l += sc[u];
             }
-            for (int64_t i = 0; i < D; i++) acc[i] += p * vp[i];
-            l += p;
         }
         float inv = l > 0.0f ? 1.0f / l : 0.0f;
         uint8_t *dr = (uint8_t *)d->data + (size_t)h * d->nb[1] + (size_t)t * d->nb[2];
