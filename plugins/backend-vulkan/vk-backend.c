@@ -142,13 +142,26 @@ static void vk_state_close(vk_state *st) {
 /* ------------------------------------------------------------------------ */
 /* Plugin entry points                                                        */
 /* ------------------------------------------------------------------------ */
+static int type_rank(VkPhysicalDeviceType t);
+
+/* 0 with a reason when no device exists; else a score by the best device:
+ * a real GPU beats the cpu backend, a software rasterizer (lavapipe) does
+ * not (it works, but the native cpu backend is faster on the same cores). */
 static int32_t vk_probe(const llmh_host_api *host) {
     vk_state st;
     memset(&st, 0, sizeof st);
     uint32_t n = vk_state_open(&st);
+    int best = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        VkPhysicalDeviceProperties p;
+        st.vi.vkGetPhysicalDeviceProperties(st.devs[i], &p);
+        int rk = type_rank(p.deviceType);
+        if (rk > best) best = rk;
+    }
     if (n == 0) host->set_error("vulkan backend: %s", st.why);
     vk_state_close(&st);
-    return n ? 60 : 0;
+    if (n == 0) return 0;
+    return best >= 3 ? 90 : best == 2 ? 50 : 10;
 }
 
 static llmh_status vk_init(const llmh_host_api *host, void **state) {
