@@ -318,6 +318,12 @@ static llmh_status vk_create(void *state, const llmh_backend_params *params, llm
     be->dev_index = idx;
     be->pdev = st->devs[idx];
     be->queue_family = st->dev_queue[idx];
+    if (pthread_mutex_init(&be->lock, NULL) != 0) {
+        host->free(be);
+        host->set_error("vulkan backend: cannot create a mutex");
+        return LLMH_ERR_INTERNAL;
+    }
+    be->lock_ok = 1;
     st->vi.vkGetPhysicalDeviceProperties(be->pdev, &be->props);
     st->vi.vkGetPhysicalDeviceMemoryProperties(be->pdev, &be->memprops);
     VkPhysicalDeviceMaintenance3Properties m3 = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES, NULL, 0, 0};
@@ -335,6 +341,7 @@ static llmh_status vk_create(void *state, const llmh_backend_params *params, llm
     llmh_status s;
     VkResult r = st->vi.vkCreateDevice(be->pdev, &dci, NULL, &be->dev);
     if ((s = vk_check(be, r, "vkCreateDevice")) != LLMH_OK) {
+        pthread_mutex_destroy(&be->lock);
         host->free(be);
         return s;
     }
@@ -343,6 +350,7 @@ static llmh_status vk_create(void *state, const llmh_backend_params *params, llm
     if (!be->vd.name) {                                                                      \
         host->set_error("vulkan backend: the driver lacks %s", #name);                       \
         if (be->vd.vkDestroyDevice) be->vd.vkDestroyDevice(be->dev, NULL);                   \
+        pthread_mutex_destroy(&be->lock);                                                    \
         host->free(be);                                                                      \
         return LLMH_ERR_BACKEND;                                                             \
     }
@@ -405,6 +413,7 @@ static void vk_destroy(llmh_backend *be) {
         if (be->cmd_pool) be->vd.vkDestroyCommandPool(be->dev, be->cmd_pool, NULL);
         be->vd.vkDestroyDevice(be->dev, NULL);
     }
+    if (be->lock_ok) pthread_mutex_destroy(&be->lock);
     be->host->free(be);
 }
 
@@ -500,8 +509,10 @@ static llmh_status vk_buffer_alloc(llmh_backend *be, size_t size, uint32_t usage
 
 static void vk_buffer_free(llmh_backend *be, llmh_buffer *buf) {
     if (!be || !buf) return;
+    pthread_mutex_lock(&be->lock); /* no graph or copy may be using it */
     be->vd.vkDeviceWaitIdle(be->dev);
     vk_buffer_destroy(be, buf);
+    pthread_mutex_unlock(&be->lock);
 }
 
 /* One transfer through the staging buffer: submit and wait. */
@@ -548,15 +559,17 @@ static llmh_status vk_buffer_write(llmh_backend *be, llmh_buffer *buf, size_t of
         return LLMH_OK;
     }
     const uint8_t *p = src;
+    pthread_mutex_lock(&be->lock);
     while (n > 0) {
         size_t c = n < be->staging->size ? n : be->staging->size;
         memcpy(be->staging->map, p, c);
-        if ((s = staged_copy(be, be->staging->buf, 0, buf->buf, offset, c))) return s;
+        if ((s = staged_copy(be, be->staging->buf, 0, buf->buf, offset, c))) break;
         p += c;
         offset += c;
         n -= c;
     }
-    return LLMH_OK;
+    pthread_mutex_unlock(&be->lock);
+    return s;
 }
 
 static llmh_status vk_buffer_read(llmh_backend *be, llmh_buffer *buf, size_t offset, void *dst, size_t n) {
@@ -568,15 +581,17 @@ static llmh_status vk_buffer_read(llmh_backend *be, llmh_buffer *buf, size_t off
         return LLMH_OK;
     }
     uint8_t *p = dst;
+    pthread_mutex_lock(&be->lock);
     while (n > 0) {
         size_t c = n < be->staging->size ? n : be->staging->size;
-        if ((s = staged_copy(be, buf->buf, offset, be->staging->buf, 0, c))) return s;
+        if ((s = staged_copy(be, buf->buf, offset, be->staging->buf, 0, c))) break;
         memcpy(p, be->staging->map, c);
         p += c;
         offset += c;
         n -= c;
     }
-    return LLMH_OK;
+    pthread_mutex_unlock(&be->lock);
+    return s;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -628,7 +643,10 @@ static int32_t vk_supports(llmh_backend *be, llmh_op op, llmh_dtype t0, llmh_dty
 
 static llmh_status vk_compute(llmh_backend *be, const llmh_graph *graph) {
     if (!be || !graph || (graph->n_nodes && !graph->nodes)) return LLMH_ERR_INVALID_ARG;
-    return vk_graph_compute(be, graph);
+    pthread_mutex_lock(&be->lock);
+    llmh_status s = vk_graph_compute(be, graph);
+    pthread_mutex_unlock(&be->lock);
+    return s;
 }
 
 static const llmh_backend_iface vk_iface = {

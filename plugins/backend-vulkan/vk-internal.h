@@ -9,6 +9,7 @@
 #define LLMH_VK_INTERNAL_H
 
 #define VK_NO_PROTOTYPES
+#include <pthread.h>
 #include <vulkan/vulkan.h>
 
 #include "llmh-plugin.h"
@@ -132,6 +133,8 @@ struct llmh_backend {
     VkDevice dev;
     VkQueue queue;
     struct { VK_DEVICE_FUNCS(VK_DECLARE_PFN) } vd;
+    pthread_mutex_t lock;      /* guards cmd, fence, queue, staging, scratch, pool */
+    int lock_ok;
     VkCommandPool cmd_pool;
     VkCommandBuffer cmd;
     VkFence fence;
