@@ -14,6 +14,107 @@ layout(constant_id = 0) const uint TYPE = 0;
 #define NR 4u
 shared float red[NR][64];
 
+// Quantized weights: chunk c (elements 32c .. 32c+31) of the row at byte
+// offset `row`, dotted with xv. Block scales and mins are decoded once per
+// chunk; sums of q*x and of x are scaled afterwards.
+float xv[32];
+
+float q3_scale(uint s, uint is) {
+    uint lo = is < 8u ? (LD_U8(a_, s + is) & 15u) : (LD_U8(a_, s + is - 8u) >> 4);
+    uint hi = (LD_U8(a_, s + 8u + (is & 3u)) >> (2u * (is >> 2))) & 3u;
+    return float(int(lo | (hi << 4)) - 32);
+}
+
+float wdot32(uint row, uint c) {
+    if (TYPE == T_Q8_0) {
+        uint b = row + c * 34u;
+        float s = 0.0;
+        for (uint j = 0u; j < 32u; j++) s += float(LD_I8(a_, b + 2u + j)) * xv[j];
+        return dq_f16s(b) * s;
+    }
+    if (TYPE == T_Q4_0 || TYPE == T_Q4_1) {
+        uint b = row + c * (TYPE == T_Q4_0 ? 18u : 20u), qs = b + (TYPE == T_Q4_0 ? 2u : 4u);
+        float s = 0.0, sx = 0.0;
+        for (uint j = 0u; j < 16u; j++) {
+            uint q = LD_U8(a_, qs + j);
+            s += float(q & 15u) * xv[j] + float(q >> 4) * xv[j + 16u];
+            sx += xv[j] + xv[j + 16u];
+        }
+        if (TYPE == T_Q4_0) return dq_f16s(b) * (s - 8.0 * sx);
+        return dq_f16s(b) * s + dq_f16s(b + 2u) * sx;
+    }
+    if (TYPE == T_Q5_0 || TYPE == T_Q5_1) {
+        uint b = row + c * (TYPE == T_Q5_0 ? 22u : 24u), hq = b + (TYPE == T_Q5_0 ? 2u : 4u);
+        uint qh = LD_U16(a_, hq) | (LD_U16(a_, hq + 2u) << 16);
+        float s = 0.0, sx = 0.0;
+        for (uint j = 0u; j < 16u; j++) {
+            uint q = LD_U8(a_, hq + 4u + j);
+            uint lo = (q & 15u) | (((qh >> j) & 1u) << 4), hi = (q >> 4) | (((qh >> (j + 16u)) & 1u) << 4);
+            s += float(lo) * xv[j] + float(hi) * xv[j + 16u];
+            sx += xv[j] + xv[j + 16u];
+        }
+        if (TYPE == T_Q5_0) return dq_f16s(b) * (s - 16.0 * sx);
+        return dq_f16s(b) * s + dq_f16s(b + 2u) * sx;
+    }
+    if (TYPE == T_Q4_K || TYPE == T_Q5_K) {
+        uint b = row + (c >> 3) * (TYPE == T_Q4_K ? 144u : 176u), sub = c & 7u, p = sub >> 1;
+        uint ql = b + (TYPE == T_Q4_K ? 16u : 48u) + p * 32u, sh = (sub & 1u) * 4u;
+        float sc, mn;
+        k4_scale_min(b + 4u, sub, sc, mn);
+        float s = 0.0, sx = 0.0;
+        for (uint l = 0u; l < 32u; l++) {
+            uint q = (LD_U8(a_, ql + l) >> sh) & 15u;
+            if (TYPE == T_Q5_K && (LD_U8(a_, b + 16u + l) & (1u << sub)) != 0u) q += 16u;
+            s += float(q) * xv[l];
+            sx += xv[l];
+        }
+        return dq_f16s(b) * sc * s - dq_f16s(b + 2u) * mn * sx;
+    }
+    if (TYPE == T_Q6_K) {
+        uint b = row + (c >> 3) * 210u, sub = c & 7u, n = sub >> 2, quarter = sub & 3u;
+        uint qlb = b + n * 64u + ((quarter & 1u) != 0u ? 32u : 0u), sh = quarter < 2u ? 0u : 4u;
+        float s0 = 0.0, s1 = 0.0;
+        for (uint l = 0u; l < 32u; l++) {
+            uint ql = (LD_U8(a_, qlb + l) >> sh) & 15u;
+            uint qh = (LD_U8(a_, b + 128u + n * 32u + l) >> (2u * quarter)) & 3u;
+            float v = float(int(ql | (qh << 4)) - 32) * xv[l];
+            if (l < 16u) s0 += v; else s1 += v;
+        }
+        uint scb = b + 192u + n * 8u + 2u * quarter;
+        return dq_f16s(b + 208u) * (float(LD_I8(a_, scb)) * s0 + float(LD_I8(a_, scb + 1u)) * s1);
+    }
+    if (TYPE == T_Q2_K || TYPE == T_Q3_K) {
+        uint b = row + (c >> 3) * (TYPE == T_Q2_K ? 84u : 110u), sub = c & 7u, n = sub >> 2, si = sub & 3u;
+        float acc = 0.0;
+        for (uint hf = 0u; hf < 2u; hf++) {
+            float s = 0.0, sx = 0.0;
+            for (uint l = 0u; l < 16u; l++) {
+                uint kk = l + 16u * hf;
+                float x = xv[kk];
+                if (TYPE == T_Q2_K) {
+                    s += float((LD_U8(a_, b + 16u + n * 32u + kk) >> (2u * si)) & 3u) * x;
+                } else {
+                    int q = int((LD_U8(a_, b + 32u + n * 32u + kk) >> (2u * si)) & 3u);
+                    if ((LD_U8(a_, b + kk) & (1u << (n * 4u + si))) == 0u) q -= 4;
+                    s += float(q) * x;
+                }
+                sx += x;
+            }
+            uint is = n * 8u + si * 2u + hf;
+            if (TYPE == T_Q2_K) {
+                uint sc = LD_U8(a_, b + is);
+                acc += dq_f16s(b + 80u) * float(sc & 15u) * s - dq_f16s(b + 82u) * float(sc >> 4) * sx;
+            } else {
+                acc += dq_f16s(b + 108u) * q3_scale(b + 96u, is) * s;
+            }
+        }
+        return acc;
+    }
+    float s = 0.0;
+    for (uint j = 0u; j < 32u; j++) s += dq(row, c * 32u + j) * xv[j];
+    return s;
+}
+
 void main() {
     uint M = pc.ne0, N = pc.ne1, B2 = pc.ne2, K = pc.x0;
     uint nrg = (M + NR - 1u) / NR;
@@ -25,11 +126,23 @@ void main() {
     uint xbase = (pc.off_b >> 2) + (j + N * bt) * K;
     float acc[NR];
     for (uint r = 0u; r < NR; r++) acc[r] = 0.0;
-    for (uint k = tid; k < K; k += 64u) {
-        float x = uintBitsToFloat(b_[xbase + k]);
-        for (uint r = 0u; r < NR; r++) {
-            uint row = rg * NR + r;
-            if (row < M) acc[r] += dq(wbase + row * pc.anb1, k) * x;
+    if (TYPE == T_F32 || TYPE == T_F16 || TYPE == T_BF16) {
+        // plain floats: neighbouring threads read neighbouring elements
+        for (uint k = tid; k < K; k += 64u) {
+            float x = uintBitsToFloat(b_[xbase + k]);
+            for (uint r = 0u; r < NR; r++) {
+                uint row = rg * NR + r;
+                if (row < M) acc[r] += dq(wbase + row * pc.anb1, k) * x;
+            }
+        }
+    } else {
+        // block types (K % 32 == 0): one 32-element chunk per thread at a time
+        for (uint c = tid; c < K / 32u; c += 64u) {
+            for (uint j = 0u; j < 32u; j++) xv[j] = uintBitsToFloat(b_[xbase + c * 32u + j]);
+            for (uint r = 0u; r < NR; r++) {
+                uint row = rg * NR + r;
+                if (row < M) acc[r] += wdot32(wbase + row * pc.anb1, c);
+            }
         }
     }
     for (uint r = 0u; r < NR; r++) red[r][tid] = acc[r];
