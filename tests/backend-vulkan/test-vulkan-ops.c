@@ -669,6 +669,69 @@ static void test_graph_chain(void) {
     vt_free(&P, BE, z);
 }
 
+/* Barrier placement, read from the backend's debug log line
+ * "graph: N nodes, D dispatches, B barriers". */
+static int g_dispatches = -1, g_barriers = -1;
+
+static void capture_log(llmh_log_level level, const char *component, const char *msg, void *user) {
+    (void)level;
+    (void)user;
+    size_t nn;
+    int d, b;
+    if (component && !strcmp(component, "vulkan") &&
+        sscanf(msg, "graph: %zu nodes, %d dispatches, %d barriers", &nn, &d, &b) == 3) {
+        g_dispatches = d;
+        g_barriers = b;
+    }
+}
+
+static void test_barriers(void) {
+    uint64_t seed = 18;
+    vt_tensor *x = vt_new(&P, BE, LLMH_DTYPE_F32, 64, 3, 1, 1), *w = vt_new(&P, BE, LLMH_DTYPE_Q8_0, 64, 32, 1, 1);
+    vt_tensor *o[4];
+    for (int i = 0; i < 4; i++) o[i] = vt_new(&P, BE, LLMH_DTYPE_F32, 64, 3, 1, 1);
+    vt_tensor *m[3];
+    for (int i = 0; i < 3; i++) m[i] = vt_new(&P, BE, LLMH_DTYPE_F32, 32, 3, 1, 1);
+    free(fill_random(x, &seed, 1.0f));
+    uint8_t wb[2 * 34 * 32];
+    vt_random_weights(LLMH_DTYPE_Q8_0, wb, 64 * 32, &seed);
+    vt_upload(&P, BE, w, wb, sizeof wb);
+    llmh_log_set(capture_log, NULL, LLMH_LOG_DEBUG);
+
+    /* four nodes that only read x: no barrier */
+    llmh_node ind[4] = {mk(LLMH_OP_SCALE, o[0], x, NULL, NULL), mk(LLMH_OP_SILU, o[1], x, NULL, NULL),
+                        mk(LLMH_OP_GELU, o[2], x, NULL, NULL), mk(LLMH_OP_RMS_NORM, o[3], x, NULL, NULL)};
+    CU_ASSERT_EQUAL(run_nodes(ind, 4), LLMH_OK);
+    CU_ASSERT_EQUAL(g_dispatches, 4);
+    CU_ASSERT_EQUAL(g_barriers, 0);
+
+    /* a chain: each node reads the previous one's output (RAW), then one
+     * overwrites what an earlier node read (WAR) */
+    llmh_node chain[4] = {mk(LLMH_OP_SCALE, o[0], x, NULL, NULL), mk(LLMH_OP_SILU, o[1], o[0], NULL, NULL),
+                          mk(LLMH_OP_GELU, o[2], o[1], NULL, NULL), mk(LLMH_OP_SCALE, o[1], o[3], NULL, NULL)};
+    CU_ASSERT_EQUAL(run_nodes(chain, 4), LLMH_OK);
+    CU_ASSERT_EQUAL(g_dispatches, 4);
+    CU_ASSERT_EQUAL(g_barriers, 3);
+
+    /* q/k/v-style projections of the same input: the activations are
+     * prepared once, then three independent products after one barrier */
+    llmh_node mm[3] = {mk(LLMH_OP_MUL_MAT, m[0], w, x, NULL), mk(LLMH_OP_MUL_MAT, m[1], w, x, NULL),
+                       mk(LLMH_OP_MUL_MAT, m[2], w, x, NULL)};
+    CU_ASSERT_EQUAL(run_nodes(mm, 3), LLMH_OK);
+    CU_ASSERT_EQUAL(g_dispatches, 4);
+    CU_ASSERT_EQUAL(g_barriers, 1);
+    float r0[96], r2[96];
+    vt_download(&P, BE, m[0], r0, sizeof r0);
+    vt_download(&P, BE, m[2], r2, sizeof r2);
+    CU_ASSERT(memcmp(r0, r2, sizeof r0) == 0);
+
+    llmh_log_set(NULL, NULL, LLMH_LOG_WARN);
+    vt_free(&P, BE, x);
+    vt_free(&P, BE, w);
+    for (int i = 0; i < 4; i++) vt_free(&P, BE, o[i]);
+    for (int i = 0; i < 3; i++) vt_free(&P, BE, m[i]);
+}
+
 /* Unsupported requests fail with a message, never crash. */
 static void test_errors(void) {
     CU_ASSERT_EQUAL(P.be->supports(BE, LLMH_OP_MUL_MAT, LLMH_DTYPE_I32, LLMH_DTYPE_F32), 0);
@@ -766,6 +829,7 @@ int main(void) {
         {"CPY f32/f16/bf16 strided", test_cpy},
         {"ATTENTION f32/f16/bf16 GQA window cap", test_attention},
         {"graph chain (barriers)", test_graph_chain},
+        {"barriers only on dependencies", test_barriers},
         {NULL, NULL}};
     static const llmh_test_case mm_cases[] = {
         {"MUL_MAT all weight types, rows 1/31/33 x batch 1/7/64", test_mul_mat},
