@@ -156,11 +156,14 @@ static llmh_status check_tensor(llmh_backend *be, size_t index, const llmh_node 
             return vfail(be, index, n, "%s: ne[0] = %lld is not a multiple of the %s block size %lld",
                          role, (long long)t->ne[0], llmh_dtype_name(t->type), (long long)bs);
         if (cnt > 1) {
-            if (t->nb[d] > ((size_t)1 << 46)) return vfail(be, index, n, "%s has bad nb[%d]", role, d);
-            extent += (size_t)(cnt - 1) * t->nb[d];
+            size_t span;
+            if (__builtin_mul_overflow((size_t)(cnt - 1), t->nb[d], &span) ||
+                __builtin_add_overflow(extent, span, &extent))
+                return vfail(be, index, n, "%s: ne/nb along dim %d overflow the address space", role, d);
         }
     }
-    extent += llmh_dtype_type_size(t->type);
+    if (__builtin_add_overflow(extent, llmh_dtype_type_size(t->type), &extent))
+        return vfail(be, index, n, "%s: view size overflows", role);
     if (t->buffer) {
         const llmh_buffer *b = t->buffer;
         const uint8_t *p = (const uint8_t *)t->data;

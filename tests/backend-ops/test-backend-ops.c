@@ -366,6 +366,14 @@ static void test_errors(void) {
     big.ne[1] = 3;
     llmh_node sc = {sizeof sc, LLMH_OP_SCALE, &big, {&w->t, NULL, NULL, NULL}, {0}, {2.0f}};
     CU_ASSERT_NOT_EQUAL(run1(be, &sc), LLMH_OK);
+    /* strides whose extent overflows size_t */
+    llmh_tensor huge = d->t;
+    huge.nb[1] = (size_t)-1 / 2;
+    huge.nb[2] = (size_t)-1 / 2;
+    huge.ne[2] = 4;
+    llmh_node hn = {sizeof hn, LLMH_OP_SCALE, &d->t, {&huge, NULL, NULL, NULL}, {0}, {2.0f}};
+    CU_ASSERT_EQUAL(run1(be, &hn), LLMH_ERR_INVALID_ARG);
+    CU_ASSERT(strstr(llmh_last_error(), "overflow") != NULL);
     bu_tensor_free(&plug, be, w);
     bu_tensor_free(&plug, be, ids);
     bu_tensor_free(&plug, be, d);
