@@ -18,7 +18,6 @@
 
 #include "cpu-internal.h"
 
-#define CPU_MAX_THREADS 256
 
 /* ------------------------------------------------------------------------ */
 /* Plugin state and device                                                    */
@@ -350,7 +349,7 @@ static llmh_status cpu_graph_compute(llmh_backend *be, const llmh_graph *g) {
         if (st != LLMH_OK) return st;
         size_t w = cpu_op_work_size(be, &g->nodes[i]);
         if (w > need) need = w;
-        n_steps += (size_t)cpu_op_phases(&g->nodes[i]);
+        n_steps += (size_t)cpu_op_phases(be, &g->nodes[i]);
     }
     need += 64;
     if (need > be->work_size) {
@@ -375,7 +374,8 @@ static llmh_status cpu_graph_compute(llmh_backend *be, const llmh_graph *g) {
     }
     size_t k = 0;
     for (size_t i = 0; i < g->n_nodes; i++) {
-        for (int ph = 0; ph < cpu_op_phases(&g->nodes[i]); ph++) {
+        int nph = cpu_op_phases(be, &g->nodes[i]);
+        for (int ph = 0; ph < nph; ph++) {
             cpu_step *st = &be->steps[k++];
             st->node = &g->nodes[i];
             st->phase = ph;
@@ -385,6 +385,7 @@ static llmh_status cpu_graph_compute(llmh_backend *be, const llmh_graph *g) {
         }
     }
     atomic_store(&be->err_status, LLMH_OK);
+    be->graph_serial++;
     graph_run run = {be, n_steps};
     cpu_pool_run(be->pool, graph_task, &run);
     llmh_status st = atomic_load(&be->err_status);

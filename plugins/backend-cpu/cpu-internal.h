@@ -185,6 +185,14 @@ typedef struct cpu_step {
     _Alignas(64) atomic_llong done;
 } cpu_step;
 
+/* Which node a thread last converted private activations for. */
+typedef struct cpu_conv_mark {
+    uint64_t serial;          /* graph_compute call number */
+    const llmh_node *node;
+} cpu_conv_mark;
+
+#define CPU_MAX_THREADS 256
+
 struct llmh_backend {
     cpu_state *st;
     const llmh_host_api *host;
@@ -194,6 +202,8 @@ struct llmh_backend {
     /* scratch shared by all threads of one node, grown before dispatch */
     uint8_t *work;
     size_t work_size;
+    uint64_t graph_serial;    /* bumped per graph_compute */
+    cpu_conv_mark conv_mark[CPU_MAX_THREADS]; /* one slot per thread */
     /* the steps of the graph being run */
     cpu_step *steps;
     size_t steps_cap;
@@ -223,7 +233,7 @@ typedef struct cpu_exec {
  * counter to whichever threads are running. A phase starts only when the
  * previous one (of this or the preceding node) has finished every unit.
  * `ith` selects the calling thread's scratch slice. */
-int cpu_op_phases(const llmh_node *node);
+int cpu_op_phases(const llmh_backend *be, const llmh_node *node);
 int64_t cpu_op_units(const llmh_backend *be, const llmh_node *node, int phase, int64_t *grain);
 void cpu_op_run(const cpu_exec *ex, int phase, int64_t u0, int64_t u1, int ith);
 /* Scratch bytes a node needs (all threads together). */
@@ -241,6 +251,7 @@ const cpu_packed *cpu_packed_for(const llmh_backend *be, const llmh_tensor *w);
 
 /* cpu-matmul.c */
 size_t cpu_mul_mat_work_size(const llmh_backend *be, const llmh_node *node);
+int cpu_mul_mat_phases(const llmh_backend *be, const llmh_node *node);
 int64_t cpu_mul_mat_units(const llmh_backend *be, const llmh_node *node, int phase, int64_t *grain);
 void cpu_mul_mat(const cpu_exec *ex, int phase, int64_t u0, int64_t u1, int ith);
 

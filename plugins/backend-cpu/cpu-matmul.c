@@ -44,12 +44,32 @@ static void mm_shape_get(const llmh_backend *be, const llmh_node *node, mm_shape
         s->col_bytes = cpu_act_col_bytes(s->act, s->k);
 }
 
+/* Decode-sized activations (a few columns) are converted by every thread
+ * into its own slice instead of in a shared phase: a few microseconds of
+ * duplicated work saves a synchronization point per matmul. */
+static int private_conversion(const mm_shape *s) {
+    return s->col_bytes != 0 && s->n_cols_total <= CPU_MM_MAX_COLS;
+}
+
+/* Bytes of one thread's private slice: its columns and a gather row. */
+static size_t private_bytes(const mm_shape *s) {
+    size_t b = (size_t)s->n_cols_total * s->col_bytes + (size_t)s->k * sizeof(float);
+    return (b + 63) & ~(size_t)63;
+}
+
 size_t cpu_mul_mat_work_size(const llmh_backend *be, const llmh_node *node) {
     mm_shape s;
     mm_shape_get(be, node, &s);
     if (s.col_bytes == 0) return 0;
+    if (private_conversion(&s)) return private_bytes(&s) * (size_t)be->n_threads + 64;
     size_t gather = (s.x->nb[0] != sizeof(float)) ? (size_t)s.k * sizeof(float) * (size_t)be->n_threads : 0;
     return (size_t)s.n_cols_total * s.col_bytes + gather + 64;
+}
+
+int cpu_mul_mat_phases(const llmh_backend *be, const llmh_node *node) {
+    mm_shape s;
+    mm_shape_get(be, node, &s);
+    return private_conversion(&s) ? 1 : 2;
 }
 
 static void convert_column(const llmh_backend *be, const mm_shape *s, uint8_t *cols, float *gather,
@@ -92,6 +112,7 @@ static int64_t chunk_rows(const llmh_backend *be, const mm_shape *s) {
 int64_t cpu_mul_mat_units(const llmh_backend *be, const llmh_node *node, int phase, int64_t *grain) {
     mm_shape s;
     mm_shape_get(be, node, &s);
+    if (private_conversion(&s)) phase = 1;
     if (phase == 0) {
         int64_t g = 8192 / s.k;
         *grain = g < 1 ? 1 : g;
@@ -108,7 +129,18 @@ void cpu_mul_mat(const cpu_exec *ex, int phase, int64_t u0, int64_t u1, int ith)
     mm_shape_get(be, ex->node, &s);
     uint8_t *cols = be->work + 64;
 
-    if (phase == 0) {
+    if (private_conversion(&s)) {
+        /* this thread's slice, converted on its first unit of this node */
+        cols = be->work + 64 + private_bytes(&s) * (size_t)ith;
+        cpu_conv_mark *mk = &be->conv_mark[ith];
+        if (mk->serial != be->graph_serial || mk->node != ex->node) {
+            float *gather = (float *)(cols + (size_t)s.n_cols_total * s.col_bytes);
+            for (int64_t c = 0; c < s.n_cols_total; c++) convert_column(be, &s, cols, gather, c);
+            mk->serial = be->graph_serial;
+            mk->node = ex->node;
+        }
+        phase = 1;
+    } else if (phase == 0) {
         float *gather = (float *)(cols + (size_t)s.n_cols_total * s.col_bytes) + (size_t)ith * (size_t)s.k;
         for (int64_t c = u0; c < u1; c++) convert_column(be, &s, cols, gather, c);
         return;

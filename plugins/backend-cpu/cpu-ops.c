@@ -596,7 +596,9 @@ static void op_attention(const cpu_exec *ex, int64_t a, int64_t b, int ith) {
 /* ------------------------------------------------------------------------ */
 /* Work division                                                              */
 /* ------------------------------------------------------------------------ */
-int cpu_op_phases(const llmh_node *n) { return n->op == LLMH_OP_MUL_MAT ? 2 : 1; }
+int cpu_op_phases(const llmh_backend *be, const llmh_node *n) {
+    return n->op == LLMH_OP_MUL_MAT ? cpu_mul_mat_phases(be, n) : 1;
+}
 
 static int64_t grain_for(int64_t per_unit, int64_t target) {
     int64_t g = target / (per_unit > 0 ? per_unit : 1);
