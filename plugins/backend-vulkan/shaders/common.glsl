@@ -31,6 +31,13 @@ layout(push_constant) uniform PC {
 #define LD_U16(B, o) ((B[(o) >> 2] >> (((o) & 2u) << 3)) & 0xffffu)
 #define LD_F32(B, o) uintBitsToFloat(B[(o) >> 2])
 
+// 4 bytes of src0 at an even byte offset, as one little-endian word.
+uint ld_a_u32(uint o) {
+    uint w = o >> 2;
+    if ((o & 2u) == 0u) return a_[w];
+    return (a_[w] >> 16) | (a_[w + 1u] << 16);
+}
+
 // Linear ids over a 2-D dispatch (x up to 65535 groups, y as needed).
 uint wg_linear() { return gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x; }
 uint gid_linear() {

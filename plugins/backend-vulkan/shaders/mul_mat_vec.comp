@@ -29,30 +29,31 @@ float wdot32(uint row, uint c) {
     if (TYPE == T_Q8_0) {
         uint b = row + c * 34u;
         float s = 0.0;
-        for (uint j = 0u; j < 32u; j++) s += float(LD_I8(a_, b + 2u + j)) * xv[j];
+        for (uint w = 0u; w < 8u; w++) {
+            uint v = ld_a_u32(b + 2u + 4u * w);
+            for (uint i = 0u; i < 4u; i++) s += float(int(v << (24u - 8u * i)) >> 24) * xv[4u * w + i];
+        }
         return dq_f16s(b) * s;
     }
-    if (TYPE == T_Q4_0 || TYPE == T_Q4_1) {
-        uint b = row + c * (TYPE == T_Q4_0 ? 18u : 20u), qs = b + (TYPE == T_Q4_0 ? 2u : 4u);
+    if (TYPE == T_Q4_0 || TYPE == T_Q4_1 || TYPE == T_Q5_0 || TYPE == T_Q5_1) {
+        uint b = row + c * (TYPE == T_Q4_0 ? 18u : TYPE == T_Q4_1 ? 20u : TYPE == T_Q5_0 ? 22u : 24u);
+        uint hq = b + ((TYPE == T_Q4_0 || TYPE == T_Q5_0) ? 2u : 4u);     // qh (Q5) or qs (Q4)
+        uint qh = 0u, qs = hq;
+        if (TYPE == T_Q5_0 || TYPE == T_Q5_1) {
+            qh = ld_a_u32(hq);
+            qs = hq + 4u;
+        }
         float s = 0.0, sx = 0.0;
-        for (uint j = 0u; j < 16u; j++) {
-            uint q = LD_U8(a_, qs + j);
-            s += float(q & 15u) * xv[j] + float(q >> 4) * xv[j + 16u];
-            sx += xv[j] + xv[j + 16u];
+        for (uint w = 0u; w < 4u; w++) {
+            uint v = ld_a_u32(qs + 4u * w);
+            for (uint i = 0u; i < 4u; i++) {
+                uint j = 4u * w + i, q = (v >> (8u * i)) & 0xffu;
+                uint lo = (q & 15u) | (((qh >> j) & 1u) << 4), hi = (q >> 4) | (((qh >> (j + 16u)) & 1u) << 4);
+                s += float(lo) * xv[j] + float(hi) * xv[j + 16u];
+                sx += xv[j] + xv[j + 16u];
+            }
         }
         if (TYPE == T_Q4_0) return dq_f16s(b) * (s - 8.0 * sx);
-        return dq_f16s(b) * s + dq_f16s(b + 2u) * sx;
-    }
-    if (TYPE == T_Q5_0 || TYPE == T_Q5_1) {
-        uint b = row + c * (TYPE == T_Q5_0 ? 22u : 24u), hq = b + (TYPE == T_Q5_0 ? 2u : 4u);
-        uint qh = LD_U16(a_, hq) | (LD_U16(a_, hq + 2u) << 16);
-        float s = 0.0, sx = 0.0;
-        for (uint j = 0u; j < 16u; j++) {
-            uint q = LD_U8(a_, hq + 4u + j);
-            uint lo = (q & 15u) | (((qh >> j) & 1u) << 4), hi = (q >> 4) | (((qh >> (j + 16u)) & 1u) << 4);
-            s += float(lo) * xv[j] + float(hi) * xv[j + 16u];
-            sx += xv[j] + xv[j + 16u];
-        }
         if (TYPE == T_Q5_0) return dq_f16s(b) * (s - 16.0 * sx);
         return dq_f16s(b) * s + dq_f16s(b + 2u) * sx;
     }
@@ -62,23 +63,31 @@ float wdot32(uint row, uint c) {
         float sc, mn;
         k4_scale_min(b + 4u, sub, sc, mn);
         float s = 0.0, sx = 0.0;
-        for (uint l = 0u; l < 32u; l++) {
-            uint q = (LD_U8(a_, ql + l) >> sh) & 15u;
-            if (TYPE == T_Q5_K && (LD_U8(a_, b + 16u + l) & (1u << sub)) != 0u) q += 16u;
-            s += float(q) * xv[l];
-            sx += xv[l];
+        for (uint w = 0u; w < 8u; w++) {
+            uint v = ld_a_u32(ql + 4u * w), vh = 0u;
+            if (TYPE == T_Q5_K) vh = ld_a_u32(b + 16u + 4u * w);
+            for (uint i = 0u; i < 4u; i++) {
+                uint l = 4u * w + i, q = (v >> (8u * i + sh)) & 15u;
+                if (TYPE == T_Q5_K) q += ((vh >> (8u * i + sub)) & 1u) << 4;
+                s += float(q) * xv[l];
+                sx += xv[l];
+            }
         }
         return dq_f16s(b) * sc * s - dq_f16s(b + 2u) * mn * sx;
     }
     if (TYPE == T_Q6_K) {
         uint b = row + (c >> 3) * 210u, sub = c & 7u, n = sub >> 2, quarter = sub & 3u;
         uint qlb = b + n * 64u + ((quarter & 1u) != 0u ? 32u : 0u), sh = quarter < 2u ? 0u : 4u;
+        uint qhb = b + 128u + n * 32u;
         float s0 = 0.0, s1 = 0.0;
-        for (uint l = 0u; l < 32u; l++) {
-            uint ql = (LD_U8(a_, qlb + l) >> sh) & 15u;
-            uint qh = (LD_U8(a_, b + 128u + n * 32u + l) >> (2u * quarter)) & 3u;
-            float v = float(int(ql | (qh << 4)) - 32) * xv[l];
-            if (l < 16u) s0 += v; else s1 += v;
+        for (uint w = 0u; w < 8u; w++) {
+            uint v = ld_a_u32(qlb + 4u * w), vh = ld_a_u32(qhb + 4u * w);
+            for (uint i = 0u; i < 4u; i++) {
+                uint l = 4u * w + i;
+                uint ql = (v >> (8u * i + sh)) & 15u, qh = (vh >> (8u * i + 2u * quarter)) & 3u;
+                float x = float(int(ql | (qh << 4)) - 32) * xv[l];
+                if (l < 16u) s0 += x; else s1 += x;
+            }
         }
         uint scb = b + 192u + n * 8u + 2u * quarter;
         return dq_f16s(b + 208u) * (float(LD_I8(a_, scb)) * s0 + float(LD_I8(a_, scb + 1u)) * s1);
