@@ -12,7 +12,7 @@
 #include "vk-internal.h"
 #include "vk-shaders.h"
 
-#define VK_STAGING_BYTES ((size_t)16 << 20)
+#define VK_STAGING_BYTES ((size_t)64 << 20) /* per copy chunk; one submit each */
 
 /* ------------------------------------------------------------------------ */
 /* Loader and instance                                                        */

@@ -780,6 +780,23 @@ static void test_devices(void) {
     prm.device = 0;
     CU_ASSERT_EQUAL(P.be->create(P.state, &prm, &be), LLMH_OK);
     P.be->destroy(be);
+    /* [backend] device = N overrides params.device; bad values are config errors */
+    llmh_kv kv = {"device", {LLMH_V_I64, {.i = n}}};
+    llmh_kv_list opts = {&kv, 1};
+    prm.device = -1;
+    prm.options = &opts;
+    be = NULL;
+    CU_ASSERT_EQUAL(P.be->create(P.state, &prm, &be), LLMH_ERR_NOT_FOUND);
+    CU_ASSERT(strstr(llmh_last_error(), "device") != NULL);
+    kv.value.v.i = n - 1;
+    CU_ASSERT_EQUAL(P.be->create(P.state, &prm, &be), LLMH_OK);
+    P.be->destroy(be);
+    kv.value.type = LLMH_V_STRING;
+    kv.value.v.s.ptr = "gpu";
+    kv.value.v.s.len = 3;
+    be = NULL;
+    CU_ASSERT_EQUAL(P.be->create(P.state, &prm, &be), LLMH_ERR_CONFIG);
+    CU_ASSERT_PTR_NULL(be);
 }
 
 /* With no ICD the plugin loads, probe/device_count say no device, and
