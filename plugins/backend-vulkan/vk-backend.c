@@ -280,7 +280,11 @@ static llmh_status vk_create(void *state, const llmh_backend_params *params, llm
         return LLMH_ERR_NOT_FOUND;
     }
     int32_t want = params ? params->device : -1;
-    /* manifest [backend] device = N overrides the params' index */
+    int host_map = 1;
+    int64_t staging_kib = (int64_t)(VK_STAGING_BYTES >> 10);
+    /* manifest [backend] keys: device = N overrides the params' index;
+     * host_map = false always goes through the staging buffer (what a
+     * discrete GPU does); staging_kib sizes the staging chunk */
     if (params && params->struct_size >= sizeof *params && params->options) {
         const llmh_value *v = llmh_kv_find(params->options, "device");
         int64_t d;
@@ -290,6 +294,19 @@ static llmh_status vk_create(void *state, const llmh_backend_params *params, llm
                 return LLMH_ERR_CONFIG;
             }
             want = (int32_t)d;
+        }
+        if ((v = llmh_kv_find(params->options, "host_map"))) {
+            if (v->type != LLMH_V_BOOL) {
+                host->set_error("vulkan backend: [backend] host_map must be true or false");
+                return LLMH_ERR_CONFIG;
+            }
+            host_map = v->v.b;
+        }
+        if ((v = llmh_kv_find(params->options, "staging_kib"))) {
+            if (!llmh_value_as_i64(v, &staging_kib) || staging_kib < 4 || staging_kib > (1 << 20)) {
+                host->set_error("vulkan backend: [backend] staging_kib must be an integer in 4..1048576");
+                return LLMH_ERR_CONFIG;
+            }
         }
     }
     int32_t idx = want;
@@ -316,6 +333,8 @@ static llmh_status vk_create(void *state, const llmh_backend_params *params, llm
     be->st = st;
     be->host = host;
     be->dev_index = idx;
+    be->host_map = host_map;
+    be->staging_bytes = (size_t)staging_kib << 10;
     be->pdev = st->devs[idx];
     be->queue_family = st->dev_queue[idx];
     if (pthread_mutex_init(&be->lock, NULL) != 0) {
@@ -385,7 +404,7 @@ static llmh_status vk_create(void *state, const llmh_backend_params *params, llm
     VkPipelineLayoutCreateInfo pli = {VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO, NULL, 0, 1, &be->dsl, 1, &pcr};
     if ((s = vk_check(be, be->vd.vkCreatePipelineLayout(be->dev, &pli, NULL, &be->playout), "vkCreatePipelineLayout")))
         goto fail;
-    if ((s = vk_buffer_create(be, VK_STAGING_BYTES, 0, 1, &be->staging))) goto fail;
+    if ((s = vk_buffer_create(be, be->staging_bytes, 0, 1, &be->staging))) goto fail;
     if ((s = vk_buffer_create(be, 256, 0, 1, &be->status))) goto fail;
     *out = be;
     return LLMH_OK;
@@ -481,7 +500,7 @@ llmh_status vk_buffer_create(llmh_backend *be, size_t size, uint32_t usage, int 
         return s;
     }
     /* map whenever the type is host-visible and coherent (always so on lavapipe) */
-    if ((be->memprops.memoryTypes[mt].propertyFlags & hv) == hv) {
+    if ((be->memprops.memoryTypes[mt].propertyFlags & hv) == hv && (host_visible || be->host_map)) {
         void *p = NULL;
         if (be->vd.vkMapMemory(be->dev, b->mem, 0, VK_WHOLE_SIZE, 0, &p) == VK_SUCCESS) b->map = p;
     }

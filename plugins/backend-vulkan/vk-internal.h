@@ -150,6 +150,8 @@ struct llmh_backend {
     llmh_buffer *scratch;      /* device-local, MUL_MAT activations */
     llmh_buffer *status;       /* host-visible status word */
     int32_t dev_index;
+    int host_map;              /* map host-visible device memory (option host_map) */
+    size_t staging_bytes;      /* staging chunk (option staging_kib) */
     /* graph recording */
     vk_range *pend_r, *pend_w;
     size_t n_pend_r, n_pend_w, cap_pend;

@@ -19,9 +19,16 @@
 static vt_plugin P;
 static llmh_backend *BE;
 
+/* The "staged" suites run with host_map = false and 4 KiB staging chunks:
+ * every buffer read/write goes through vkCmdCopyBuffer in many chunks, as on
+ * a discrete GPU whose device memory is not host-visible. */
+static int g_staged;
+
 static int suite_init(void) {
     if (vt_plugin_load(&P) != 0) return -1;
-    llmh_backend_params prm = {sizeof prm, -1, 0, NULL};
+    llmh_kv kv[2] = {{"host_map", {LLMH_V_BOOL, {.b = 0}}}, {"staging_kib", {LLMH_V_I64, {.i = 4}}}};
+    llmh_kv_list opts = {kv, 2};
+    llmh_backend_params prm = {sizeof prm, -1, 0, g_staged ? &opts : NULL};
     if (P.be->create(P.state, &prm, &BE) != LLMH_OK) {
         fprintf(stderr, "vulkan backend create: %s\n", llmh_last_error());
         return -1;
@@ -29,7 +36,13 @@ static int suite_init(void) {
     return 0;
 }
 
+static int suite_init_staged(void) {
+    g_staged = 1;
+    return suite_init();
+}
+
 static int suite_cleanup(void) {
+    g_staged = 0;
     P.be->destroy(BE);
     BE = NULL;
     vt_plugin_unload(&P);
@@ -852,11 +865,18 @@ int main(void) {
         {"MUL_MAT all weight types, rows 1/31/33 x batch 1/7/64", test_mul_mat},
         {"MUL_MAT broadcast batches, strided views", test_mul_mat_batched_strided},
         {NULL, NULL}};
+    static const llmh_test_case staged_cases[] = {
+        {"CPY f32/f16/bf16 strided (staged)", test_cpy},
+        {"ATTENTION (staged)", test_attention},
+        {"graph chain (staged)", test_graph_chain},
+        {"MUL_MAT broadcast batches, strided views (staged)", test_mul_mat_batched_strided},
+        {NULL, NULL}};
     static const llmh_test_suite suites[] = {
         {"vulkan-nodevice", nodev_cases, NULL, NULL},
         {"vulkan-backend", dev_cases, suite_init, suite_cleanup},
         {"vulkan-ops", op_cases, suite_init, suite_cleanup},
         {"vulkan-matmul", mm_cases, suite_init, suite_cleanup},
+        {"vulkan-staged", staged_cases, suite_init_staged, suite_cleanup},
     };
     return llmh_test_main(suites, sizeof suites / sizeof suites[0]);
 }
