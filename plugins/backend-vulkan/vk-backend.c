@@ -351,6 +351,16 @@ static llmh_status vk_create(void *state, const llmh_backend_params *params, llm
     be->max_alloc = m3.maxMemoryAllocationSize ? m3.maxMemoryAllocationSize : ((VkDeviceSize)1 << 31);
     be->max_range = be->props.limits.maxStorageBufferRange;
     be->align = be->props.limits.minStorageBufferOffsetAlignment ? be->props.limits.minStorageBufferOffsetAlignment : 256;
+    if (be->props.limits.maxComputeWorkGroupInvocations < 256 || be->props.limits.maxComputeWorkGroupSize[0] < 256 ||
+        be->props.limits.maxComputeSharedMemorySize < 16384) {
+        host->set_error("vulkan backend: device %d (%.127s) allows %u invocations and %u bytes of shared memory per "
+                        "workgroup; the shaders need 256 and 16384",
+                        idx, be->props.deviceName, be->props.limits.maxComputeWorkGroupInvocations,
+                        be->props.limits.maxComputeSharedMemorySize);
+        pthread_mutex_destroy(&be->lock);
+        host->free(be);
+        return LLMH_ERR_UNSUPPORTED;
+    }
     be->max_groups_x = be->props.limits.maxComputeWorkGroupCount[0];
     if (be->max_groups_x > 65535) be->max_groups_x = 65535;
 
