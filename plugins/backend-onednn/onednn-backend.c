@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "onednn-impl.h"
 #include "onednn-internal.h"
 
 #define OD_MAX_THREADS 256
@@ -270,6 +271,7 @@ static llmh_status od_create(void *state, const llmh_backend_params *params, llm
         host->free(be);
         return LLMH_ERR_BACKEND;
     }
+    be->vnni = od_vnni_available() && !(getenv("LLMH_ONEDNN_NO_VNNI") && *getenv("LLMH_ONEDNN_NO_VNNI"));
     int nt = params && params->n_threads > 0 ? params->n_threads : online_cpus();
     if (nt > OD_MAX_THREADS) nt = OD_MAX_THREADS;
     be->n_threads = nt;
@@ -613,6 +615,8 @@ static const llmh_backend_iface od_iface = {
     .graph_compute = od_graph_compute,
 };
 
-LLMH_PLUGIN_DEFINE(LLMH_PLUGIN_BACKEND, "onednn", "0.1.0", "MIT",
-                   "oneDNN CPU backend: oneDNN matmul (F32/BF16, blocked weights), int8 block-quant kernels", 40,
-                   od_probe, od_init, od_fini, &od_iface, NULL)
+static const od_impl od_impl_desc = {sizeof(od_impl), od_probe, od_init, od_fini, &od_iface};
+
+/* The one symbol the implementation module exports (see onednn-impl.h). */
+__attribute__((visibility("default"))) const od_impl *llmh_onednn_impl(void);
+const od_impl *llmh_onednn_impl(void) { return &od_impl_desc; }

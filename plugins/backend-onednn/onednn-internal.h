@@ -56,10 +56,13 @@ typedef struct od_weight {
     dnnl_memory_desc_t md;    /* blocked layout chosen by oneDNN, dims {K, M} */
     void *packed;             /* bytes in that layout */
     int act_round;            /* activation rounding before the product: 0, or LLMH_DTYPE_F16 */
-    /* OD_PACK_Q: per row, K int8 values then K/32 f32 scales then K/32 f32 mins */
+    /* OD_PACK_Q, two layouts (onednn-quant.c):
+     *  rows:   per row, K int8 levels | K/32 f32 scales | K/32 f32 mins
+     *  panels: 16 rows at a time for the AVX-512 VNNI kernel */
     uint8_t *q;
-    size_t q_row;             /* bytes per row */
+    size_t q_row;             /* bytes per row (rows) or per panel (panels) */
     int has_min;
+    int panels;
 } od_weight;
 
 /* One cached matmul primitive. */
@@ -97,6 +100,7 @@ struct llmh_backend {
     dnnl_stream_t stream;
     int n_threads;
     od_wprec wprec;
+    int vnni;                 /* AVX-512 VNNI int8 kernel for block types */
     od_prim cache[OD_CACHE_SIZE];
     uint64_t tick;
     uint64_t cache_hits, cache_misses;
@@ -134,6 +138,14 @@ llmh_status od_quant_pack(llmh_backend *be, const llmh_tensor *w, od_weight *out
 /* dst = w x src1 for a block-32 weight; `pw` may be NULL (raw GGUF rows are
  * unpacked on the fly). */
 llmh_status od_quant_mul_mat(llmh_backend *be, const llmh_node *n, const od_weight *pw);
+
+/* onednn-quant-vnni.c (x86-64 only): 16 rows x n_cols (<= 4) for one panel.
+ * cols[c] point at quantized activation columns (onednn-quant.c layout). */
+#define OD_PANEL 16
+#define OD_VNNI_MAX_COLS 4
+int od_vnni_available(void);
+void od_vnni_panel(int64_t k, const uint8_t *panel, size_t blk_bytes, int mins, const uint8_t *const *cols,
+                   int n_cols, float *out);
 
 /* onednn-ops.c: every op but MUL_MAT. */
 llmh_status od_run_op(llmh_backend *be, const llmh_node *n);

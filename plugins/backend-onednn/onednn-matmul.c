@@ -283,7 +283,8 @@ void od_weight_release(llmh_backend *be, llmh_tensor *w) {
 static const od_weight *prepared(const llmh_tensor *a) {
     const od_weight *pw = a->extra;
     if (!pw || pw->src != a->data || pw->type != a->type || pw->k != a->ne[0] || pw->m != a->ne[1] ||
-        a->ne[2] != 1 || a->ne[3] != 1 || a->nb[1] != llmh_dtype_type_size(a->type) * (size_t)a->ne[0])
+        a->ne[2] != 1 || a->ne[3] != 1 ||
+        a->nb[1] != llmh_dtype_type_size(a->type) * (size_t)(a->ne[0] / llmh_dtype_block_size(a->type)))
         return NULL;
     return pw;
 }
