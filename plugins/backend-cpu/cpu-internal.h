@@ -115,6 +115,8 @@ typedef void (*cpu_mm_fn)(int64_t k, const uint8_t *w, size_t w_stride, int64_t 
  *   Q8_0: f16 d[16] | [8 groups][16 rows][4 bytes] (w + 128, as u8)  = 544 B
  *   Q4_0: f16 d[16] | [4 groups][16 rows][4 bytes] (the qs bytes j..j+3:
  *         low nibbles = elements j.., high nibbles = elements 16 + j..) = 288 B
+ *   Q5_0: f16 d[16] | hb[4 groups][16 rows] (bit i: high bit of element
+ *         4g+i, bit 4+i: of element 16+4g+i) | qs groups as Q4_0       = 352 B
  * (the same bytes per row as GGUF). Rows past the last whole panel use the
  * plain kernels on the original data. */
 #define CPU_PANEL 16

@@ -158,12 +158,19 @@ AI __m512i bcast4(const uint8_t *p) {
     return _mm512_set1_epi32(v);
 }
 
-/* Q8_0 (four = 0: weights stored as w + 128) and Q4_0 (four = 1: nibbles). */
-AI void mmp_n(const int four, int64_t k, const uint8_t *p, int64_t np, const uint8_t *a, size_t as,
+/* kind 0: Q8_0 (weights stored as w + 128); 1: Q4_0 (nibbles); 2: Q5_0
+ * (nibbles + per-group high-bit bytes, see cpu-repack.c). */
+AI void mmp_n(const int kind, int64_t k, const uint8_t *p, int64_t np, const uint8_t *a, size_t as,
               const int nc, float *dst, size_t ds) {
     const int64_t nb = k / 32;
-    const size_t bb = four ? 288 : 544;
-    const int32_t off = four ? 8 : 128;
+    const int four = kind != 0;
+    const size_t bb = kind == 0 ? 544 : kind == 1 ? 288 : 352;
+    const size_t qoff = kind == 2 ? 96 : 32; /* where the quant groups start */
+    const int32_t off = kind == 0 ? 128 : kind == 1 ? 8 : 16;
+    /* Q5_0 high bits: broadcast each lane's byte to its 4 bytes, test one bit each */
+    const __m512i bidx = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12));
+    const __m512i sel_lo = _mm512_set1_epi32(0x08040201), sel_hi = _mm512_set1_epi32((int)0x80402010u);
+    const __m512i h16 = _mm512_set1_epi8(0x10);
     const float *da[CPU_PACKED_MAX_COLS];
     const int32_t *sa[CPU_PACKED_MAX_COLS];
     for (int c = 0; c < nc; c++) {
@@ -181,9 +188,15 @@ AI void mmp_n(const int four, int64_t k, const uint8_t *p, int64_t np, const uin
             for (int c = 0; c < nc; c++) s0[c] = s1[c] = _mm512_setzero_si512();
             if (four) {
                 for (int g = 0; g < 4; g++) {
-                    __m512i x = _mm512_loadu_si512((const void *)(blk + 32 + 64 * g));
+                    __m512i x = _mm512_loadu_si512((const void *)(blk + qoff + 64 * g));
                     __m512i lo = _mm512_and_si512(x, m4);
                     __m512i hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
+                    if (kind == 2) {
+                        __m512i hb = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 32 + 16 * g)));
+                        hb = _mm512_shuffle_epi8(hb, bidx);
+                        lo = _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(hb, sel_lo), lo, h16);
+                        hi = _mm512_mask_add_epi8(hi, _mm512_test_epi8_mask(hb, sel_hi), hi, h16);
+                    }
                     for (int c = 0; c < nc; c++) {
                         const uint8_t *ac = a + (size_t)c * as + (size_t)b * 32;
                         s0[c] = _mm512_dpbusd_epi32(s0[c], lo, bcast4(ac + 4 * g));
@@ -222,6 +235,20 @@ static void mmp_q8_0(int64_t k, const uint8_t *p, int64_t np, const uint8_t *a, 
     case 6: mmp_n(0, k, p, np, a, as, 6, dst, ds); break;
     case 7: mmp_n(0, k, p, np, a, as, 7, dst, ds); break;
     default: mmp_n(0, k, p, np, a, as, 8, dst, ds); break;
+    }
+}
+
+static void mmp_q5_0(int64_t k, const uint8_t *p, int64_t np, const uint8_t *a, size_t as, int nc, float *dst,
+                     size_t ds) {
+    switch (nc) {
+    case 1: mmp_n(2, k, p, np, a, as, 1, dst, ds); break;
+    case 2: mmp_n(2, k, p, np, a, as, 2, dst, ds); break;
+    case 3: mmp_n(2, k, p, np, a, as, 3, dst, ds); break;
+    case 4: mmp_n(2, k, p, np, a, as, 4, dst, ds); break;
+    case 5: mmp_n(2, k, p, np, a, as, 5, dst, ds); break;
+    case 6: mmp_n(2, k, p, np, a, as, 6, dst, ds); break;
+    case 7: mmp_n(2, k, p, np, a, as, 7, dst, ds); break;
+    default: mmp_n(2, k, p, np, a, as, 8, dst, ds); break;
     }
 }
 
@@ -265,6 +292,7 @@ void cpu_kernels_init_avx512(cpu_kernels *k) {
     k->mm[LLMH_DTYPE_Q5_0] = mm_q5_0;
     k->mm_packed[LLMH_DTYPE_Q8_0] = mmp_q8_0;
     k->mm_packed[LLMH_DTYPE_Q4_0] = mmp_q4_0;
+    k->mm_packed[LLMH_DTYPE_Q5_0] = mmp_q5_0;
 }
 #else
 typedef int cpu_kernels_avx512_unused; /* non-x86: nothing to build */

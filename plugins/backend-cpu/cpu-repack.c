@@ -1,5 +1,5 @@
-/* cpu-repack.c — weight_prepare: repack Q8_0 / Q4_0 matrices into 16-row
- * panels for the VNNI kernels (layout in cpu-internal.h).
+/* cpu-repack.c — weight_prepare: repack Q8_0 / Q4_0 / Q5_0 matrices into
+ * 16-row panels for the VNNI kernels (layout in cpu-internal.h).
  *
  * Only done when the selected kernels have a packed kernel for the type. The
  * packed copy is as large as the original; the original (usually the mapped
@@ -25,8 +25,9 @@
 /* Pack panels [p0, p1) (all blocks), 4 bytes at a time. */
 static void pack_panels(const cpu_packed *pk, const uint8_t *src, int64_t p0, int64_t p1) {
     int64_t nb = pk->k / 32;
-    int q8 = pk->type == LLMH_DTYPE_Q8_0;
-    size_t bsz = q8 ? 34 : 18;
+    int q8 = pk->type == LLMH_DTYPE_Q8_0, q5 = pk->type == LLMH_DTYPE_Q5_0;
+    size_t bsz = llmh_dtype_type_size(pk->type);
+    size_t qs_src = q5 ? 6 : 2, qs_dst = q5 ? 96 : 32;
     int groups = q8 ? 8 : 4;
     uint32_t flip = q8 ? 0x80808080u : 0u; /* Q8_0: w + 128 as u8 */
     for (int64_t p = p0; p < p1; p++)
@@ -37,9 +38,15 @@ static void pack_panels(const cpu_packed *pk, const uint8_t *src, int64_t p0, in
                 memcpy(dst + 2 * r, blk, 2);
                 for (int g = 0; g < groups; g++) {
                     uint32_t v;
-                    memcpy(&v, blk + 2 + 4 * g, 4);
+                    memcpy(&v, blk + qs_src + 4 * g, 4);
                     v ^= flip;
-                    memcpy(dst + 32 + g * 64 + r * 4, &v, 4);
+                    memcpy(dst + qs_dst + g * 64 + r * 4, &v, 4);
+                }
+                if (q5) { /* high bits of elements 4g.. (low nibble) and 16+4g.. (high nibble) */
+                    uint32_t qh = (uint32_t)blk[2] | ((uint32_t)blk[3] << 8) | ((uint32_t)blk[4] << 16) |
+                                  ((uint32_t)blk[5] << 24);
+                    for (int g = 0; g < 4; g++)
+                        dst[32 + g * 16 + r] = (uint8_t)(((qh >> (4 * g)) & 0xf) | (((qh >> (16 + 4 * g)) & 0xf) << 4));
                 }
             }
         }
@@ -96,7 +103,7 @@ llmh_status cpu_weight_prepare(llmh_backend *be, llmh_tensor *w) {
     pk->m = w->ne[1];
     pk->nb1 = w->nb[1];
     pk->n_panels = w->ne[1] / CPU_PANEL;
-    pk->block_bytes = w->type == LLMH_DTYPE_Q8_0 ? 544 : 288;
+    pk->block_bytes = w->type == LLMH_DTYPE_Q8_0 ? 544 : w->type == LLMH_DTYPE_Q4_0 ? 288 : 352;
     size_t bytes = (size_t)pk->n_panels * (size_t)(pk->k / 32) * pk->block_bytes;
     size_t align = bytes >= ((size_t)4 << 20) ? ((size_t)2 << 20) : 64;
     pk->data = be->host->alloc_aligned(bytes, align);
