@@ -458,7 +458,7 @@ static llmh_status record_mul_mat(llmh_backend *be, rec *rc, const llmh_node *n)
     if (N < 8)
         return dispatch(be, VK_SH_MUL_MAT_VEC, (uint32_t)w->type, 0, bp, &pc, ceil_div(M, 4) * N * B2 * B3);
     return dispatch(be, VK_SH_MUL_MAT_TILED, (uint32_t)w->type, 0, bp, &pc,
-                    ceil_div(M, 32) * ceil_div(N, 32) * B2 * B3);
+                    ceil_div(M, 64) * ceil_div(N, 64) * B2 * B3);
 }
 
 static llmh_status record_node(llmh_backend *be, rec *rc, const llmh_node *n) {

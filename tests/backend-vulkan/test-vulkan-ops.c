@@ -230,7 +230,10 @@ static void test_mul_mat(void) {
         CU_ASSERT_EQUAL(P.be->supports(BE, LLMH_OP_MUL_MAT, wt, LLMH_DTYPE_F32), 1);
         for (size_t r = 0; r < 3; r++)
             for (size_t c = 0; c < 3; c++) CU_ASSERT_EQUAL(check_mul_mat(wt, K, rows[r], cols[c], 1, 1, 0, &seed), 0);
-        if (bs == 1) CU_ASSERT_EQUAL(check_mul_mat(wt, 31, 33, 7, 1, 1, 0, &seed), 0);
+        if (bs == 1) {
+            CU_ASSERT_EQUAL(check_mul_mat(wt, 31, 33, 7, 1, 1, 0, &seed), 0);
+            CU_ASSERT_EQUAL(check_mul_mat(wt, 31, 65, 64, 1, 1, 0, &seed), 0);
+        }
     }
 }
 
@@ -242,6 +245,8 @@ static void test_mul_mat_batched_strided(void) {
         /* broadcast: 2 weight matrices for 4 batches, decode and prefill */
         CU_ASSERT_EQUAL(check_mul_mat(types[t], K, 33, 1, 2, 4, 0, &seed), 0);
         CU_ASSERT_EQUAL(check_mul_mat(types[t], K, 33, 40, 2, 4, 0, &seed), 0);
+        /* several 64x64 prefill tiles in both directions, partial at the edges */
+        CU_ASSERT_EQUAL(check_mul_mat(types[t], K, 130, 70, 1, 1, 0, &seed), 0);
         /* strided src1 and dst views at offsets */
         CU_ASSERT_EQUAL(check_mul_mat(types[t], K, 31, 7, 1, 1, 1, &seed), 0);
         CU_ASSERT_EQUAL(check_mul_mat(types[t], K, 31, 64, 1, 2, 1, &seed), 0);

@@ -1,17 +1,19 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
-// MUL_MAT for many columns (prefill): each workgroup (16x16 threads) computes
-// a 32-row x 32-column tile of dst, staging dequantized weights and prepared
-// activations through shared memory 32 values of K at a time; each thread
-// owns 2x2 outputs. Same bindings and push constants as mul_mat_vec.comp.
+// MUL_MAT for many columns (prefill): each workgroup (256 threads) computes a
+// 64-row x 64-column tile of dst; each thread owns a 4x4 block of outputs
+// (rows tx + 16i, columns ty + 16j). K advances 16 at a time: every thread
+// dequantizes 4 consecutive weights of one row and loads 4 consecutive
+// prepared activations of one column into shared memory, then does 16 FMAs
+// per 8 shared loads. Same bindings and push constants as mul_mat_vec.comp.
 layout(local_size_x = 256) in;
 layout(constant_id = 0) const uint TYPE = 0;
 #include "common.glsl"
 #include "dequant.glsl"
 
-#define TM 32u
-#define TN 32u
-#define BK 32u
+#define TM 64u
+#define TN 64u
+#define BK 16u
 shared float ws[TM][BK + 1u];
 shared float xs[TN][BK + 1u];
 
@@ -25,29 +27,36 @@ void main() {
     uint m0 = tm * TM, n0 = tn * TN;
     uint wbase = pc.off_a + (i2 / pc.x1) * pc.anb2 + (i3 / pc.x2) * pc.anb3;
     uint xbase = (pc.off_b >> 2) + (N * bt) * K;
-    float acc00 = 0.0, acc01 = 0.0, acc10 = 0.0, acc11 = 0.0;
+    // the 4 elements this thread stages: row/column lr, k offset lk
+    uint lr = tid >> 2, lk = (tid & 3u) * 4u;
+    uint wrow = m0 + lr, xcol = n0 + lr;
+    uint wro = wbase + wrow * pc.anb1;
+    float acc[4][4];
+    for (uint i = 0u; i < 4u; i++)
+        for (uint j = 0u; j < 4u; j++) acc[i][j] = 0.0;
     for (uint k0 = 0u; k0 < K; k0 += BK) {
-        for (uint e = tid; e < TM * BK; e += 256u) {
-            uint rr = e / BK, kk = e % BK, row = m0 + rr, k = k0 + kk;
-            ws[rr][kk] = (row < M && k < K) ? dq(wbase + row * pc.anb1, k) : 0.0;
-            uint col = n0 + rr;
-            xs[rr][kk] = (col < N && k < K) ? uintBitsToFloat(b_[xbase + col * K + k]) : 0.0;
+        for (uint e = 0u; e < 4u; e++) {
+            uint k = k0 + lk + e;
+            ws[lr][lk + e] = (wrow < M && k < K) ? dq(wro, k) : 0.0;
+            xs[lr][lk + e] = (xcol < N && k < K) ? uintBitsToFloat(b_[xbase + xcol * K + k]) : 0.0;
         }
         barrier();
         for (uint kk = 0u; kk < BK; kk++) {
-            float w0 = ws[tx][kk], w1 = ws[tx + 16u][kk];
-            float x0 = xs[ty][kk], x1 = xs[ty + 16u][kk];
-            acc00 += w0 * x0;
-            acc01 += w0 * x1;
-            acc10 += w1 * x0;
-            acc11 += w1 * x1;
+            float w[4], x[4];
+            for (uint i = 0u; i < 4u; i++) w[i] = ws[tx + 16u * i][kk];
+            for (uint j = 0u; j < 4u; j++) x[j] = xs[ty + 16u * j][kk];
+            for (uint i = 0u; i < 4u; i++)
+                for (uint j = 0u; j < 4u; j++) acc[i][j] += w[i] * x[j];
         }
         barrier();
     }
     uint ob = pc.off_d + i2 * pc.dnb2 + i3 * pc.dnb3;
-    uint r0 = m0 + tx, r1 = m0 + tx + 16u, c0 = n0 + ty, c1 = n0 + ty + 16u;
-    if (r0 < M && c0 < N) d_[(ob + r0 * 4u + c0 * pc.dnb1) >> 2] = floatBitsToUint(acc00);
-    if (r0 < M && c1 < N) d_[(ob + r0 * 4u + c1 * pc.dnb1) >> 2] = floatBitsToUint(acc01);
-    if (r1 < M && c0 < N) d_[(ob + r1 * 4u + c0 * pc.dnb1) >> 2] = floatBitsToUint(acc10);
-    if (r1 < M && c1 < N) d_[(ob + r1 * 4u + c1 * pc.dnb1) >> 2] = floatBitsToUint(acc11);
+    for (uint i = 0u; i < 4u; i++) {
+        uint r = m0 + tx + 16u * i;
+        if (r >= M) continue;
+        for (uint j = 0u; j < 4u; j++) {
+            uint c = n0 + ty + 16u * j;
+            if (c < N) d_[(ob + r * 4u + c * pc.dnb1) >> 2] = floatBitsToUint(acc[i][j]);
+        }
+    }
 }
