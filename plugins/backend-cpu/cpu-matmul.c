@@ -7,9 +7,11 @@
  * chunks sized to stay in L1/L2 (~64 KiB of weights); threads claim chunks
  * from an atomic counter, so a thread slowed by a busy core does not hold
  * the others up.
- * Within a chunk every group of up to CPU_MM_MAX_COLS columns is run against
- * the same weight rows, so in prefill each weight block is loaded once per
- * four tokens instead of once per token.
+ * Within a chunk every group of columns (up to 8 with the VNNI panels of
+ * cpu-repack.c, else up to CPU_MM_MAX_COLS) is run against the same weight
+ * rows, so in prefill each weight block is loaded once per 4-8 tokens.
+ * Decode-sized activations (<= 4 columns) skip phase 0: each thread converts
+ * them into a private slice on its first chunk, saving a sync point.
  */
 #include <string.h>
 

@@ -1,8 +1,9 @@
 /* cpu-ops.c — every llmh_op except MUL_MAT (cpu-matmul.c): validation,
  * scratch sizing, and the threaded bodies.
  *
- * Row-wise ops split the rows of dst (all dims past ne[0]) into contiguous
- * ranges per thread; ATTENTION splits (token, head) pairs. Tensors may be
+ * Each op body processes a range of work units [a, b) claimed by one pool
+ * thread (see cpu_op_units): rows of dst (all dims past ne[0]) for row-wise
+ * ops, (token, head) pairs for ATTENTION. Tensors may be
  * strided views; inner loops take a fast path when ne[0] is contiguous.
  * In-place use (dst is the same view as src0) is allowed for ADD, MUL, SCALE,
  * RMS_NORM, ROPE, SWIGLU, SOFTMAX, SILU and GELU: each row is read fully
