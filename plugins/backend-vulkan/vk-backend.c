@@ -217,17 +217,20 @@ static void describe(vk_state *st, VkPhysicalDevice pd, llmh_device_info *out) {
     st->vi.vkGetPhysicalDeviceFeatures2(pd, &f2);
     VkPhysicalDeviceMemoryProperties mp;
     st->vi.vkGetPhysicalDeviceMemoryProperties(pd, &mp);
+    int sg_arith = (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
+                   (sg.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT) && sg.subgroupSize >= 1 &&
+                   sg.subgroupSize <= 64;
     memset(out, 0, sizeof *out);
     out->struct_size = sizeof *out;
     snprintf(out->name, sizeof out->name, "%.127s", p2.properties.deviceName);
     snprintf(out->description, sizeof out->description,
-             "vulkan %u.%u.%u; fp16-storage=%s fp16-arith=%s int8-storage=%s subgroup=%u shared-mem=%uKiB "
-             "max-alloc=%lluMiB; kernels use 32-bit storage words and shared-memory reductions",
+             "vulkan %u.%u.%u; fp16-storage=%s fp16-arith=%s int8-storage=%s subgroup=%u subgroup-arith=%s "
+             "shared-mem=%uKiB device-mem=%lluMiB; kernels: 32-bit storage words, %s decode reduction",
              VK_API_VERSION_MAJOR(p2.properties.apiVersion), VK_API_VERSION_MINOR(p2.properties.apiVersion),
              VK_API_VERSION_PATCH(p2.properties.apiVersion), f11.storageBuffer16BitAccess ? "yes" : "no",
              f12.shaderFloat16 ? "yes" : "no", f12.storageBuffer8BitAccess ? "yes" : "no", sg.subgroupSize,
-             p2.properties.limits.maxComputeSharedMemorySize / 1024,
-             (unsigned long long)(device_local_bytes(&mp) >> 20));
+             sg_arith ? "yes" : "no", p2.properties.limits.maxComputeSharedMemorySize / 1024,
+             (unsigned long long)(device_local_bytes(&mp) >> 20), sg_arith ? "subgroup" : "shared-memory");
     out->type = map_type(p2.properties.deviceType);
     out->memory_total = device_local_bytes(&mp);
     out->memory_free = 0;
@@ -280,7 +283,7 @@ static llmh_status vk_create(void *state, const llmh_backend_params *params, llm
         return LLMH_ERR_NOT_FOUND;
     }
     int32_t want = params ? params->device : -1;
-    int host_map = 1;
+    int host_map = 1, subgroups = 1;
     int64_t staging_kib = (int64_t)(VK_STAGING_BYTES >> 10);
     /* manifest [backend] keys: device = N overrides the params' index;
      * host_map = false always goes through the staging buffer (what a
@@ -301,6 +304,13 @@ static llmh_status vk_create(void *state, const llmh_backend_params *params, llm
                 return LLMH_ERR_CONFIG;
             }
             host_map = v->v.b;
+        }
+        if ((v = llmh_kv_find(params->options, "subgroups"))) {
+            if (v->type != LLMH_V_BOOL) {
+                host->set_error("vulkan backend: [backend] subgroups must be true or false");
+                return LLMH_ERR_CONFIG;
+            }
+            subgroups = v->v.b;
         }
         if ((v = llmh_kv_find(params->options, "staging_kib"))) {
             if (!llmh_value_as_i64(v, &staging_kib) || staging_kib < 4 || staging_kib > (1 << 20)) {
@@ -345,9 +355,14 @@ static llmh_status vk_create(void *state, const llmh_backend_params *params, llm
     be->lock_ok = 1;
     st->vi.vkGetPhysicalDeviceProperties(be->pdev, &be->props);
     st->vi.vkGetPhysicalDeviceMemoryProperties(be->pdev, &be->memprops);
-    VkPhysicalDeviceMaintenance3Properties m3 = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES, NULL, 0, 0};
+    VkPhysicalDeviceSubgroupProperties sgp = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES, NULL, 0, 0, 0, 0};
+    VkPhysicalDeviceMaintenance3Properties m3 = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES, &sgp, 0, 0};
     VkPhysicalDeviceProperties2 p2 = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, &m3, {0}};
     st->vi.vkGetPhysicalDeviceProperties2(be->pdev, &p2);
+    be->use_subgroups = subgroups && (sgp.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
+                        (sgp.supportedOperations & VK_SUBGROUP_FEATURE_BASIC_BIT) &&
+                        (sgp.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT) && sgp.subgroupSize >= 1 &&
+                        sgp.subgroupSize <= 64;
     be->max_alloc = m3.maxMemoryAllocationSize ? m3.maxMemoryAllocationSize : ((VkDeviceSize)1 << 31);
     be->max_range = be->props.limits.maxStorageBufferRange;
     be->align = be->props.limits.minStorageBufferOffsetAlignment ? be->props.limits.minStorageBufferOffsetAlignment : 256;

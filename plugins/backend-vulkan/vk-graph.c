@@ -456,7 +456,8 @@ static llmh_status record_mul_mat(llmh_backend *be, rec *rc, const llmh_node *n)
     view_of_range(be, be->scratch, soff, bytes, &xs_v);
     const vk_view *bp[4] = {&d_v, &w_v, &xs_v, NULL};
     if (N < 8)
-        return dispatch(be, VK_SH_MUL_MAT_VEC, (uint32_t)w->type, 0, bp, &pc, ceil_div(M, 4) * N * B2 * B3);
+        return dispatch(be, be->use_subgroups ? VK_SH_MUL_MAT_VEC_SG : VK_SH_MUL_MAT_VEC, (uint32_t)w->type, 0, bp, &pc,
+                        ceil_div(M, 4) * N * B2 * B3);
     return dispatch(be, VK_SH_MUL_MAT_TILED, (uint32_t)w->type, 0, bp, &pc,
                     ceil_div(M, 64) * ceil_div(N, 64) * B2 * B3);
 }

@@ -98,6 +98,7 @@ struct llmh_buffer {
 typedef enum vk_shader {
     VK_SH_GET_ROWS, VK_SH_ACT_PREP, VK_SH_MUL_MAT_VEC, VK_SH_MUL_MAT_TILED, VK_SH_BINARY,
     VK_SH_UNARY, VK_SH_RMS_NORM, VK_SH_SOFTMAX, VK_SH_ROPE, VK_SH_CPY, VK_SH_ATTENTION,
+    VK_SH_MUL_MAT_VEC_SG, /* mul_mat_vec with subgroupAdd (needs subgroup arithmetic) */
     VK_SH_COUNT
 } vk_shader;
 
@@ -151,6 +152,7 @@ struct llmh_backend {
     llmh_buffer *status;       /* host-visible status word */
     int32_t dev_index;
     int host_map;              /* map host-visible device memory (option host_map) */
+    int use_subgroups;         /* device has compute subgroup arithmetic, option allows */
     size_t staging_bytes;      /* staging chunk (option staging_kib) */
     /* graph recording */
     vk_range *pend_r, *pend_w;

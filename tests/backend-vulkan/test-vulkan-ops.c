@@ -19,15 +19,19 @@
 static vt_plugin P;
 static llmh_backend *BE;
 
-/* The "staged" suites run with host_map = false and 4 KiB staging chunks:
+/* The "staged" suite runs with host_map = false and 4 KiB staging chunks:
  * every buffer read/write goes through vkCmdCopyBuffer in many chunks, as on
- * a discrete GPU whose device memory is not host-visible. */
+ * a discrete GPU whose device memory is not host-visible; and with
+ * subgroups = false, so the decode kernel's shared-memory reduction (the
+ * fallback for devices without subgroup arithmetic) runs too. */
 static int g_staged;
 
 static int suite_init(void) {
     if (vt_plugin_load(&P) != 0) return -1;
-    llmh_kv kv[2] = {{"host_map", {LLMH_V_BOOL, {.b = 0}}}, {"staging_kib", {LLMH_V_I64, {.i = 4}}}};
-    llmh_kv_list opts = {kv, 2};
+    llmh_kv kv[3] = {{"host_map", {LLMH_V_BOOL, {.b = 0}}},
+                     {"staging_kib", {LLMH_V_I64, {.i = 4}}},
+                     {"subgroups", {LLMH_V_BOOL, {.b = 0}}}};
+    llmh_kv_list opts = {kv, 3};
     llmh_backend_params prm = {sizeof prm, -1, 0, g_staged ? &opts : NULL};
     if (P.be->create(P.state, &prm, &BE) != LLMH_OK) {
         fprintf(stderr, "vulkan backend create: %s\n", llmh_last_error());
@@ -874,6 +878,7 @@ int main(void) {
         {"CPY f32/f16/bf16 strided (staged)", test_cpy},
         {"ATTENTION (staged)", test_attention},
         {"graph chain (staged)", test_graph_chain},
+        {"MUL_MAT all weight types (staged, no subgroups)", test_mul_mat},
         {"MUL_MAT broadcast batches, strided views (staged)", test_mul_mat_batched_strided},
         {NULL, NULL}};
     static const llmh_test_suite suites[] = {

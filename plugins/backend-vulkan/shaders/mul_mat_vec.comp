@@ -6,6 +6,13 @@
 // column, see act_prep.comp), dst binding 0.
 // pc.ne = dst shape (M, N, B2, B3); pc.x0 = K; pc.x1 = r2 (B2 / src0 ne2),
 // pc.x2 = r3; pc.anb = weight strides; pc.dnb = dst strides.
+// Built twice: plain (shared-memory tree reduction) and with -DUSE_SUBGROUP
+// (subgroupAdd, then one shared step), used when the device reports subgroup
+// arithmetic for compute shaders.
+#ifdef USE_SUBGROUP
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#extension GL_KHR_shader_subgroup_basic : require
+#endif
 layout(local_size_x = 64) in;
 layout(constant_id = 0) const uint TYPE = 0;
 #include "common.glsl"
@@ -154,6 +161,18 @@ void main() {
             }
         }
     }
+#ifdef USE_SUBGROUP
+    for (uint r = 0u; r < NR; r++) {
+        float v = subgroupAdd(acc[r]);
+        if (subgroupElect()) red[r][gl_SubgroupID] = v;
+    }
+    barrier();
+    if (tid < NR) {
+        float total = 0.0;
+        for (uint i = 0u; i < gl_NumSubgroups; i++) total += red[tid][i];
+        red[tid][0] = total;
+    }
+#else
     for (uint r = 0u; r < NR; r++) red[r][tid] = acc[r];
     barrier();
     for (uint s = 32u; s > 0u; s >>= 1) {
@@ -161,6 +180,7 @@ void main() {
             for (uint r = 0u; r < NR; r++) red[r][tid] += red[r][tid + s];
         barrier();
     }
+#endif
     if (tid < NR) {
         uint row = rg * NR + tid;
         if (row < M)
