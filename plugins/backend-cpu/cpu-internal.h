@@ -117,6 +117,10 @@ typedef void (*cpu_mm_fn)(int64_t k, const uint8_t *w, size_t w_stride, int64_t 
  *         low nibbles = elements j.., high nibbles = elements 16 + j..) = 288 B
  *   Q5_0: f16 d[16] | hb[4 groups][16 rows] (bit i: high bit of element
  *         4g+i, bit 4+i: of element 16+4g+i) | qs groups as Q4_0       = 352 B
+ * and per 256-element super-block and panel:
+ *   Q4_K: f16 d[16] | f16 dmin[16] | u8 sc[8][16] | u8 min[8][16] |
+ *         qs [4 pairs][8 groups][16 rows][4 bytes] (the row's 32-byte qs run
+ *         of sub-blocks 2p / 2p+1, 4 bytes per group)                 = 2368 B
  * (the same bytes per row as GGUF). Rows past the last whole panel use the
  * plain kernels on the original data. */
 #define CPU_PANEL 16
@@ -127,8 +131,9 @@ typedef struct cpu_packed {
     int64_t k, m;         /* shape of the source */
     size_t nb1;
     int64_t n_panels;     /* m / 16 */
+    int64_t block_elems;  /* 32, or 256 for K-quants */
     size_t block_bytes;   /* bytes per block per panel */
-    uint8_t *data;        /* n_panels * (k/32) * block_bytes, 64-byte aligned */
+    uint8_t *data;        /* n_panels * (k/block_elems) * block_bytes, 64-byte aligned */
 } cpu_packed;
 
 /* dst[c * dst_stride + r] for r in [0, 16 * n_panels), c < n_cols (<= 8);

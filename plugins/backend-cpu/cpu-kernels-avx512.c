@@ -266,6 +266,82 @@ static void mmp_q4_0(int64_t k, const uint8_t *p, int64_t np, const uint8_t *a, 
     }
 }
 
+/* Q4_K panels (layout in cpu-internal.h), up to 4 columns per pass: per
+ * sub-block, 8 dpbusd give 16 rows' integer dots; they are scaled by the
+ * rows' 6-bit sub-block scales in int32, and the mins are applied through
+ * the activation's 16-element sums. */
+AI void mmpk_q4k_n(int64_t k, const uint8_t *p, int64_t np, const uint8_t *a, size_t as, const int nc,
+                   float *dst, size_t ds) {
+    const int64_t nb = k / 256;
+    const size_t bb = 2368;
+    const float *da[4];
+    const int16_t *bs[4];
+    for (int c = 0; c < nc; c++) {
+        da[c] = cpu_act_q8k_d(a + (size_t)c * as, k);
+        bs[c] = cpu_act_q8k_bsums(a + (size_t)c * as, k);
+    }
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    for (int64_t pi = 0; pi < np; pi++) {
+        const uint8_t *pb = p + (size_t)pi * (size_t)nb * bb;
+        __m512 acc[4];
+        for (int c = 0; c < nc; c++) acc[c] = _mm512_setzero_ps();
+        for (int64_t i = 0; i < nb; i++) {
+            const uint8_t *blk = pb + (size_t)i * bb;
+            __m512i isum[4];
+            for (int c = 0; c < nc; c++) isum[c] = _mm512_setzero_si512();
+            for (int pp = 0; pp < 4; pp++) {
+                __m512i sA[4], sB[4];
+                for (int c = 0; c < nc; c++) sA[c] = sB[c] = _mm512_setzero_si512();
+                for (int g = 0; g < 8; g++) {
+                    __m512i x = _mm512_loadu_si512((const void *)(blk + 320 + pp * 512 + g * 64));
+                    __m512i lo = _mm512_and_si512(x, m4);
+                    __m512i hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
+                    for (int c = 0; c < nc; c++) {
+                        const uint8_t *ac = a + (size_t)c * as + (size_t)i * 256 + 64 * pp;
+                        sA[c] = _mm512_dpbusd_epi32(sA[c], lo, bcast4(ac + 4 * g));
+                        sB[c] = _mm512_dpbusd_epi32(sB[c], hi, bcast4(ac + 32 + 4 * g));
+                    }
+                }
+                __m512i scA = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 64 + 32 * pp)));
+                __m512i scB = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 80 + 32 * pp)));
+                for (int c = 0; c < nc; c++)
+                    isum[c] = _mm512_add_epi32(isum[c], _mm512_add_epi32(_mm512_mullo_epi32(sA[c], scA),
+                                                                         _mm512_mullo_epi32(sB[c], scB)));
+            }
+            __m512 dv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
+            __m512 dmv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 32)));
+            for (int c = 0; c < nc; c++) {
+                const int16_t *b16 = bs[c] + i * 16;
+                __m512i ms = _mm512_setzero_si512();
+                for (int j = 0; j < 8; j++) {
+                    __m512i mn = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 192 + 16 * j)));
+                    ms = _mm512_add_epi32(ms, _mm512_mullo_epi32(mn, _mm512_set1_epi32(b16[2 * j] + b16[2 * j + 1])));
+                }
+                __m512 vda = _mm512_set1_ps(da[c][i]);
+                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_mul_ps(dv, vda), acc[c]);
+                acc[c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms), _mm512_mul_ps(dmv, vda), acc[c]);
+            }
+        }
+        for (int c = 0; c < nc; c++) _mm512_storeu_ps(dst + (size_t)c * ds + (size_t)pi * CPU_PANEL, acc[c]);
+    }
+}
+
+static void mmp_q4_k(int64_t k, const uint8_t *p, int64_t np, const uint8_t *a, size_t as, int nc, float *dst,
+                     size_t ds) {
+    while (nc > 0) {
+        int n = nc > 4 ? 4 : nc;
+        switch (n) {
+        case 1: mmpk_q4k_n(k, p, np, a, as, 1, dst, ds); break;
+        case 2: mmpk_q4k_n(k, p, np, a, as, 2, dst, ds); break;
+        case 3: mmpk_q4k_n(k, p, np, a, as, 3, dst, ds); break;
+        default: mmpk_q4k_n(k, p, np, a, as, 4, dst, ds); break;
+        }
+        a += (size_t)n * as;
+        dst += (size_t)n * ds;
+        nc -= n;
+    }
+}
+
 #define DISPATCH_NC(NAME, CALL)                                                                   \
     static void NAME(int64_t k, const uint8_t *w, size_t ws, int64_t nr, const uint8_t *a,        \
                      size_t as, int nc, float *dst, size_t ds) {                                  \
@@ -293,6 +369,7 @@ void cpu_kernels_init_avx512(cpu_kernels *k) {
     k->mm_packed[LLMH_DTYPE_Q8_0] = mmp_q8_0;
     k->mm_packed[LLMH_DTYPE_Q4_0] = mmp_q4_0;
     k->mm_packed[LLMH_DTYPE_Q5_0] = mmp_q5_0;
+    k->mm_packed[LLMH_DTYPE_Q4_K] = mmp_q4_k;
 }
 #else
 typedef int cpu_kernels_avx512_unused; /* non-x86: nothing to build */

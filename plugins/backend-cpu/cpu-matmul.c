@@ -178,7 +178,7 @@ void cpu_mul_mat(const cpu_exec *ex, int phase, int64_t u0, int64_t u1, int ith)
             cpu_mm_packed_fn pf = be->kern.mm_packed[w->type];
             int64_t p0 = r0 / CPU_PANEL, np = nr / CPU_PANEL;
             if (p0 + np > s.pk->n_panels) np = s.pk->n_panels - p0;
-            const uint8_t *pp = s.pk->data + (size_t)p0 * (size_t)(s.k / 32) * s.pk->block_bytes;
+            const uint8_t *pp = s.pk->data + (size_t)p0 * (size_t)(s.k / s.pk->block_elems) * s.pk->block_bytes;
             for (int64_t c = 0; c < s.n; c += CPU_PACKED_MAX_COLS) {
                 int nc = (int)(s.n - c < CPU_PACKED_MAX_COLS ? s.n - c : CPU_PACKED_MAX_COLS);
                 pf(s.k, pp, np, ap + (size_t)c * a_stride, a_stride, nc, dp + (size_t)c * dst_stride, dst_stride);

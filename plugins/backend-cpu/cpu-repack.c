@@ -1,4 +1,4 @@
-/* cpu-repack.c — weight_prepare: repack Q8_0 / Q4_0 / Q5_0 matrices into
+/* cpu-repack.c — weight_prepare: repack Q8_0 / Q4_0 / Q5_0 / Q4_K matrices into
  * 16-row panels for the VNNI kernels (layout in cpu-internal.h).
  *
  * Only done when the selected kernels have a packed kernel for the type. The
@@ -52,6 +52,36 @@ static void pack_panels(const cpu_packed *pk, const uint8_t *src, int64_t p0, in
         }
 }
 
+/* Q4_K: unpack the 6-bit scales/mins once, regroup qs as for Q4_0. */
+static void pack_panels_q4k(const cpu_packed *pk, const uint8_t *src, int64_t p0, int64_t p1) {
+    int64_t nb = pk->k / 256;
+    for (int64_t p = p0; p < p1; p++)
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *dst = pk->data + ((size_t)p * (size_t)nb + (size_t)b) * pk->block_bytes;
+            for (int r = 0; r < CPU_PANEL; r++) {
+                const uint8_t *blk = src + (size_t)(p * CPU_PANEL + r) * pk->nb1 + (size_t)b * 144;
+                const uint8_t *q = blk + 4;
+                memcpy(dst + 2 * r, blk, 2);
+                memcpy(dst + 32 + 2 * r, blk + 2, 2);
+                for (int j = 0; j < 8; j++) {
+                    int sc, mn;
+                    if (j < 4) {
+                        sc = q[j] & 63;
+                        mn = q[j + 4] & 63;
+                    } else {
+                        sc = (q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4);
+                        mn = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+                    }
+                    dst[64 + j * 16 + r] = (uint8_t)sc;
+                    dst[192 + j * 16 + r] = (uint8_t)mn;
+                }
+                for (int pp = 0; pp < 4; pp++)
+                    for (int g = 0; g < 8; g++)
+                        memcpy(dst + 320 + pp * 512 + g * 64 + r * 4, blk + 16 + pp * 32 + g * 4, 4);
+            }
+        }
+}
+
 typedef struct pack_job {
     const cpu_packed *pk;
     const uint8_t *src;
@@ -67,7 +97,10 @@ static void pack_task(void *arg, int ith, int nth) {
         int64_t p0 = atomic_fetch_add(&job->next, 16);
         if (p0 >= job->pk->n_panels) break;
         int64_t p1 = p0 + 16 < job->pk->n_panels ? p0 + 16 : job->pk->n_panels;
-        pack_panels(job->pk, job->src, p0, p1);
+        if (job->pk->type == LLMH_DTYPE_Q4_K)
+            pack_panels_q4k(job->pk, job->src, p0, p1);
+        else
+            pack_panels(job->pk, job->src, p0, p1);
     }
 }
 
@@ -90,9 +123,9 @@ llmh_status cpu_weight_prepare(llmh_backend *be, llmh_tensor *w) {
     if (!w || w->extra || !be->repack || (unsigned)w->type >= LLMH_DTYPE_COUNT || !be->kern.mm_packed[w->type])
         return LLMH_OK;
     if (!w->data || w->ne[2] != 1 || w->ne[3] != 1 || w->ne[1] < CPU_PANEL || w->ne[0] <= 0 ||
-        w->ne[0] % 32 != 0 || w->nb[0] != llmh_dtype_type_size(w->type))
+        w->ne[0] % llmh_dtype_block_size(w->type) != 0 || w->nb[0] != llmh_dtype_type_size(w->type))
         return LLMH_OK;
-    size_t row = (size_t)(w->ne[0] / 32) * llmh_dtype_type_size(w->type);
+    size_t row = (size_t)(w->ne[0] / llmh_dtype_block_size(w->type)) * llmh_dtype_type_size(w->type);
     if (w->nb[1] < row) return LLMH_OK;
     cpu_packed *pk = be->host->alloc(sizeof *pk);
     if (!pk) goto oom;
@@ -103,8 +136,15 @@ llmh_status cpu_weight_prepare(llmh_backend *be, llmh_tensor *w) {
     pk->m = w->ne[1];
     pk->nb1 = w->nb[1];
     pk->n_panels = w->ne[1] / CPU_PANEL;
-    pk->block_bytes = w->type == LLMH_DTYPE_Q8_0 ? 544 : w->type == LLMH_DTYPE_Q4_0 ? 288 : 352;
-    size_t bytes = (size_t)pk->n_panels * (size_t)(pk->k / 32) * pk->block_bytes;
+    pk->block_elems = llmh_dtype_block_size(w->type);
+    switch (w->type) {
+    case LLMH_DTYPE_Q8_0: pk->block_bytes = 544; break;
+    case LLMH_DTYPE_Q4_0: pk->block_bytes = 288; break;
+    case LLMH_DTYPE_Q5_0: pk->block_bytes = 352; break;
+    case LLMH_DTYPE_Q4_K: pk->block_bytes = 2368; break;
+    default: be->host->free(pk); return LLMH_OK; /* a kernel without a packer: keep the plain path */
+    }
+    size_t bytes = (size_t)pk->n_panels * (size_t)(pk->k / pk->block_elems) * pk->block_bytes;
     size_t align = bytes >= ((size_t)4 << 20) ? ((size_t)2 << 20) : 64;
     pk->data = be->host->alloc_aligned(bytes, align);
     if (!pk->data) {
