@@ -482,6 +482,7 @@ llmh_status vk_buffer_create(llmh_backend *be, size_t size, uint32_t usage, int 
     llmh_buffer *b = be->host->alloc(sizeof *b);
     if (!b) return LLMH_ERR_NO_MEMORY;
     memset(b, 0, sizeof *b);
+    b->magic = VK_BUFFER_MAGIC;
     b->size = size;
     b->alloc_size = asz;
     b->usage = usage;
@@ -540,6 +541,7 @@ llmh_status vk_buffer_create(llmh_backend *be, size_t size, uint32_t usage, int 
 
 void vk_buffer_destroy(llmh_backend *be, llmh_buffer *b) {
     if (!b) return;
+    b->magic = 0;
     if (b->map) be->vd.vkUnmapMemory(be->dev, b->mem);
     if (b->buf) be->vd.vkDestroyBuffer(be->dev, b->buf, NULL);
     if (b->mem) be->vd.vkFreeMemory(be->dev, b->mem, NULL);
@@ -552,7 +554,7 @@ static llmh_status vk_buffer_alloc(llmh_backend *be, size_t size, uint32_t usage
 }
 
 static void vk_buffer_free(llmh_backend *be, llmh_buffer *buf) {
-    if (!be || !buf) return;
+    if (!be || !buf || buf->magic != VK_BUFFER_MAGIC) return;
     pthread_mutex_lock(&be->lock); /* no graph or copy may be using it */
     be->vd.vkDeviceWaitIdle(be->dev);
     vk_buffer_destroy(be, buf);
@@ -582,8 +584,8 @@ static llmh_status staged_copy(llmh_backend *be, VkBuffer src, VkDeviceSize so, 
 }
 
 static llmh_status check_range(llmh_backend *be, const llmh_buffer *buf, size_t offset, size_t n, const char *what) {
-    if (!buf) {
-        be->host->set_error("vulkan backend: %s: NULL buffer", what);
+    if (!buf || buf->magic != VK_BUFFER_MAGIC) {
+        be->host->set_error("vulkan backend: %s: %s", what, buf ? "not a buffer of this backend" : "NULL buffer");
         return LLMH_ERR_INVALID_ARG;
     }
     if (offset > buf->size || n > buf->size - offset) {

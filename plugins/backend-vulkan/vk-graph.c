@@ -131,6 +131,8 @@ static llmh_status check_tensor(llmh_backend *be, size_t index, const llmh_node 
     if ((unsigned)t->type >= LLMH_DTYPE_COUNT || llmh_dtype_type_size(t->type) == 0)
         return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "%s has unknown type id %d", role, (int)t->type);
     if (!t->buffer) return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "%s has no buffer", role);
+    if (t->buffer->magic != VK_BUFFER_MAGIC)
+        return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "%s lives in a buffer of another backend", role);
     int64_t bs = llmh_dtype_block_size(t->type);
     size_t ts = llmh_dtype_type_size(t->type);
     /* 4-byte words for f32/i32, 2-byte halves for everything else */
@@ -146,8 +148,8 @@ static llmh_status check_tensor(llmh_backend *be, size_t index, const llmh_node 
     if (t->ne[0] % bs != 0)
         return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "%s: ne[0] = %lld is not a multiple of the %s block size %lld",
                      role, (long long)t->ne[0], llmh_dtype_name(t->type), (long long)bs);
-    if (n_elems(t) > (int64_t)UINT32_MAX)
-        return nfail(be, index, n, LLMH_ERR_UNSUPPORTED, "%s has more than 2^32 elements", role);
+    if (n_elems(t) > ((int64_t)1 << 31))
+        return nfail(be, index, n, LLMH_ERR_UNSUPPORTED, "%s has more than 2^31 elements", role);
     size_t ext = view_extent(t);
     if (t->offset > t->buffer->size || ext > t->buffer->size - t->offset)
         return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "%s view (%zu bytes at offset %zu) lies outside its buffer (%zu bytes)",

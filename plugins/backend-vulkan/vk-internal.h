@@ -85,7 +85,10 @@ typedef struct vk_state {
     char why[512];             /* why there is no device (empty when n_dev > 0) */
 } vk_state;
 
+#define VK_BUFFER_MAGIC 0x564b4246u /* "VKBF": a buffer of this backend */
+
 struct llmh_buffer {
+    uint32_t magic;            /* VK_BUFFER_MAGIC while alive */
     VkBuffer buf;
     VkDeviceMemory mem;
     size_t size;               /* bytes the caller asked for */

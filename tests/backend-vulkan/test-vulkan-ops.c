@@ -767,6 +767,7 @@ static void test_errors(void) {
     n = mk(LLMH_OP_SCALE, a, a, NULL, NULL);
     n.dst = &b->t; /* shape mismatch */
     CU_ASSERT_EQUAL(P.be->graph_compute(BE, &g), LLMH_ERR_INVALID_ARG);
+    uint8_t tmp[8];
     llmh_tensor big = a->t;
     big.ne[1] = 1000; /* the view runs past its buffer */
     n = mk(LLMH_OP_SCALE, a, a, NULL, NULL);
@@ -775,7 +776,15 @@ static void test_errors(void) {
     CU_ASSERT_EQUAL(P.be->graph_compute(BE, &g), LLMH_ERR_INVALID_ARG);
     n.op = (llmh_op)77;
     CU_ASSERT_EQUAL(P.be->graph_compute(BE, &g), LLMH_ERR_UNSUPPORTED);
-    uint8_t tmp[8];
+    /* a buffer that is not ours (e.g. another backend's) is refused, not used */
+    struct { uint64_t junk[8]; } foreign = {{0}};
+    llmh_tensor alien = a->t;
+    alien.buffer = (llmh_buffer *)&foreign;
+    n = mk(LLMH_OP_SCALE, a, a, NULL, NULL);
+    n.src[0] = &alien;
+    CU_ASSERT_EQUAL(P.be->graph_compute(BE, &g), LLMH_ERR_INVALID_ARG);
+    CU_ASSERT(strstr(llmh_last_error(), "another backend") != NULL);
+    CU_ASSERT_EQUAL(P.be->buffer_write(BE, (llmh_buffer *)&foreign, 0, tmp, 4), LLMH_ERR_INVALID_ARG);
     CU_ASSERT_EQUAL(P.be->buffer_read(BE, a->buf, 60, tmp, 8), LLMH_ERR_INVALID_ARG);
     vt_free(&P, BE, a);
     vt_free(&P, BE, b);
