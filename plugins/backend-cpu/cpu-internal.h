@@ -121,6 +121,8 @@ typedef void (*cpu_mm_fn)(int64_t k, const uint8_t *w, size_t w_stride, int64_t 
  *   Q4_K: f16 d[16] | f16 dmin[16] | u8 sc[8][16] | u8 min[8][16] |
  *         qs [4 pairs][8 groups][16 rows][4 bytes] (the row's 32-byte qs run
  *         of sub-blocks 2p / 2p+1, 4 bytes per group)                 = 2368 B
+ *   Q6_K: f16 d[16] | i8 sc[16][16] | per 128-half h and group g (0..7):
+ *         [ql h,4g..][ql h,32+4g..][qh h,4g..] as [16 rows][4 bytes] each = 3360 B
  * (the same bytes per row as GGUF). Rows past the last whole panel use the
  * plain kernels on the original data. */
 #define CPU_PANEL 16

@@ -326,6 +326,92 @@ AI void mmpk_q4k_n(int64_t k, const uint8_t *p, int64_t np, const uint8_t *a, si
     }
 }
 
+/* Q6_K panels, up to 4 columns per pass. q is rebuilt as 0..63 from the ql
+ * nibble and 2 qh bits; each 16-element scale group accumulates 4 dpbusd,
+ * is scaled by the rows' int8 scales in int32, and the -32 offset is applied
+ * as 32 * sum_g sc_g * bsum_g. */
+AI void mmpk_q6k_n(int64_t k, const uint8_t *p, int64_t np, const uint8_t *a, size_t as, const int nc,
+                   float *dst, size_t ds) {
+    const int64_t nb = k / 256;
+    const size_t bb = 3360;
+    const float *da[4];
+    const int16_t *bs[4];
+    for (int c = 0; c < nc; c++) {
+        da[c] = cpu_act_q8k_d(a + (size_t)c * as, k);
+        bs[c] = cpu_act_q8k_bsums(a + (size_t)c * as, k);
+    }
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m3 = _mm512_set1_epi8(3);
+    for (int64_t pi = 0; pi < np; pi++) {
+        const uint8_t *pb = p + (size_t)pi * (size_t)nb * bb;
+        __m512 acc[4];
+        for (int c = 0; c < nc; c++) acc[c] = _mm512_setzero_ps();
+        for (int64_t i = 0; i < nb; i++) {
+            const uint8_t *blk = pb + (size_t)i * bb;
+            __m512i isum[4];
+            for (int c = 0; c < nc; c++) isum[c] = _mm512_setzero_si512();
+            for (int h = 0; h < 2; h++)
+                for (int half = 0; half < 2; half++) { /* groups 0..3 / 4..7: scale group l/16 */
+                    __m512i s[4][4];                   /* [quarter][column] */
+                    for (int qq = 0; qq < 4; qq++)
+                        for (int c = 0; c < nc; c++) s[qq][c] = _mm512_setzero_si512();
+                    for (int g = 4 * half; g < 4 * half + 4; g++) {
+                        const uint8_t *gp = blk + 288 + (size_t)(h * 8 + g) * 192;
+                        __m512i A = _mm512_loadu_si512((const void *)gp);
+                        __m512i B = _mm512_loadu_si512((const void *)(gp + 64));
+                        __m512i H = _mm512_loadu_si512((const void *)(gp + 128));
+                        __m512i q[4];
+                        q[0] = _mm512_or_si512(_mm512_and_si512(A, m4), _mm512_slli_epi16(_mm512_and_si512(H, m3), 4));
+                        q[1] = _mm512_or_si512(_mm512_and_si512(B, m4),
+                                               _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(H, 2), m3), 4));
+                        q[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(A, 4), m4),
+                                               _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(H, 4), m3), 4));
+                        q[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(B, 4), m4),
+                                               _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(H, 6), m3), 4));
+                        for (int c = 0; c < nc; c++) {
+                            const uint8_t *ac = a + (size_t)c * as + (size_t)i * 256 + 128 * h + 4 * g;
+                            for (int qq = 0; qq < 4; qq++)
+                                s[qq][c] = _mm512_dpbusd_epi32(s[qq][c], q[qq], bcast4(ac + 32 * qq));
+                        }
+                    }
+                    for (int qq = 0; qq < 4; qq++) {
+                        /* scale index within the super-block: 8h + 2qq + half */
+                        int j = 8 * h + 2 * qq + half;
+                        __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 32 + 16 * j)));
+                        for (int c = 0; c < nc; c++) isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(s[qq][c], sc));
+                    }
+                }
+            __m512 dv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
+            for (int c = 0; c < nc; c++) {
+                const int16_t *b16 = bs[c] + i * 16;
+                __m512i cs = _mm512_setzero_si512();
+                for (int j = 0; j < 16; j++) {
+                    __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 32 + 16 * j)));
+                    cs = _mm512_add_epi32(cs, _mm512_mullo_epi32(sc, _mm512_set1_epi32(b16[j])));
+                }
+                __m512i tot = _mm512_sub_epi32(isum[c], _mm512_slli_epi32(cs, 5));
+                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(tot), _mm512_mul_ps(dv, _mm512_set1_ps(da[c][i])), acc[c]);
+            }
+        }
+        for (int c = 0; c < nc; c++) _mm512_storeu_ps(dst + (size_t)c * ds + (size_t)pi * CPU_PANEL, acc[c]);
+    }
+}
+
+static void mmp_q6_k(int64_t k, const uint8_t *p, int64_t np, const uint8_t *a, size_t as, int nc, float *dst,
+                     size_t ds) {
+    while (nc > 0) {
+        int n = nc > 4 ? 4 : nc;
+        switch (n) {
+        case 1: mmpk_q6k_n(k, p, np, a, as, 1, dst, ds); break;
+        case 2: mmpk_q6k_n(k, p, np, a, as, 2, dst, ds); break;
+        case 3: mmpk_q6k_n(k, p, np, a, as, 3, dst, ds); break;
+        default: mmpk_q6k_n(k, p, np, a, as, 4, dst, ds); break;
+        }
+        a += (size_t)n * as;
+        dst += (size_t)n * ds;
+        nc -= n;
+    }
+}
+
 static void mmp_q4_k(int64_t k, const uint8_t *p, int64_t np, const uint8_t *a, size_t as, int nc, float *dst,
                      size_t ds) {
     while (nc > 0) {
@@ -370,6 +456,7 @@ void cpu_kernels_init_avx512(cpu_kernels *k) {
     k->mm_packed[LLMH_DTYPE_Q4_0] = mmp_q4_0;
     k->mm_packed[LLMH_DTYPE_Q5_0] = mmp_q5_0;
     k->mm_packed[LLMH_DTYPE_Q4_K] = mmp_q4_k;
+    k->mm_packed[LLMH_DTYPE_Q6_K] = mmp_q6_k;
 }
 #else
 typedef int cpu_kernels_avx512_unused; /* non-x86: nothing to build */

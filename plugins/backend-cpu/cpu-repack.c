@@ -1,4 +1,4 @@
-/* cpu-repack.c — weight_prepare: repack Q8_0 / Q4_0 / Q5_0 / Q4_K matrices into
+/* cpu-repack.c — weight_prepare: repack Q8_0/Q4_0/Q5_0/Q4_K/Q6_K matrices into
  * 16-row panels for the VNNI kernels (layout in cpu-internal.h).
  *
  * Only done when the selected kernels have a packed kernel for the type. The
@@ -82,6 +82,28 @@ static void pack_panels_q4k(const cpu_packed *pk, const uint8_t *src, int64_t p0
         }
 }
 
+/* Q6_K: scales by sub-block, then per half and group the two ql runs and
+ * the qh run that together hold elements 4g.., 32+4g.., 64+4g.., 96+4g... */
+static void pack_panels_q6k(const cpu_packed *pk, const uint8_t *src, int64_t p0, int64_t p1) {
+    int64_t nb = pk->k / 256;
+    for (int64_t p = p0; p < p1; p++)
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *dst = pk->data + ((size_t)p * (size_t)nb + (size_t)b) * pk->block_bytes;
+            for (int r = 0; r < CPU_PANEL; r++) {
+                const uint8_t *blk = src + (size_t)(p * CPU_PANEL + r) * pk->nb1 + (size_t)b * 210;
+                memcpy(dst + 2 * r, blk + 208, 2);
+                for (int j = 0; j < 16; j++) dst[32 + j * 16 + r] = blk[192 + j];
+                for (int h = 0; h < 2; h++)
+                    for (int g = 0; g < 8; g++) {
+                        uint8_t *o = dst + 288 + (size_t)(h * 8 + g) * 192 + (size_t)r * 4;
+                        memcpy(o, blk + 64 * h + 4 * g, 4);
+                        memcpy(o + 64, blk + 64 * h + 32 + 4 * g, 4);
+                        memcpy(o + 128, blk + 128 + 32 * h + 4 * g, 4);
+                    }
+            }
+        }
+}
+
 typedef struct pack_job {
     const cpu_packed *pk;
     const uint8_t *src;
@@ -99,6 +121,8 @@ static void pack_task(void *arg, int ith, int nth) {
         int64_t p1 = p0 + 16 < job->pk->n_panels ? p0 + 16 : job->pk->n_panels;
         if (job->pk->type == LLMH_DTYPE_Q4_K)
             pack_panels_q4k(job->pk, job->src, p0, p1);
+        else if (job->pk->type == LLMH_DTYPE_Q6_K)
+            pack_panels_q6k(job->pk, job->src, p0, p1);
         else
             pack_panels(job->pk, job->src, p0, p1);
     }
@@ -142,6 +166,7 @@ llmh_status cpu_weight_prepare(llmh_backend *be, llmh_tensor *w) {
     case LLMH_DTYPE_Q4_0: pk->block_bytes = 288; break;
     case LLMH_DTYPE_Q5_0: pk->block_bytes = 352; break;
     case LLMH_DTYPE_Q4_K: pk->block_bytes = 2368; break;
+    case LLMH_DTYPE_Q6_K: pk->block_bytes = 3360; break;
     default: be->host->free(pk); return LLMH_OK; /* a kernel without a packer: keep the plain path */
     }
     size_t bytes = (size_t)pk->n_panels * (size_t)(pk->k / pk->block_elems) * pk->block_bytes;
