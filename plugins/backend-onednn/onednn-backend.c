@@ -2,9 +2,11 @@
  * options, host-memory buffers, node validation and graph execution.
  *
  * Options ([backend] keys / llmh_backend_params.options):
- *   weights = "exact" | "bf16"   how F32/F16 weights are stored for oneDNN
- *             (default "exact": the SDK's normative precision; "bf16" rounds
- *             them to BF16 for speed, see docs/backend-onednn.md)
+ *   weights = "exact" | "bf16" | "s8"   how float weights are stored for
+ *             oneDNN (default "exact": the SDK's normative precision; "bf16"
+ *             rounds F32/F16 weights to BF16, "s8" quantizes float weights
+ *             per row and activations per token; both lossy, for speed, see
+ *             docs/backend-onednn.md)
  * The environment variable LLMH_ONEDNN_WEIGHTS sets the same when the option
  * is absent. Threads: params->n_threads (<= 0: all online CPUs), applied to
  * oneDNN's OpenMP runtime on every graph_compute (omp_set_num_threads acts
@@ -201,8 +203,10 @@ static llmh_status set_wprec(llmh_backend *be, const char *w, const char *where)
                           "weights = \"bf16\" on a CPU without AVX-512 BF16 (isa %s): oneDNN emulates it, slowly",
                           be->st->isa);
         be->wprec = OD_WPREC_BF16;
+    } else if (strcmp(w, "s8") == 0) {
+        be->wprec = OD_WPREC_S8;
     } else {
-        be->host->set_error("onednn backend: %s 'weights' = \"%s\" is not one of exact, bf16", where, w);
+        be->host->set_error("onednn backend: %s 'weights' = \"%s\" is not one of exact, bf16, s8", where, w);
         return LLMH_ERR_CONFIG;
     }
     return LLMH_OK;
@@ -219,7 +223,7 @@ static llmh_status parse_options(llmh_backend *be, const llmh_kv_list *opts) {
         if (strcmp(kv->key, "weights") == 0) {
             char buf[32];
             if (!str_value(&kv->value, buf, sizeof buf)) {
-                be->host->set_error("onednn backend: option 'weights' must be the string \"exact\" or \"bf16\"");
+                be->host->set_error("onednn backend: option 'weights' must be the string \"exact\", \"bf16\" or \"s8\"");
                 return LLMH_ERR_CONFIG;
             }
             if ((rc = set_wprec(be, buf, "option")) != LLMH_OK) return rc;
@@ -276,7 +280,7 @@ static llmh_status od_create(void *state, const llmh_backend_params *params, llm
     if (nt > OD_MAX_THREADS) nt = OD_MAX_THREADS;
     be->n_threads = nt;
     host->log(LLMH_LOG_INFO, OD_NAME, "oneDNN %s, isa %s, %d %s threads, weights %s", st->version, st->isa, nt,
-              st->runtime, be->wprec == OD_WPREC_BF16 ? "bf16" : "exact");
+              st->runtime, be->wprec == OD_WPREC_BF16 ? "bf16" : be->wprec == OD_WPREC_S8 ? "s8" : "exact");
     *out = be;
     return LLMH_OK;
 }

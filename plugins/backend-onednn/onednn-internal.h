@@ -40,7 +40,9 @@ struct llmh_buffer {
 /* How F32/F16 weights are stored after weight_prepare ([backend] weights). */
 typedef enum od_wprec {
     OD_WPREC_EXACT = 0, /* F32 stays F32, F16 becomes F32 (exact), BF16 stays BF16 */
-    OD_WPREC_BF16 = 1   /* F32/F16 weights rounded to BF16 (lossy, faster) */
+    OD_WPREC_BF16 = 1,  /* F32/F16 weights rounded to BF16 (lossy, faster) */
+    OD_WPREC_S8 = 2     /* F32/F16/BF16 weights as s8 with one scale per output row,
+                           activations s8 with one scale per token (lossy) */
 } od_wprec;
 
 /* A weight after weight_prepare (llmh_tensor.extra). */
@@ -56,6 +58,7 @@ typedef struct od_weight {
     dnnl_memory_desc_t md;    /* blocked layout chosen by oneDNN, dims {K, M} */
     void *packed;             /* bytes in that layout */
     int act_round;            /* activation rounding before the product: 0, or LLMH_DTYPE_F16 */
+    float *wscale;            /* dt s8: M per-row scales */
     /* OD_PACK_Q, two layouts (onednn-quant.c):
      *  rows:   per row, K int8 levels | K/32 f32 scales | K/32 f32 mins
      *  panels: 16 rows at a time for the AVX-512 VNNI kernel */
@@ -78,7 +81,7 @@ typedef struct od_prim {
     od_mm_key key;
     dnnl_memory_desc_t wmd;
     dnnl_primitive_t prim;
-    dnnl_memory_t msrc, mwei, mdst;
+    dnnl_memory_t msrc, mwei, mdst, mscale; /* mscale: s8 output scales (runtime) */
     uint64_t last_use;
     int used;
 } od_prim;

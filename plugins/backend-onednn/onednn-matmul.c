@@ -43,6 +43,7 @@ static void prim_free(od_prim *p) {
     if (p->msrc) dnnl_memory_destroy(p->msrc);
     if (p->mwei) dnnl_memory_destroy(p->mwei);
     if (p->mdst) dnnl_memory_destroy(p->mdst);
+    if (p->mscale) dnnl_memory_destroy(p->mscale);
     memset(p, 0, sizeof *p);
 }
 
@@ -65,6 +66,13 @@ static llmh_status dnnl_err(llmh_backend *be, const char *what, dnnl_status_t s,
 static void plain_wei_md(dnnl_memory_desc_t *md, int64_t k, int64_t m, int64_t ldw, dnnl_data_type_t dt) {
     dnnl_dims_t dims = {k, m}, strides = {1, ldw};
     dnnl_memory_desc_init_by_strides(md, 2, dims, dt, strides);
+}
+
+static dnnl_status_t scale_mem(llmh_backend *be, int64_t m, dnnl_memory_t *out) {
+    dnnl_memory_desc_t md;
+    dnnl_dims_t dims = {m};
+    dnnl_status_t s = dnnl_memory_desc_init_by_tag(&md, 1, dims, dnnl_f32, dnnl_a);
+    return s == dnnl_success ? dnnl_memory_create(out, &md, be->engine, DNNL_MEMORY_NONE) : s;
 }
 
 static llmh_status get_prim(llmh_backend *be, const od_mm_key *key, const dnnl_memory_desc_t *packed_md,
@@ -100,8 +108,18 @@ static llmh_status get_prim(llmh_backend *be, const od_mm_key *key, const dnnl_m
     if ((s = dnnl_matmul_desc_init(&mmd, &smd, &wmd, NULL, &dmd)) != dnnl_success)
         return dnnl_err(be, "dnnl_matmul_desc_init", s, key);
     dnnl_primitive_desc_t pd = NULL;
-    if ((s = dnnl_primitive_desc_create(&pd, &mmd, NULL, be->engine, NULL)) != dnnl_success)
-        return dnnl_err(be, "matmul primitive descriptor", s, key);
+    dnnl_primitive_attr_t attr = NULL;
+    if (key->wdt == dnnl_s8) { /* per-row weight scales, given at run time */
+        const float rt = DNNL_RUNTIME_F32_VAL;
+        if ((s = dnnl_primitive_attr_create(&attr)) != dnnl_success ||
+            (s = dnnl_primitive_attr_set_output_scales(attr, 1, 1 << 1, &rt)) != dnnl_success) {
+            if (attr) dnnl_primitive_attr_destroy(attr);
+            return dnnl_err(be, "s8 output scales attribute", s, key);
+        }
+    }
+    s = dnnl_primitive_desc_create(&pd, &mmd, attr, be->engine, NULL);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    if (s != dnnl_success) return dnnl_err(be, "matmul primitive descriptor", s, key);
     const char *impl = NULL;
     if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl &&
         strncmp(impl, "ref", 3) == 0)
@@ -117,7 +135,8 @@ static llmh_status get_prim(llmh_backend *be, const od_mm_key *key, const dnnl_m
     if (s != dnnl_success) return dnnl_err(be, "dnnl_primitive_create", s, key);
     if (dnnl_memory_create(&p.msrc, &smd, be->engine, DNNL_MEMORY_NONE) != dnnl_success ||
         dnnl_memory_create(&p.mwei, &wmd, be->engine, DNNL_MEMORY_NONE) != dnnl_success ||
-        dnnl_memory_create(&p.mdst, &dmd, be->engine, DNNL_MEMORY_NONE) != dnnl_success) {
+        dnnl_memory_create(&p.mdst, &dmd, be->engine, DNNL_MEMORY_NONE) != dnnl_success ||
+        (key->wdt == dnnl_s8 && scale_mem(be, key->m, &p.mscale) != dnnl_success)) {
         prim_free(&p);
         return dnnl_err(be, "dnnl_memory_create", dnnl_out_of_memory, key);
     }
@@ -127,14 +146,20 @@ static llmh_status get_prim(llmh_backend *be, const od_mm_key *key, const dnnl_m
     return LLMH_OK;
 }
 
-static llmh_status run_prim(llmh_backend *be, od_prim *p, const void *src, const void *wei, void *dst) {
+static llmh_status run_prim(llmh_backend *be, od_prim *p, const void *src, const void *wei, void *dst,
+                            const float *scales) {
     dnnl_status_t s;
     if ((s = dnnl_memory_set_data_handle(p->msrc, (void *)src)) != dnnl_success ||
         (s = dnnl_memory_set_data_handle(p->mwei, (void *)wei)) != dnnl_success ||
         (s = dnnl_memory_set_data_handle(p->mdst, dst)) != dnnl_success)
         return dnnl_err(be, "dnnl_memory_set_data_handle", s, &p->key);
-    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, p->msrc}, {DNNL_ARG_WEIGHTS, p->mwei}, {DNNL_ARG_DST, p->mdst}};
-    if ((s = dnnl_primitive_execute(p->prim, be->stream, 3, args)) != dnnl_success)
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, p->msrc},
+                               {DNNL_ARG_WEIGHTS, p->mwei},
+                               {DNNL_ARG_DST, p->mdst},
+                               {DNNL_ARG_ATTR_OUTPUT_SCALES, p->mscale}};
+    if (p->mscale && (s = dnnl_memory_set_data_handle(p->mscale, (void *)scales)) != dnnl_success)
+        return dnnl_err(be, "dnnl_memory_set_data_handle", s, &p->key);
+    if ((s = dnnl_primitive_execute(p->prim, be->stream, p->mscale ? 4 : 3, args)) != dnnl_success)
         return dnnl_err(be, "dnnl_primitive_execute", s, &p->key);
     if ((s = dnnl_stream_wait(be->stream)) != dnnl_success) return dnnl_err(be, "dnnl_stream_wait", s, &p->key);
     return LLMH_OK;
@@ -233,6 +258,75 @@ static llmh_status pack_float(llmh_backend *be, llmh_tensor *w, od_weight *pw) {
     return rc;
 }
 
+/* weights = "s8": one symmetric scale per output row (amax/127), levels
+ * rint(w * 127/amax); oneDNN's int8 matmul applies the row scales as
+ * runtime output scales, and od_mul_mat_s8 the per-token activation scale. */
+static llmh_status pack_s8(llmh_backend *be, llmh_tensor *w, od_weight *pw) {
+    const char *name = w->name ? w->name : "(unnamed)";
+    int64_t k = w->ne[0], m = w->ne[1];
+    pw->dt = dnnl_s8;
+    pw->act_round = 0;
+    pw->wscale = be->host->alloc_aligned((size_t)m * sizeof(float) + 64, 64);
+    int8_t *plain = be->host->alloc_aligned((size_t)k * (size_t)m + 64, 64);
+    int nth = be->n_threads;
+    float *tmp = be->host->alloc_aligned((size_t)k * sizeof(float) * (size_t)nth + 64, 64);
+    llmh_status rc = LLMH_OK;
+    if (!pw->wscale || !plain || !tmp) {
+        be->host->set_error("onednn backend: weight '%s': out of memory quantizing to s8", name);
+        rc = LLMH_ERR_NO_MEMORY;
+        goto out;
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < m; r++) {
+        float *x = tmp + (size_t)omp_get_thread_num() * (size_t)k;
+        if (be->host->dequantize(w->type, (const uint8_t *)w->data + (size_t)r * w->nb[1], x, k) != LLMH_OK)
+            memset(x, 0, (size_t)k * sizeof(float));
+        float amax = 0.0f;
+        for (int64_t i = 0; i < k; i++) amax = fmaxf(amax, fabsf(x[i]));
+        float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+        for (int64_t i = 0; i < k; i++) {
+            float q = nearbyintf(x[i] * inv);
+            plain[(size_t)r * (size_t)k + (size_t)i] = (int8_t)(q > 127.0f ? 127 : q < -127.0f ? -127 : (int)q);
+        }
+        pw->wscale[r] = amax / 127.0f;
+    }
+    {
+        dnnl_memory_desc_t smd, wmd, dmd;
+        dnnl_dims_t sdims = {OD_LAYOUT_PROBE_N, k}, wdims = {k, m}, ddims = {OD_LAYOUT_PROBE_N, m};
+        dnnl_memory_desc_init_by_tag(&smd, 2, sdims, dnnl_s8, dnnl_ab);
+        dnnl_memory_desc_init_by_tag(&wmd, 2, wdims, dnnl_s8, dnnl_format_tag_any);
+        dnnl_memory_desc_init_by_tag(&dmd, 2, ddims, dnnl_f32, dnnl_ab);
+        dnnl_matmul_desc_t mmd;
+        dnnl_primitive_desc_t pd = NULL;
+        dnnl_primitive_attr_t attr = NULL;
+        const float rt = DNNL_RUNTIME_F32_VAL;
+        dnnl_status_t s = dnnl_matmul_desc_init(&mmd, &smd, &wmd, NULL, &dmd);
+        if (s == dnnl_success) s = dnnl_primitive_attr_create(&attr);
+        if (s == dnnl_success) s = dnnl_primitive_attr_set_output_scales(attr, 1, 1 << 1, &rt);
+        if (s == dnnl_success) s = dnnl_primitive_desc_create(&pd, &mmd, attr, be->engine, NULL);
+        if (attr) dnnl_primitive_attr_destroy(attr);
+        if (s != dnnl_success) {
+            be->host->set_error("onednn backend: weight '%s': no oneDNN s8 matmul (dnnl status %d)", name, (int)s);
+            rc = LLMH_ERR_BACKEND;
+            goto out;
+        }
+        pw->md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+        dnnl_primitive_desc_destroy(pd);
+    }
+    size_t bytes = dnnl_memory_desc_get_size(&pw->md);
+    pw->packed = be->host->alloc_aligned(bytes ? bytes : 64, 64);
+    if (!pw->packed) {
+        be->host->set_error("onednn backend: weight '%s': cannot allocate %zu bytes for its s8 layout", name, bytes);
+        rc = LLMH_ERR_NO_MEMORY;
+        goto out;
+    }
+    rc = reorder_into(be, plain, dnnl_s8, k, m, &pw->md, pw->packed, name);
+out:
+    be->host->free(tmp);
+    be->host->free(plain);
+    return rc;
+}
+
 llmh_status od_weight_prepare(llmh_backend *be, llmh_tensor *w) {
     if (!be || !w) return LLMH_ERR_INVALID_ARG;
     if (w->extra || !is_plain_matrix(w)) return LLMH_OK; /* vectors, odd views: used as stored */
@@ -252,7 +346,7 @@ llmh_status od_weight_prepare(llmh_backend *be, llmh_tensor *w) {
     llmh_status rc;
     if (fl) {
         pw->kind = OD_PACK_DNNL;
-        rc = pack_float(be, w, pw);
+        rc = be->wprec == OD_WPREC_S8 ? pack_s8(be, w, pw) : pack_float(be, w, pw);
     } else {
         pw->kind = OD_PACK_Q;
         rc = od_quant_pack(be, w, pw);
@@ -260,6 +354,7 @@ llmh_status od_weight_prepare(llmh_backend *be, llmh_tensor *w) {
     if (rc != LLMH_OK) {
         be->host->free(pw->packed);
         be->host->free(pw->q);
+        be->host->free(pw->wscale);
         be->host->free(pw);
         return rc;
     }
@@ -272,6 +367,7 @@ void od_weight_release(llmh_backend *be, llmh_tensor *w) {
     od_weight *pw = w->extra;
     be->host->free(pw->packed);
     be->host->free(pw->q);
+    be->host->free(pw->wscale);
     be->host->free(pw);
     w->extra = NULL;
 }
@@ -342,7 +438,7 @@ static llmh_status mm_slices(llmh_backend *be, const llmh_node *n, const od_weig
                 }
                 wei = w_buf;
             }
-            if ((rc = run_prim(be, p, src, wei, direct_dst ? (void *)ds : (void *)d_buf)) != LLMH_OK) return rc;
+            if ((rc = run_prim(be, p, src, wei, direct_dst ? (void *)ds : (void *)d_buf, NULL)) != LLMH_OK) return rc;
             if (!direct_dst) {
 #pragma omp parallel for schedule(static) if(par)
                 for (int64_t c = 0; c < N; c++)
@@ -354,12 +450,80 @@ static llmh_status mm_slices(llmh_backend *be, const llmh_node *n, const od_weig
     return LLMH_OK;
 }
 
+/* weights = "s8": activations quantized per token (column) to s8 with
+ * scale amax/127, oneDNN's int8 matmul with the row scales as output scales,
+ * then each output column times its token's scale. */
+static llmh_status mul_mat_s8(llmh_backend *be, const llmh_node *n, const od_weight *pw) {
+    const llmh_tensor *b = n->src[1];
+    llmh_tensor *d = n->dst;
+    int64_t K = pw->k, M = pw->m, N = b->ne[1];
+    int direct_dst = d->nb[0] == 4 && d->nb[1] % 4 == 0 && d->nb[1] / 4 >= (size_t)M;
+    size_t q_bytes = align64((size_t)N * (size_t)K), s_bytes = align64((size_t)N * sizeof(float));
+    size_t d_bytes = direct_dst ? 0 : align64((size_t)N * (size_t)M * 4);
+    uint8_t *scr = od_scratch(be, q_bytes + s_bytes + d_bytes);
+    if (!scr) return LLMH_ERR_NO_MEMORY;
+    int8_t *q = (int8_t *)scr;
+    float *sa = (float *)(scr + q_bytes), *d_buf = (float *)(scr + q_bytes + s_bytes);
+    int par = K * M * N >= OD_MM_PAR_MIN;
+    od_mm_key key;
+    memset(&key, 0, sizeof key);
+    key.nthr = par ? be->n_threads : 1;
+    key.packed = 1;
+    key.sdt = dnnl_s8;
+    key.wdt = dnnl_s8;
+    key.k = K;
+    key.m = M;
+    key.n = N;
+    key.lds = K;
+    key.ldd = direct_dst ? (int64_t)(d->nb[1] / 4) : M;
+    od_prim *p = NULL;
+    omp_set_num_threads(key.nthr);
+    llmh_status rc = get_prim(be, &key, &pw->md, &p);
+    for (int64_t i3 = 0; rc == LLMH_OK && i3 < b->ne[3]; i3++) {
+        for (int64_t i2 = 0; rc == LLMH_OK && i2 < b->ne[2]; i2++) {
+            const uint8_t *bs = (const uint8_t *)b->data + (size_t)i2 * b->nb[2] + (size_t)i3 * b->nb[3];
+            uint8_t *ds = (uint8_t *)d->data + (size_t)i2 * d->nb[2] + (size_t)i3 * d->nb[3];
+#pragma omp parallel for schedule(static) if(par)
+            for (int64_t c = 0; c < N; c++) {
+                const uint8_t *col = bs + (size_t)c * b->nb[1];
+                float amax = 0.0f;
+                for (int64_t i = 0; i < K; i++) {
+                    float x;
+                    memcpy(&x, col + (size_t)i * b->nb[0], 4);
+                    amax = fmaxf(amax, fabsf(x));
+                }
+                float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+                for (int64_t i = 0; i < K; i++) {
+                    float x;
+                    memcpy(&x, col + (size_t)i * b->nb[0], 4);
+                    q[c * K + i] = (int8_t)(int)nearbyintf(x * inv);
+                }
+                sa[c] = amax / 127.0f;
+            }
+            rc = run_prim(be, p, q, pw->packed, direct_dst ? (void *)ds : (void *)d_buf, pw->wscale);
+            if (rc != LLMH_OK) break;
+#pragma omp parallel for schedule(static) if(par)
+            for (int64_t c = 0; c < N; c++) {
+                uint8_t *dc = ds + (size_t)c * d->nb[1];
+                for (int64_t r = 0; r < M; r++) {
+                    float v = direct_dst ? ((float *)dc)[r] : d_buf[c * M + r];
+                    v *= sa[c];
+                    memcpy(dc + (size_t)r * d->nb[0], &v, 4);
+                }
+            }
+        }
+    }
+    omp_set_num_threads(be->n_threads);
+    return rc;
+}
+
 llmh_status od_mul_mat(llmh_backend *be, const llmh_node *n) {
     const llmh_tensor *a = n->src[0], *b = n->src[1];
     llmh_tensor *d = n->dst;
     const od_weight *pw = prepared(a);
     if (!od_float_type(a->type)) return od_quant_mul_mat(be, n, pw && pw->kind == OD_PACK_Q ? pw : NULL);
     if (pw && pw->kind != OD_PACK_DNNL) pw = NULL;
+    if (pw && pw->dt == dnnl_s8) return mul_mat_s8(be, n, pw);
 
     int64_t K = a->ne[0], M = a->ne[1], N = b->ne[1];
     dnnl_data_type_t wdt;

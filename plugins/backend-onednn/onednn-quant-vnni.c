@@ -37,11 +37,14 @@ void od_vnni_panel(int64_t k, const uint8_t *panel, size_t blk_bytes, int mins, 
         __m512i w6 = _mm512_loadu_si512(wq + 6), w7 = _mm512_loadu_si512(wq + 7);
         for (int c = 0; c < n_cols; c++) {
             const uint8_t *col = cols[c];
-            const int32_t *aq = (const int32_t *)(col + b * 32);
+            const uint8_t *aq8 = col + b * 32;
+            int32_t aq[8];
+            memcpy(aq, aq8, sizeof aq);
             const float *ad = (const float *)(col + k);
             const float *as = ad + nb;
-            const int32_t *asum = (const int32_t *)(as + nb);
-            __m512i s = _mm512_set1_epi32(-128 * asum[b]);
+            int32_t asum;
+            memcpy(&asum, (const uint8_t *)(as + nb) + (size_t)b * 4, 4);
+            __m512i s = _mm512_set1_epi32(-128 * asum);
             s = _mm512_dpbusd_epi32(s, w0, _mm512_set1_epi32(aq[0]));
             s = _mm512_dpbusd_epi32(s, w1, _mm512_set1_epi32(aq[1]));
             s = _mm512_dpbusd_epi32(s, w2, _mm512_set1_epi32(aq[2]));
