@@ -413,15 +413,16 @@ static llmh_status vk_create(void *state, const llmh_backend_params *params, llm
     VkFenceCreateInfo fci = {VK_STRUCTURE_TYPE_FENCE_CREATE_INFO, NULL, 0};
     if ((s = vk_check(be, be->vd.vkCreateFence(be->dev, &fci, NULL, &be->fence), "vkCreateFence"))) goto fail;
 
-    VkDescriptorSetLayoutBinding binds[5];
-    for (uint32_t i = 0; i < 5; i++) {
+    VkDescriptorSetLayoutBinding binds[VK_N_BINDINGS];
+    for (uint32_t i = 0; i < VK_N_BINDINGS; i++) {
         binds[i].binding = i;
         binds[i].descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
         binds[i].descriptorCount = 1;
         binds[i].stageFlags = VK_SHADER_STAGE_COMPUTE_BIT;
         binds[i].pImmutableSamplers = NULL;
     }
-    VkDescriptorSetLayoutCreateInfo dli = {VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO, NULL, 0, 5, binds};
+    VkDescriptorSetLayoutCreateInfo dli = {VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO, NULL, 0, VK_N_BINDINGS,
+                                           binds};
     if ((s = vk_check(be, be->vd.vkCreateDescriptorSetLayout(be->dev, &dli, NULL, &be->dsl),
                       "vkCreateDescriptorSetLayout")))
         goto fail;

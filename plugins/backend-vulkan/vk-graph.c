@@ -299,6 +299,18 @@ typedef struct rec {
     VkDeviceSize cache_off, cache_bytes;
 } rec;
 
+/* `bytes` of the scratch ring (256-aligned offsets, so views of it start at
+ * byte 0 of their range). Wrapping is safe: the barrier tracker orders the
+ * reuse after earlier readers. Invalidates cached activations it overwrites. */
+static VkDeviceSize scratch_alloc(llmh_backend *be, rec *rc, VkDeviceSize bytes) {
+    VkDeviceSize need = (bytes + 255) & ~(VkDeviceSize)255;
+    if (rc->scratch_cur + need > be->scratch->alloc_size) rc->scratch_cur = 0;
+    VkDeviceSize off = rc->scratch_cur;
+    rc->scratch_cur += need;
+    if (rc->cached && off < rc->cache_off + rc->cache_bytes && rc->cache_off < off + need) rc->cached = 0;
+    return off;
+}
+
 static int overlap(const vk_range *list, size_t n, const llmh_buffer *buf, VkDeviceSize lo, VkDeviceSize hi) {
     for (size_t i = 0; i < n; i++)
         if (list[i].buf == buf && list[i].lo < hi && lo < list[i].hi) return 1;
@@ -341,33 +353,35 @@ static void barrier(llmh_backend *be) {
     be->n_barriers++;
 }
 
-/* Record one dispatch: binds[0] is written, binds[1..3] read (NULL = unused). */
-static llmh_status dispatch(llmh_backend *be, vk_shader sh, uint32_t c0, uint32_t c1, const vk_view *binds[4],
+/* Record one dispatch: binds[0] is written, binds[1..3] read, binds[4] (aux
+ * scratch, element 0 at byte 0 of its range) read and written; NULL = unused. */
+static llmh_status dispatch(llmh_backend *be, vk_shader sh, uint32_t c0, uint32_t c1, const vk_view *binds[5],
                             vk_pc *pc, uint64_t groups) {
     llmh_status s;
     VkPipeline pipe;
     if ((s = vk_pipeline(be, sh, c0, c1, &pipe))) return s;
     /* hazards */
     int hazard = 0;
-    for (int i = 0; i < 4 && !hazard; i++) {
+    for (int i = 0; i < 5 && !hazard; i++) {
         const vk_view *v = binds[i];
         if (!v) continue;
         VkDeviceSize lo = v->base + v->off, hi = v->base + v->range;
         if (overlap(be->pend_w, be->n_pend_w, v->buf, lo, hi)) hazard = 1;
-        if (i == 0 && overlap(be->pend_r, be->n_pend_r, v->buf, lo, hi)) hazard = 1;
+        if ((i == 0 || i == 4) && overlap(be->pend_r, be->n_pend_r, v->buf, lo, hi)) hazard = 1;
     }
     if (hazard) barrier(be);
-    for (int i = 1; i < 4; i++)
+    for (int i = 1; i < 5; i++)
         if (binds[i] && (s = push_range(be, 0, binds[i]))) return s;
     if ((s = push_range(be, 1, binds[0]))) return s;
+    if (binds[4] && (s = push_range(be, 1, binds[4]))) return s;
 
     VkDescriptorSet set;
     VkDescriptorSetAllocateInfo ai = {VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO, NULL, be->dpool, 1, &be->dsl};
     if ((s = vk_check(be, be->vd.vkAllocateDescriptorSets(be->dev, &ai, &set), "vkAllocateDescriptorSets"))) return s;
-    VkDescriptorBufferInfo bi[5];
-    VkWriteDescriptorSet w[5];
-    for (int i = 0; i < 5; i++) {
-        const vk_view *v = i < 4 ? binds[i] : NULL;
+    VkDescriptorBufferInfo bi[VK_N_BINDINGS];
+    VkWriteDescriptorSet w[VK_N_BINDINGS];
+    for (int i = 0; i < VK_N_BINDINGS; i++) {
+        const vk_view *v = i < 4 ? binds[i] : i == 5 ? binds[4] : NULL;
         if (v) {
             bi[i] = (VkDescriptorBufferInfo){v->buf->buf, v->base, v->range};
         } else {
@@ -376,7 +390,7 @@ static llmh_status dispatch(llmh_backend *be, vk_shader sh, uint32_t c0, uint32_
         w[i] = (VkWriteDescriptorSet){VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET, NULL, set, (uint32_t)i, 0, 1,
                                       VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, NULL, &bi[i], NULL};
     }
-    be->vd.vkUpdateDescriptorSets(be->dev, 5, w, 0, NULL);
+    be->vd.vkUpdateDescriptorSets(be->dev, VK_N_BINDINGS, w, 0, NULL);
     pc->off_d = binds[0]->off;
     pc->off_a = binds[1] ? binds[1]->off : 0;
     pc->off_b = binds[2] ? binds[2]->off : 0;
@@ -426,17 +440,14 @@ static llmh_status record_mul_mat(llmh_backend *be, rec *rc, const llmh_node *n)
     if (rc->cached && rc->cache_mode == mode && same_view(&rc->cache_src, x)) {
         soff = rc->cache_off;
     } else {
-        VkDeviceSize need = (bytes + 255) & ~(VkDeviceSize)255;
-        if (rc->scratch_cur + need > be->scratch->alloc_size) rc->scratch_cur = 0;
-        soff = rc->scratch_cur;
-        rc->scratch_cur += need;
+        soff = scratch_alloc(be, rc, bytes);
         vk_pc pc;
         memset(&pc, 0, sizeof pc);
         set4ne(pc.ne, x->ne);
         set4(pc.anb, x->nb);
         view_of(be, x, &x_v);
         view_of_range(be, be->scratch, soff, bytes, &xs_v);
-        const vk_view *bp[4] = {&xs_v, &x_v, NULL, NULL};
+        const vk_view *bp[5] = {&xs_v, &x_v, NULL, NULL, NULL};
         uint64_t threads = mode <= 2 ? K * ncol : (K / (mode == 3 ? 32 : 256)) * ncol;
         if ((s = dispatch(be, VK_SH_ACT_PREP, (uint32_t)mode, 0, bp, &pc, ceil_div(threads, 64)))) return s;
         rc->cached = 1;
@@ -456,12 +467,32 @@ static llmh_status record_mul_mat(llmh_backend *be, rec *rc, const llmh_node *n)
     view_of(be, w, &w_v);
     view_of(be, d, &d_v);
     view_of_range(be, be->scratch, soff, bytes, &xs_v);
-    const vk_view *bp[4] = {&d_v, &w_v, &xs_v, NULL};
+    const vk_view *bp[5] = {&d_v, &w_v, &xs_v, NULL, NULL};
     if (N < 8)
         return dispatch(be, be->use_subgroups ? VK_SH_MUL_MAT_VEC_SG : VK_SH_MUL_MAT_VEC, (uint32_t)w->type, 0, bp, &pc,
                         ceil_div(M, 4) * N * B2 * B3);
     return dispatch(be, VK_SH_MUL_MAT_TILED, (uint32_t)w->type, 0, bp, &pc,
                     ceil_div(M, 64) * ceil_div(N, 64) * B2 * B3);
+}
+
+/* Splits of decode attention: the most keys any query sees, VK_ATTN_SPLIT
+ * per split, used only when the (head, token) pairs alone are too few
+ * workgroups to fill a GPU. */
+static uint64_t attn_splits(const llmh_node *n) {
+    const llmh_tensor *q = n->src[0];
+    uint64_t ht = (uint64_t)(q->ne[1] * q->ne[2]);
+    uint64_t vis = (uint64_t)n->ip[0] + (uint64_t)q->ne[2];
+    if (n->ip[1] > 0 && (uint64_t)n->ip[1] < vis) vis = (uint64_t)n->ip[1];
+    uint64_t ns = (vis + VK_ATTN_SPLIT - 1) / VK_ATTN_SPLIT;
+    if (ns < 2 || ht >= 1024) return 1;
+    return ns;
+}
+
+/* aux floats: (max, sum) and a D-vector per (head, token, split) */
+static VkDeviceSize attn_aux_bytes(const llmh_node *n) {
+    const llmh_tensor *q = n->src[0];
+    uint64_t g = (uint64_t)(q->ne[1] * q->ne[2]) * attn_splits(n);
+    return (VkDeviceSize)(g * (2 + (uint64_t)q->ne[0]) * 4);
 }
 
 static llmh_status record_node(llmh_backend *be, rec *rc, const llmh_node *n) {
@@ -482,7 +513,7 @@ static llmh_status record_node(llmh_backend *be, rec *rc, const llmh_node *n) {
     view_of(be, a, &av);
     if (b) view_of(be, b, &bv);
     if (c) view_of(be, c, &cv);
-    const vk_view *bp[4] = {&dv, &av, b ? &bv : NULL, c ? &cv : NULL};
+    const vk_view *bp[5] = {&dv, &av, b ? &bv : NULL, c ? &cv : NULL, NULL};
     set4ne(pc.ne, d->ne);
     set4(pc.dnb, d->nb);
     set4(pc.anb, a->nb);
@@ -528,7 +559,7 @@ static llmh_status record_node(llmh_backend *be, rec *rc, const llmh_node *n) {
             pc.dnb[0] = (uint32_t)llmh_dtype_type_size(d->type);
         }
         return dispatch(be, VK_SH_CPY, (uint32_t)a->type, (uint32_t)d->type, bp, &pc, ceil_div(ne, 256));
-    case LLMH_OP_ATTENTION:
+    case LLMH_OP_ATTENTION: {
         pc.x[0] = (uint32_t)b->ne[1];
         pc.x[1] = (uint32_t)c->nb[0];
         pc.x[2] = (uint32_t)c->nb[1];
@@ -537,7 +568,30 @@ static llmh_status record_node(llmh_backend *be, rec *rc, const llmh_node *n) {
         pc.ip1 = n->ip[1];
         pc.fp0 = n->fp[0];
         pc.fp1 = n->fp[1];
-        return dispatch(be, VK_SH_ATTENTION, (uint32_t)b->type, 0, bp, &pc, (uint64_t)(a->ne[1] * a->ne[2]));
+        memset(pc.bne, 0, sizeof pc.bne);
+        uint64_t ht = (uint64_t)(a->ne[1] * a->ne[2]), nsplit = attn_splits(n);
+        if (nsplit < 2) return dispatch(be, VK_SH_ATTENTION, (uint32_t)b->type, 3, bp, &pc, ht);
+        /* decode: split the keys so that enough workgroups run */
+        VkDeviceSize bytes = attn_aux_bytes(n);
+        vk_view xv;
+        view_of_range(be, be->scratch, scratch_alloc(be, rc, bytes), bytes, &xv);
+        pc.bne[0] = (uint32_t)nsplit;
+        pc.bne[1] = VK_ATTN_SPLIT;
+        if (xv.off != 0) {
+            be->host->set_error("vulkan backend: attention scratch is not aligned (minStorageBufferOffsetAlignment %llu)",
+                                (unsigned long long)be->align);
+            return LLMH_ERR_INTERNAL;
+        }
+        llmh_status s;
+        /* phases 0 and 1 write only the aux scratch (bound as dst too, for the
+         * barrier tracker); phase 2 reads it and writes dst */
+        const vk_view *p01[5] = {&xv, &av, &bv, &cv, &xv};
+        if ((s = dispatch(be, VK_SH_ATTENTION, (uint32_t)b->type, 0, p01, &pc, ht * nsplit))) return s;
+        if ((s = dispatch(be, VK_SH_ATTENTION, (uint32_t)b->type, 1, p01, &pc, ht * nsplit))) return s;
+        const vk_view *p2[5] = {&dv, NULL, NULL, NULL, &xv};
+        /* attention.comp's workgroups are 64 wide */
+        return dispatch(be, VK_SH_ATTENTION, (uint32_t)b->type, 2, p2, &pc, ceil_div(ht * (uint64_t)a->ne[0], 64));
+    }
     default:
         be->host->set_error("vulkan backend: op %s is not supported", op_name(n->op));
         return LLMH_ERR_UNSUPPORTED;
@@ -550,9 +604,15 @@ static llmh_status ensure_scratch(llmh_backend *be, const llmh_graph *g) {
     VkDeviceSize need = 0;
     for (size_t i = 0; i < g->n_nodes; i++) {
         const llmh_node *n = &g->nodes[i];
-        if (n->op != LLMH_OP_MUL_MAT) continue;
-        const llmh_tensor *x = n->src[1];
-        VkDeviceSize b = (VkDeviceSize)(x->ne[0] * x->ne[1] * x->ne[2] * x->ne[3]) * 4;
+        VkDeviceSize b;
+        if (n->op == LLMH_OP_ATTENTION && attn_splits(n) > 1) {
+            b = attn_aux_bytes(n);
+        } else if (n->op == LLMH_OP_MUL_MAT) {
+            const llmh_tensor *x = n->src[1];
+            b = (VkDeviceSize)(x->ne[0] * x->ne[1] * x->ne[2] * x->ne[3]) * 4;
+        } else {
+            continue;
+        }
         b = (b + 255) & ~(VkDeviceSize)255;
         if (b > need) need = b;
     }
@@ -573,7 +633,7 @@ static llmh_status ensure_pool(llmh_backend *be, uint32_t sets) {
     be->dpool = VK_NULL_HANDLE;
     uint32_t cap = 256;
     while (cap < sets) cap *= 2;
-    VkDescriptorPoolSize ps = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, cap * 5};
+    VkDescriptorPoolSize ps = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, cap * VK_N_BINDINGS};
     VkDescriptorPoolCreateInfo ci = {VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO, NULL, 0, cap, 1, &ps};
     llmh_status s = vk_check(be, be->vd.vkCreateDescriptorPool(be->dev, &ci, NULL, &be->dpool), "vkCreateDescriptorPool");
     if (s == LLMH_OK) be->dpool_cap = cap;
@@ -596,7 +656,7 @@ llmh_status vk_graph_compute(llmh_backend *be, const llmh_graph *g) {
         return LLMH_ERR_UNSUPPORTED;
     }
     if ((s = ensure_scratch(be, g))) return s;
-    if ((s = ensure_pool(be, (uint32_t)g->n_nodes * 2 + 1))) return s;
+    if ((s = ensure_pool(be, (uint32_t)g->n_nodes * 3 + 1))) return s; /* <= 3 dispatches per node */
     memset(be->status->map, 0, 4);
     be->n_pend_r = be->n_pend_w = 0;
     be->n_barriers = be->n_dispatches = 0;

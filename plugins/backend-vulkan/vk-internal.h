@@ -106,6 +106,8 @@ typedef enum vk_shader {
 } vk_shader;
 
 #define VK_MAX_VARIANTS 64      /* pipelines per shader, by specialization */
+#define VK_N_BINDINGS 6         /* dst, src0, src1, src2, status, aux (common.glsl) */
+#define VK_ATTN_SPLIT 256       /* keys per split of decode attention */
 
 /* Push constants: the layout of common.glsl's PC block (128 bytes). */
 typedef struct vk_pc {

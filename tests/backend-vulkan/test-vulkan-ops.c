@@ -550,7 +550,7 @@ static void attention_ref(const llmh_tensor *q, const uint8_t *qi, const llmh_te
     int f16 = k->type == LLMH_DTYPE_F16;
     int64_t pos = n_past + t, j0 = 0;
     if (window > 0 && pos - window + 1 > 0) j0 = pos - window + 1;
-    double s[512], mx = -INFINITY, sum = 0;
+    double *s = malloc(sizeof(double) * (size_t)(pos + 1)), mx = -INFINITY, sum = 0;
     for (int64_t j = j0; j <= pos; j++) {
         double acc = 0;
         for (int64_t i = 0; i < D; i++) {
@@ -576,6 +576,7 @@ static void attention_ref(const llmh_tensor *q, const uint8_t *qi, const llmh_te
             slack[i] += ulp * fabsf(vt_get(v, vi, i, hk, j, 0));
         }
     }
+    free(s);
 }
 
 static void check_attention(llmh_dtype kvt, int64_t D, int64_t H, int64_t Hkv, int64_t T, int n_past, int window,
@@ -637,6 +638,10 @@ static void test_attention(void) {
         check_attention(types[t], 33, 4, 2, 7, 5, 0, 0.0f, &seed);   /* GQA, prefill after a prefix */
         check_attention(types[t], 64, 2, 1, 3, 70, 4, 0.0f, &seed);  /* sliding window, > 64 entries */
         check_attention(types[t], 16, 2, 2, 64, 1, 0, 30.0f, &seed); /* soft-cap, batch 64 */
+        /* decode over long caches: keys split across workgroups (256 per split) */
+        check_attention(types[t], 64, 4, 2, 1, 600, 0, 0.0f, &seed);  /* 3 splits, last one partial */
+        check_attention(types[t], 32, 2, 1, 3, 700, 300, 0.0f, &seed); /* window: 2 splits, tokens see ranges that shift */
+        check_attention(types[t], 16, 2, 2, 1, 511, 0, 20.0f, &seed); /* exactly 2 full splits, soft-cap */
     }
 }
 

@@ -7,12 +7,14 @@
 // blocks (18, 34, ... bytes) are unpacked from the uint words by hand.
 //   binding 0: dst    binding 1: src0    binding 2: src1
 //   binding 3: src2   binding 4: status word (bit 0: a row id was out of range)
+//   binding 5: auxiliary scratch (split attention), element 0 at byte 0
 
 layout(std430, binding = 0) buffer BufD { uint d_[]; };
 layout(std430, binding = 1) buffer BufA { uint a_[]; };
 layout(std430, binding = 2) buffer BufB { uint b_[]; };
 layout(std430, binding = 3) buffer BufC { uint c_[]; };
 layout(std430, binding = 4) buffer BufS { uint s_[]; };
+layout(std430, binding = 5) buffer BufX { float x_[]; };
 
 layout(push_constant) uniform PC {
     uint off_d, off_a, off_b, off_c;
