@@ -104,3 +104,59 @@ float dq(uint row, uint k) {
     }
     return 0.0;
 }
+
+// Elements k .. k+3 of a row (k % 4 == 0): they always share one block and
+// one scale group (groups are >= 16 elements, nibble halves are 16), so the
+// scales are decoded once. Same formulas and order as dq().
+void dq4(uint row, uint k, out float v[4]) {
+    if (TYPE == T_Q8_0) {
+        uint b = row + (k >> 5) * 34u;
+        float d = dq_f16s(b);
+        for (uint e = 0u; e < 4u; e++) v[e] = d * float(LD_I8(a_, b + 2u + (k & 31u) + e));
+        return;
+    }
+    if (TYPE == T_Q4_0 || TYPE == T_Q4_1 || TYPE == T_Q5_0 || TYPE == T_Q5_1) {
+        uint bs = TYPE == T_Q4_0 ? 18u : TYPE == T_Q4_1 ? 20u : TYPE == T_Q5_0 ? 22u : 24u;
+        uint b = row + (k >> 5) * bs, j = k & 31u, sh = j < 16u ? 0u : 4u;
+        uint qs = b + (TYPE == T_Q4_0 ? 2u : TYPE == T_Q4_1 ? 4u : TYPE == T_Q5_0 ? 6u : 8u);
+        uint qh = 0u;
+        if (TYPE == T_Q5_0) qh = LD_U16(a_, b + 2u) | (LD_U16(a_, b + 4u) << 16);
+        if (TYPE == T_Q5_1) qh = LD_U16(a_, b + 4u) | (LD_U16(a_, b + 6u) << 16);
+        float d = dq_f16s(b), m = (TYPE == T_Q4_1 || TYPE == T_Q5_1) ? dq_f16s(b + 2u) : 0.0;
+        for (uint e = 0u; e < 4u; e++) {
+            uint q = (LD_U8(a_, qs + ((j + e) & 15u)) >> sh) & 15u;
+            if (TYPE == T_Q5_0 || TYPE == T_Q5_1) q |= ((qh >> (j + e)) & 1u) << 4;
+            if (TYPE == T_Q4_0) v[e] = d * float(int(q) - 8);
+            else if (TYPE == T_Q5_0) v[e] = d * float(int(q) - 16);
+            else v[e] = d * float(q) + m;
+        }
+        return;
+    }
+    if (TYPE == T_Q4_K || TYPE == T_Q5_K) {
+        uint b = row + (k >> 8) * (TYPE == T_Q4_K ? 144u : 176u), j = k & 255u;
+        uint p = j >> 6, w = j & 63u, sub = 2u * p + (w >> 5), l = w & 31u, sh = w < 32u ? 0u : 4u;
+        float sc, mn;
+        k4_scale_min(b + 4u, sub, sc, mn);
+        float ds = dq_f16s(b) * sc, dm = dq_f16s(b + 2u) * mn;
+        uint ql = b + (TYPE == T_Q4_K ? 16u : 48u) + p * 32u + l;
+        for (uint e = 0u; e < 4u; e++) {
+            uint q = (LD_U8(a_, ql + e) >> sh) & 15u;
+            if (TYPE == T_Q5_K && (LD_U8(a_, b + 16u + l + e) & (1u << sub)) != 0u) q += 16u;
+            v[e] = ds * float(q) - dm;
+        }
+        return;
+    }
+    if (TYPE == T_Q6_K) {
+        uint b = row + (k >> 8) * 210u, j = k & 255u;
+        uint n = j >> 7, r = j & 127u, quarter = r >> 5, l = r & 31u;
+        uint qlb = b + n * 64u + l + ((quarter & 1u) != 0u ? 32u : 0u), sh = quarter < 2u ? 0u : 4u;
+        float ds = dq_f16s(b + 208u) * float(LD_I8(a_, b + 192u + n * 8u + (l >> 4) + 2u * quarter));
+        for (uint e = 0u; e < 4u; e++) {
+            uint ql = (LD_U8(a_, qlb + e) >> sh) & 15u;
+            uint qh = (LD_U8(a_, b + 128u + n * 32u + l + e) >> (2u * quarter)) & 3u;
+            v[e] = ds * float(int(ql | (qh << 4)) - 32);
+        }
+        return;
+    }
+    for (uint e = 0u; e < 4u; e++) v[e] = dq(row, k + e);
+}

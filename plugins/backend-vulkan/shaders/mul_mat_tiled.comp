@@ -35,9 +35,18 @@ void main() {
     for (uint i = 0u; i < 4u; i++)
         for (uint j = 0u; j < 4u; j++) acc[i][j] = 0.0;
     for (uint k0 = 0u; k0 < K; k0 += BK) {
+        if (wrow < M && k0 + lk + 3u < K) {
+            float v[4];
+            dq4(wro, k0 + lk, v);
+            for (uint e = 0u; e < 4u; e++) ws[lr][lk + e] = v[e];
+        } else {
+            for (uint e = 0u; e < 4u; e++) {
+                uint k = k0 + lk + e;
+                ws[lr][lk + e] = (wrow < M && k < K) ? dq(wro, k) : 0.0;
+            }
+        }
         for (uint e = 0u; e < 4u; e++) {
             uint k = k0 + lk + e;
-            ws[lr][lk + e] = (wrow < M && k < K) ? dq(wro, k) : 0.0;
             xs[lr][lk + e] = (xcol < N && k < K) ? uintBitsToFloat(b_[xbase + xcol * K + k]) : 0.0;
         }
         barrier();
