@@ -66,7 +66,16 @@ void cpu_pool_yield_wait(int *spins);
  *   ACT_F32: float x[K]
  * so weight blocks of 32 (Q4_0..Q8_0) or 256 (K-quants) dot against integer
  * activations and the block offsets/mins are applied with the sums. */
-typedef enum cpu_act_kind { CPU_ACT_F32 = 0, CPU_ACT_Q8 = 1, CPU_ACT_Q8K = 2 } cpu_act_kind;
+/*   ACT_BF16R / ACT_F16R: float x[K] rounded through bf16 / f16, the dot
+ *   types of BF16 / F16 weights in the SDK's normative precision (llama.cpp
+ *   multiplies bf16 x bf16 and f16 x f16); the f32 kernels then apply. */
+typedef enum cpu_act_kind {
+    CPU_ACT_F32 = 0,
+    CPU_ACT_Q8 = 1,
+    CPU_ACT_Q8K = 2,
+    CPU_ACT_BF16R = 3,
+    CPU_ACT_F16R = 4
+} cpu_act_kind;
 
 /* Byte size of one quantized column (64-byte multiple). */
 size_t cpu_act_col_bytes(cpu_act_kind kind, int64_t k);

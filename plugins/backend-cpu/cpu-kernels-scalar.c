@@ -420,6 +420,8 @@ void cpu_kernels_init_scalar(cpu_kernels *k) {
     k->act[LLMH_DTYPE_Q5_0] = k->act[LLMH_DTYPE_Q5_1] = CPU_ACT_Q8;
     k->act[LLMH_DTYPE_Q2_K] = k->act[LLMH_DTYPE_Q3_K] = k->act[LLMH_DTYPE_Q4_K] = CPU_ACT_Q8K;
     k->act[LLMH_DTYPE_Q5_K] = k->act[LLMH_DTYPE_Q6_K] = CPU_ACT_Q8K;
+    k->act[LLMH_DTYPE_BF16] = CPU_ACT_BF16R;
+    k->act[LLMH_DTYPE_F16] = CPU_ACT_F16R;
     k->silu_row = cpu_silu_row;
     k->f16_to_f32 = cpu_f16_to_f32_row;
     k->dot = cpu_dot_f32;

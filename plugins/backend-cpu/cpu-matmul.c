@@ -89,6 +89,16 @@ static void convert_column(const llmh_backend *be, const mm_shape *s, uint8_t *c
     switch (s->act) {
     case CPU_ACT_Q8: be->kern.quantize_q8(xf, s->k, col); break;
     case CPU_ACT_Q8K: be->kern.quantize_q8k(xf, s->k, col); break;
+    case CPU_ACT_BF16R: {
+        float *cf = (float *)col;
+        for (int64_t i = 0; i < s->k; i++) cf[i] = llmh_bf16_to_fp32(llmh_fp32_to_bf16(xf[i]));
+        break;
+    }
+    case CPU_ACT_F16R: {
+        float *cf = (float *)col;
+        for (int64_t i = 0; i < s->k; i++) cf[i] = llmh_fp16_to_fp32(llmh_fp32_to_fp16(xf[i]));
+        break;
+    }
     default: memcpy(col, xf, (size_t)s->k * sizeof(float)); break;
     }
 }

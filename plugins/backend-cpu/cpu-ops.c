@@ -309,12 +309,22 @@ llmh_status cpu_op_validate(llmh_backend *be, const llmh_node *n, size_t index) 
 /* ------------------------------------------------------------------------ */
 /* Scratch                                                                    */
 /* ------------------------------------------------------------------------ */
+/* Score slots per thread: a tile for F32 caches (online softmax); every key
+ * for F16 caches, whose probabilities are normalized then rounded to F16
+ * (the SDK's normative precision). */
+static size_t att_score_slots(const llmh_node *n) {
+    const llmh_tensor *k = n->src[1], *v = n->src[2];
+    if (k && v && (k->type == LLMH_DTYPE_F16 || v->type == LLMH_DTYPE_F16) && k->ne[2] > ATT_TILE)
+        return (size_t)k->ne[2];
+    return ATT_TILE;
+}
+
 size_t cpu_op_work_size(const llmh_backend *be, const llmh_node *n) {
     size_t nth = (size_t)be->n_threads;
     switch (n->op) {
     case LLMH_OP_MUL_MAT: return cpu_mul_mat_work_size(be, n);
     case LLMH_OP_ROPE: return nth * (size_t)n->ip[0] * sizeof(float) + 64 * nth;
-    case LLMH_OP_ATTENTION: return nth * ((size_t)n->src[0]->ne[0] * 3 + ATT_TILE) * sizeof(float) + 64 * nth;
+    case LLMH_OP_ATTENTION: return nth * ((size_t)n->src[0]->ne[0] * 3 + att_score_slots(n)) * sizeof(float) + 64 * nth;
     default: return 0;
     }
 }
@@ -533,7 +543,12 @@ static void op_cpy(const cpu_exec *ex, int64_t a, int64_t b, int ith) {
 /* Keys are visited in tiles of ATT_TILE: scores of the tile (vector dots),
  * one rescale of the accumulator when the running max grows, one vector exp
  * over the tile, then acc += p_j * v_j. Same online softmax as key-by-key. */
-static void op_attention(const cpu_exec *ex, int64_t a, int64_t b, int ith) {
+static inline float round_f16(float x) { return llmh_fp16_to_fp32(llmh_fp32_to_fp16(x)); }
+
+/* F16 K/V: the SDK's normative numerics (llama.cpp's non-flash attention):
+ * q rounded to F16 before q.k; all scores, then softmax normalized with a
+ * double sum, probabilities rounded to F16 before they weight V. */
+static void attention_f16(const cpu_exec *ex, int64_t a, int64_t b, int ith) {
     const llmh_node *n = ex->node;
     const cpu_kernels *kn = &ex->be->kern;
     const llmh_tensor *q = n->src[0], *k = n->src[1], *v = n->src[2];
@@ -541,7 +556,67 @@ static void op_attention(const cpu_exec *ex, int64_t a, int64_t b, int ith) {
     int64_t D = q->ne[0], H = q->ne[1], Hkv = k->ne[1];
     int64_t group = H / Hkv, n_past = n->ip[0], window = n->ip[1];
     float scale = n->fp[0], cap = n->fp[1];
-    float *qf = thread_scratch(ex->be, ith, ((size_t)D * 3 + ATT_TILE) * sizeof(float));
+    float *qf = thread_scratch(ex->be, ith, ((size_t)D * 3 + att_score_slots(n)) * sizeof(float));
+    float *kf = qf + D, *acc = kf + D, *sc = acc + D; /* kf doubles as the v row buffer */
+    for (int64_t r = a; r < b; r++) {
+        int64_t t = r / H, h = r % H, hk = h / group;
+        int64_t pos = n_past + t;
+        int64_t j0 = 0, j1 = pos; /* inclusive */
+        if (window > 0 && pos - window + 1 > j0) j0 = pos - window + 1;
+        int64_t nk = j1 - j0 + 1;
+        const uint8_t *qr = (const uint8_t *)q->data + (size_t)h * q->nb[1] + (size_t)t * q->nb[2];
+        row_to_f32(ex->be, LLMH_DTYPE_F32, qr, q->nb[0], D, qf);
+        if (k->type == LLMH_DTYPE_F16)
+            for (int64_t i = 0; i < D; i++) qf[i] = round_f16(qf[i]);
+        float m = -INFINITY;
+        for (int64_t u = 0; u < nk; u++) {
+            const uint8_t *kr = (const uint8_t *)k->data + (size_t)hk * k->nb[1] + (size_t)(j0 + u) * k->nb[2];
+            const float *kp = (const float *)kr;
+            if (k->type != LLMH_DTYPE_F32 || k->nb[0] != 4) {
+                row_to_f32(ex->be, k->type, kr, k->nb[0], D, kf);
+                kp = kf;
+            }
+            float s = kn->dot(qf, kp, D) * scale;
+            if (cap > 0.0f) s = cap * tanhf(s / cap);
+            sc[u] = s;
+            if (s > m) m = s;
+        }
+        for (int64_t u = 0; u < nk; u++) sc[u] -= m;
+        kn->exp_row(sc, sc, nk);
+        double sum = 0.0;
+        for (int64_t u = 0; u < nk; u++) sum += sc[u];
+        float inv = sum > 0.0 ? (float)(1.0 / sum) : 0.0f;
+        int round_p = v->type == LLMH_DTYPE_F16;
+        for (int64_t i = 0; i < D; i++) acc[i] = 0.0f;
+        for (int64_t u = 0; u < nk; u++) {
+            float p = sc[u] * inv;
+            if (round_p) p = round_f16(p);
+            const uint8_t *vr = (const uint8_t *)v->data + (size_t)hk * v->nb[1] + (size_t)(j0 + u) * v->nb[2];
+            const float *vp = (const float *)vr;
+            if (v->type != LLMH_DTYPE_F32 || v->nb[0] != 4) {
+                row_to_f32(ex->be, v->type, vr, v->nb[0], D, kf);
+                vp = kf;
+            }
+            kn->axpy(acc, p, vp, D);
+        }
+        uint8_t *dr = (uint8_t *)d->data + (size_t)h * d->nb[1] + (size_t)t * d->nb[2];
+        for (int64_t i = 0; i < D; i++) store_f(dr, d->nb[0], i, acc[i]);
+    }
+}
+
+static void op_attention(const cpu_exec *ex, int64_t a, int64_t b, int ith) {
+    if (ex->node->src[1]->type == LLMH_DTYPE_F16 || ex->node->src[2]->type == LLMH_DTYPE_F16) {
+        attention_f16(ex, a, b, ith);
+        return;
+    }
+    const llmh_node *n = ex->node;
+    const cpu_kernels *kn = &ex->be->kern;
+    const llmh_tensor *q = n->src[0], *k = n->src[1], *v = n->src[2];
+    llmh_tensor *d = n->dst;
+    int64_t D = q->ne[0], H = q->ne[1], Hkv = k->ne[1];
+    int64_t group = H / Hkv, n_past = n->ip[0], window = n->ip[1];
+    float scale = n->fp[0], cap = n->fp[1];
+    float *qf = thread_scratch(ex->be, ith, ((size_t)D * 3 + att_score_slots(n)) * sizeof(float));
     float *kf = qf + D, *acc = kf + D, *sc = acc + D; /* kf doubles as the v row buffer */
     int k_direct = k->type == LLMH_DTYPE_F32 && k->nb[0] == 4;
     int v_direct = v->type == LLMH_DTYPE_F32 && v->nb[0] == 4;
