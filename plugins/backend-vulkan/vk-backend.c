@@ -202,6 +202,33 @@ static uint64_t device_local_bytes(const VkPhysicalDeviceMemoryProperties *mp) {
     return total;
 }
 
+static int has_extension(vk_state *st, VkPhysicalDevice pd, const char *name) {
+    uint32_t n = 0;
+    if (st->vi.vkEnumerateDeviceExtensionProperties(pd, NULL, &n, NULL) != VK_SUCCESS || n == 0 || n > 4096) return 0;
+    VkExtensionProperties *e = calloc(n, sizeof *e);
+    int found = 0;
+    if (e && st->vi.vkEnumerateDeviceExtensionProperties(pd, NULL, &n, e) == VK_SUCCESS)
+        for (uint32_t i = 0; i < n && !found; i++) found = strcmp(e[i].extensionName, name) == 0;
+    free(e);
+    return found;
+}
+
+/* Free device-local memory from VK_EXT_memory_budget, or 0 (unknown). */
+static uint64_t device_local_free(vk_state *st, VkPhysicalDevice pd) {
+    if (!has_extension(st, pd, "VK_EXT_memory_budget")) return 0;
+    VkPhysicalDeviceMemoryBudgetPropertiesEXT bud;
+    memset(&bud, 0, sizeof bud);
+    bud.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT;
+    VkPhysicalDeviceMemoryProperties2 mp2 = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_PROPERTIES_2, &bud, {0}};
+    st->vi.vkGetPhysicalDeviceMemoryProperties2(pd, &mp2);
+    uint64_t free_bytes = 0;
+    for (uint32_t i = 0; i < mp2.memoryProperties.memoryHeapCount && i < VK_MAX_MEMORY_HEAPS; i++)
+        if ((mp2.memoryProperties.memoryHeaps[i].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) &&
+            bud.heapBudget[i] > bud.heapUsage[i])
+            free_bytes += bud.heapBudget[i] - bud.heapUsage[i];
+    return free_bytes;
+}
+
 static void describe(vk_state *st, VkPhysicalDevice pd, llmh_device_info *out) {
     VkPhysicalDeviceSubgroupProperties sg = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES, NULL, 0, 0, 0, 0};
     VkPhysicalDeviceProperties2 p2 = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, &sg, {0}};
@@ -233,7 +260,7 @@ static void describe(vk_state *st, VkPhysicalDevice pd, llmh_device_info *out) {
              (unsigned long long)(device_local_bytes(&mp) >> 20), sg_arith ? "subgroup" : "shared-memory");
     out->type = map_type(p2.properties.deviceType);
     out->memory_total = device_local_bytes(&mp);
-    out->memory_free = 0;
+    out->memory_free = device_local_free(st, pd);
     out->max_threads = 0;
 }
 

@@ -21,6 +21,8 @@
     X(vkGetPhysicalDeviceProperties2)                                          \
     X(vkGetPhysicalDeviceFeatures2)                                            \
     X(vkGetPhysicalDeviceMemoryProperties)                                     \
+    X(vkGetPhysicalDeviceMemoryProperties2)                                    \
+    X(vkEnumerateDeviceExtensionProperties)                                    \
     X(vkGetPhysicalDeviceQueueFamilyProperties)                                \
     X(vkCreateDevice)                                                          \
     X(vkGetDeviceProcAddr)
