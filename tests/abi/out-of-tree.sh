@@ -1,11 +1,11 @@
 #!/bin/sh
 # out-of-tree.sh — the SDK as a third party sees it (ctest label `abi`).
 #
-#  1. stage-install the main build (DESTDIR=<tmp>/stage: the staged prefix is
-#     <tmp>/stage<CMAKE_INSTALL_PREFIX>; nothing is written outside <tmp>);
+#  1. install the main build with --prefix <tmp>/stage<CMAKE_INSTALL_PREFIX>
+#     (the SDK package is relocatable; nothing is written outside <tmp>);
 #  2. configure + build examples/out-of-tree-plugin against that prefix only
 #     (find_package(llmh-sdk) with -DCMAKE_PREFIX_PATH=<prefix>);
-#  3. install it into the package's LLMH_PLUGIN_DIR (staged the same way);
+#  3. install it into the package's LLMH_PLUGIN_DIR (inside that prefix);
 #  4. run the installed <prefix>/bin/llmhost with LLMH_PLUGIN_PATH unset and
 #     check that it lists the plugin from the staged plugin dir, loads its own
 #     installed libllmh (RPATH), and that `plugin check` accepts the plugin.
@@ -39,7 +39,7 @@ run_logged() { # name command... : run, show the log on failure
 }
 
 echo "== stage-install the main build into $prefix"
-run_logged install-main env DESTDIR="$stage" "$cmake" --install "$build"
+run_logged install-main "$cmake" --install "$build" --prefix "$prefix"
 [ -x "$prefix/bin/llmhost" ] || fail "no $prefix/bin/llmhost after install"
 config=$(find "$prefix" -name llmh-sdk-config.cmake | head -n 1)
 [ -n "$config" ] || fail "no llmh-sdk-config.cmake installed under $prefix"
@@ -55,9 +55,9 @@ plugin_dir=$(sed -n 's/.*llmh-sdk: plugins install into //p' "$tmp/configure.log
 [ -n "$plugin_dir" ] || fail "the example's configure did not report LLMH_PLUGIN_DIR"
 run_logged build "$cmake" --build "$tmp/example"
 
-echo "== install the example into LLMH_PLUGIN_DIR ($plugin_dir, staged)"
-run_logged install-example env DESTDIR="$stage" "$cmake" --install "$tmp/example"
-plugin=$stage$plugin_dir/libllmh-sampler-xtc.so
+echo "== install the example into LLMH_PLUGIN_DIR ($plugin_dir)"
+run_logged install-example "$cmake" --install "$tmp/example"
+plugin=$plugin_dir/libllmh-sampler-xtc.so
 [ -f "$plugin" ] || fail "example not installed at $plugin"
 
 echo "== the installed llmhost uses the installed libllmh"

@@ -1,11 +1,11 @@
 #!/bin/sh
 # llama2c-out-of-tree.sh — the llama2.c format plugin example as a third
 # party builds it (ctest label `abi`):
-#  1. stage-install the main build (DESTDIR=<tmp>/stage; nothing is written
-#     outside <tmp>);
+#  1. install the main build with --prefix <tmp>/stage<CMAKE_INSTALL_PREFIX>
+#     (the SDK package is relocatable; nothing is written outside <tmp>);
 #  2. configure + build examples/llama2c-format against that prefix only
 #     (find_package(llmh-sdk)) and install it into the package's
-#     LLMH_PLUGIN_DIR (staged the same way);
+#     LLMH_PLUGIN_DIR (inside that prefix);
 #  3. the installed llmhost, with LLMH_PLUGIN_PATH unset, must pick the
 #     plugin for stories260K.bin on its own (format "auto") and describe the
 #     model; `plugin check` must accept it.
@@ -40,7 +40,7 @@ run_logged() { # name command...
 }
 
 echo "== stage-install the main build into $prefix"
-run_logged install-main env DESTDIR="$stage" "$cmake" --install "$build"
+run_logged install-main "$cmake" --install "$build" --prefix "$prefix"
 [ -x "$prefix/bin/llmhost" ] || fail "no $prefix/bin/llmhost after install"
 
 echo "== configure + build examples/llama2c-format against $prefix only"
@@ -52,8 +52,8 @@ grep -q "$prefix" "$tmp/example/CMakeCache.txt" || fail "the example did not use
 plugin_dir=$(sed -n 's/.*llmh-sdk: plugins install into //p' "$tmp/configure.log")
 [ -n "$plugin_dir" ] || fail "the example's configure did not report LLMH_PLUGIN_DIR"
 run_logged build "$cmake" --build "$tmp/example"
-run_logged install-example env DESTDIR="$stage" "$cmake" --install "$tmp/example"
-plugin=$stage$plugin_dir/libllmh-format-llama2c.so
+run_logged install-example "$cmake" --install "$tmp/example"
+plugin=$plugin_dir/libllmh-format-llama2c.so
 [ -f "$plugin" ] || fail "the example was not installed at $plugin"
 
 echo "== llmhost plugin check"
