@@ -1,7 +1,7 @@
 /* onednn-backend.c — the "onednn" backend plugin: descriptor, device,
  * options, host-memory buffers, node validation and graph execution.
  *
- * Options ([backend] keys / llmh_backend_params.options):
+ * Options ([backend.options] keys / llmh_backend_params.options):
  *   weights = "exact" | "bf16" | "s8"   how float weights are stored for
  *             oneDNN (default "exact": the SDK's normative precision; "bf16"
  *             rounds F32/F16 weights to BF16, "s8" quantizes float weights
