@@ -142,10 +142,10 @@ llmh_status od_quant_pack(llmh_backend *be, const llmh_tensor *w, od_weight *out
  * unpacked on the fly). */
 llmh_status od_quant_mul_mat(llmh_backend *be, const llmh_node *n, const od_weight *pw);
 
-/* onednn-quant-vnni.c (x86-64 only): 16 rows x n_cols (<= 4) for one panel.
+/* onednn-quant-vnni.c (x86-64 only): 16 rows x n_cols (<= 8) for one panel.
  * cols[c] point at quantized activation columns (onednn-quant.c layout). */
 #define OD_PANEL 16
-#define OD_VNNI_MAX_COLS 4
+#define OD_VNNI_MAX_COLS 8
 int od_vnni_available(void);
 void od_vnni_panel(int64_t k, const uint8_t *panel, size_t blk_bytes, int mins, const uint8_t *const *cols,
                    int n_cols, float *out);

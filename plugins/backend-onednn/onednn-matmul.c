@@ -404,7 +404,7 @@ static llmh_status mm_slices(llmh_backend *be, const llmh_node *n, const od_weig
             uint8_t *ds = (uint8_t *)d->data + (size_t)i2 * d->nb[2] + (size_t)i3 * d->nb[3];
             const void *src = bs, *wei = pw ? pw->packed : (const void *)as;
             if (!direct_src) {
-#pragma omp parallel for schedule(static) if(par)
+#pragma omp parallel for schedule(static) if(par && N > 1) /* one column: no fork */
                 for (int64_t c = 0; c < N; c++) {
                     const uint8_t *col = bs + (size_t)c * b->nb[1];
                     for (int64_t i = 0; i < K; i++) {
@@ -440,7 +440,7 @@ static llmh_status mm_slices(llmh_backend *be, const llmh_node *n, const od_weig
             }
             if ((rc = run_prim(be, p, src, wei, direct_dst ? (void *)ds : (void *)d_buf, NULL)) != LLMH_OK) return rc;
             if (!direct_dst) {
-#pragma omp parallel for schedule(static) if(par)
+#pragma omp parallel for schedule(static) if(par && N > 1) /* one column: no fork */
                 for (int64_t c = 0; c < N; c++)
                     for (int64_t r = 0; r < M; r++)
                         memcpy(ds + (size_t)c * d->nb[1] + (size_t)r * d->nb[0], &d_buf[c * M + r], 4);
@@ -483,7 +483,7 @@ static llmh_status mul_mat_s8(llmh_backend *be, const llmh_node *n, const od_wei
         for (int64_t i2 = 0; rc == LLMH_OK && i2 < b->ne[2]; i2++) {
             const uint8_t *bs = (const uint8_t *)b->data + (size_t)i2 * b->nb[2] + (size_t)i3 * b->nb[3];
             uint8_t *ds = (uint8_t *)d->data + (size_t)i2 * d->nb[2] + (size_t)i3 * d->nb[3];
-#pragma omp parallel for schedule(static) if(par)
+#pragma omp parallel for schedule(static) if(par && N > 1) /* one column: no fork */
             for (int64_t c = 0; c < N; c++) {
                 const uint8_t *col = bs + (size_t)c * b->nb[1];
                 float amax = 0.0f;
@@ -502,7 +502,7 @@ static llmh_status mul_mat_s8(llmh_backend *be, const llmh_node *n, const od_wei
             }
             rc = run_prim(be, p, q, pw->packed, direct_dst ? (void *)ds : (void *)d_buf, pw->wscale);
             if (rc != LLMH_OK) break;
-#pragma omp parallel for schedule(static) if(par)
+#pragma omp parallel for schedule(static) if(par && N > 1) /* one column: no fork */
             for (int64_t c = 0; c < N; c++) {
                 uint8_t *dc = ds + (size_t)c * d->nb[1];
                 for (int64_t r = 0; r < M; r++) {

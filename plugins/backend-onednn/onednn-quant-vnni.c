@@ -44,15 +44,17 @@ void od_vnni_panel(int64_t k, const uint8_t *panel, size_t blk_bytes, int mins, 
             const float *as = ad + nb;
             int32_t asum;
             memcpy(&asum, (const uint8_t *)(as + nb) + (size_t)b * 4, 4);
-            __m512i s = _mm512_set1_epi32(-128 * asum);
-            s = _mm512_dpbusd_epi32(s, w0, _mm512_set1_epi32(aq[0]));
-            s = _mm512_dpbusd_epi32(s, w1, _mm512_set1_epi32(aq[1]));
-            s = _mm512_dpbusd_epi32(s, w2, _mm512_set1_epi32(aq[2]));
-            s = _mm512_dpbusd_epi32(s, w3, _mm512_set1_epi32(aq[3]));
-            s = _mm512_dpbusd_epi32(s, w4, _mm512_set1_epi32(aq[4]));
-            s = _mm512_dpbusd_epi32(s, w5, _mm512_set1_epi32(aq[5]));
-            s = _mm512_dpbusd_epi32(s, w6, _mm512_set1_epi32(aq[6]));
-            s = _mm512_dpbusd_epi32(s, w7, _mm512_set1_epi32(aq[7]));
+            /* two independent chains halve the dpbusd latency chain */
+            __m512i s0 = _mm512_set1_epi32(-128 * asum), s1 = _mm512_setzero_si512();
+            s0 = _mm512_dpbusd_epi32(s0, w0, _mm512_set1_epi32(aq[0]));
+            s1 = _mm512_dpbusd_epi32(s1, w1, _mm512_set1_epi32(aq[1]));
+            s0 = _mm512_dpbusd_epi32(s0, w2, _mm512_set1_epi32(aq[2]));
+            s1 = _mm512_dpbusd_epi32(s1, w3, _mm512_set1_epi32(aq[3]));
+            s0 = _mm512_dpbusd_epi32(s0, w4, _mm512_set1_epi32(aq[4]));
+            s1 = _mm512_dpbusd_epi32(s1, w5, _mm512_set1_epi32(aq[5]));
+            s0 = _mm512_dpbusd_epi32(s0, w6, _mm512_set1_epi32(aq[6]));
+            s1 = _mm512_dpbusd_epi32(s1, w7, _mm512_set1_epi32(aq[7]));
+            __m512i s = _mm512_add_epi32(s0, s1);
             __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(ad[b]));
             acc[c] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(s), acc[c]);
             if (mins) acc[c] = _mm512_fmadd_ps(mw, _mm512_set1_ps(as[b]), acc[c]);

@@ -265,7 +265,7 @@ llmh_status od_quant_mul_mat(llmh_backend *be, const llmh_node *n, const od_weig
             uint8_t *ds = (uint8_t *)d->data + (size_t)i2 * d->nb[2] + (size_t)i3 * d->nb[3];
             const uint8_t *wq = pw ? pw->q : wbuf;
             if (!pw) pack_any(a->type, as, a->nb[1], K, M, panels, wbuf, unit);
-#pragma omp parallel for schedule(static) if(par)
+#pragma omp parallel for schedule(static) if(par && N > 1) /* one column: no fork */
             for (int64_t c = 0; c < N; c++)
                 quantize_col(bs + (size_t)c * b->nb[1], b->nb[0], K, acts + (size_t)c * col_bytes);
             int direct = d->nb[0] == 4;
