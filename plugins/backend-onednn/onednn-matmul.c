@@ -174,6 +174,7 @@ static int is_plain_matrix(const llmh_tensor *w) {
     if (!w->data || ts == 0 || bs == 0 || w->n_dims < 2 || w->ne[1] < 2 || w->ne[2] != 1 || w->ne[3] != 1)
         return 0;
     if (w->ne[0] <= 0 || w->ne[0] % bs || w->ne[1] > ((int64_t)1 << 32) || w->ne[0] > ((int64_t)1 << 32)) return 0;
+    if ((double)w->ne[0] * (double)w->ne[1] > (double)((int64_t)1 << 40)) return 0; /* no repack beyond 2^40 weights */
     return w->nb[0] == ts && w->nb[1] == ts * (size_t)(w->ne[0] / bs);
 }
 
@@ -464,7 +465,7 @@ static llmh_status mul_mat_s8(llmh_backend *be, const llmh_node *n, const od_wei
     if (!scr) return LLMH_ERR_NO_MEMORY;
     int8_t *q = (int8_t *)scr;
     float *sa = (float *)(scr + q_bytes), *d_buf = (float *)(scr + q_bytes + s_bytes);
-    int par = K * M * N >= OD_MM_PAR_MIN;
+    int par = (double)K * (double)M * (double)N >= (double)OD_MM_PAR_MIN;
     od_mm_key key;
     memset(&key, 0, sizeof key);
     key.nthr = par ? be->n_threads : 1;
@@ -554,7 +555,7 @@ llmh_status od_mul_mat(llmh_backend *be, const llmh_node *n) {
     void *s_buf = scr, *w_buf = scr + s_bytes;
     float *d_buf = (float *)(scr + s_bytes + w_bytes);
 
-    int serial = K * M * N * b->ne[2] * b->ne[3] < OD_MM_PAR_MIN;
+    int serial = (double)K * (double)M * (double)N * (double)(b->ne[2] * b->ne[3]) < (double)OD_MM_PAR_MIN;
     int par = !serial;
     od_mm_key key;
     memset(&key, 0, sizeof key);

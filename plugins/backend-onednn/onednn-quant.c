@@ -256,7 +256,7 @@ llmh_status od_quant_mul_mat(llmh_backend *be, const llmh_node *n, const od_weig
     float *obuf = (float *)(scr + a_bytes + w_bytes);
     int64_t r2 = b->ne[2] / a->ne[2], r3 = b->ne[3] / a->ne[3];
     int64_t n_tiles = (M + OD_ROW_TILE - 1) / OD_ROW_TILE;
-    int par = K * M * N >= OD_MM_PAR_MIN;
+    int par = (double)K * (double)M * (double)N >= (double)OD_MM_PAR_MIN;
     size_t blk_bytes = panel_blk_bytes(a->type);
     for (int64_t i3 = 0; i3 < b->ne[3]; i3++) {
         for (int64_t i2 = 0; i2 < b->ne[2]; i2++) {
