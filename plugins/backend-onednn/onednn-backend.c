@@ -314,7 +314,7 @@ int od_supported(const llmh_backend *be, llmh_op op, llmh_dtype t0, llmh_dtype t
     switch (op) {
     case LLMH_OP_NONE: return 1;
     case LLMH_OP_GET_ROWS: return dequantizable(t0) && t1 == LLMH_DTYPE_I32;
-    case LLMH_OP_MUL_MAT: return (od_float_type(t0) || od_quant_supported(t0)) && t1 == F;
+    case LLMH_OP_MUL_MAT: return (od_float_type(t0) || od_quant_supported(t0) || od_kquant(t0)) && t1 == F;
     case LLMH_OP_ADD: case LLMH_OP_MUL: case LLMH_OP_SWIGLU: case LLMH_OP_SCALE:
     case LLMH_OP_RMS_NORM: case LLMH_OP_SOFTMAX: case LLMH_OP_SILU: case LLMH_OP_GELU:
         return t0 == F && t1 == F;

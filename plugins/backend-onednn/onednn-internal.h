@@ -57,7 +57,7 @@ typedef struct od_weight {
     dnnl_data_type_t dt;      /* f32 or bf16 */
     dnnl_memory_desc_t md;    /* blocked layout chosen by oneDNN, dims {K, M} */
     void *packed;             /* bytes in that layout */
-    int act_round;            /* activation rounding before the product: 0, or LLMH_DTYPE_F16 */
+    int act_round;            /* activation rounding before the product: 0, LLMH_DTYPE_F16 or _Q8_K */
     float *wscale;            /* dt s8: M per-row scales */
     /* OD_PACK_Q, two layouts (onednn-quant.c):
      *  rows:   per row, K int8 levels | K/32 f32 scales | K/32 f32 mins
@@ -133,6 +133,8 @@ void od_weight_release(llmh_backend *be, llmh_tensor *w);
 llmh_status od_mul_mat(llmh_backend *be, const llmh_node *n);
 void od_cache_clear(llmh_backend *be);
 int od_float_type(llmh_dtype t);
+/* Q2_K..Q6_K: dequantized to f32 at load, activations rounded to Q8_K. */
+int od_kquant(llmh_dtype t);
 
 /* onednn-quant.c */
 int od_quant_supported(llmh_dtype t);

@@ -31,6 +31,40 @@ int od_float_type(llmh_dtype t) {
     return t == LLMH_DTYPE_F32 || t == LLMH_DTYPE_F16 || t == LLMH_DTYPE_BF16;
 }
 
+int od_kquant(llmh_dtype t) {
+    return t == LLMH_DTYPE_Q2_K || t == LLMH_DTYPE_Q3_K || t == LLMH_DTYPE_Q4_K || t == LLMH_DTYPE_Q5_K ||
+           t == LLMH_DTYPE_Q6_K;
+}
+
+/* Round a contiguous f32 column to the values of its Q8_K blocks (the SDK's
+ * K-quant dot type, as llama.cpp's quantize_row_q8_K): per 256 values,
+ * max = the value of largest magnitude, iscale = -127/max,
+ * q = min(127, rint(iscale * x)), value = q * (1/iscale). */
+static void round_q8k(float *x, int64_t k) {
+    for (int64_t b = 0; b + 256 <= k; b += 256) {
+        float amax = 0.0f, mx = 0.0f;
+        for (int j = 0; j < 256; j++)
+            if (fabsf(x[b + j]) > amax) {
+                amax = fabsf(x[b + j]);
+                mx = x[b + j];
+            }
+        if (amax == 0.0f) {
+            for (int j = 0; j < 256; j++) x[b + j] = 0.0f;
+            continue;
+        }
+        float iscale = -127.0f / mx, d = 1.0f / iscale;
+        for (int j = 0; j < 256; j++) {
+            int q = (int)nearbyintf(iscale * x[b + j]);
+            x[b + j] = (float)(q > 127 ? 127 : q) * d;
+        }
+    }
+}
+
+/* Activation rounding a weight type implies with exact storage. */
+static int act_round_for(llmh_dtype t) {
+    return t == LLMH_DTYPE_F16 ? LLMH_DTYPE_F16 : od_kquant(t) ? LLMH_DTYPE_Q8_K : 0;
+}
+
 /* Token count used to ask oneDNN for its preferred weight layout. */
 #define OD_LAYOUT_PROBE_N 64
 
@@ -210,9 +244,9 @@ static llmh_status reorder_into(llmh_backend *be, const void *src, dnnl_data_typ
 static llmh_status pack_float(llmh_backend *be, llmh_tensor *w, od_weight *pw) {
     const char *name = w->name ? w->name : "(unnamed)";
     int64_t k = w->ne[0], m = w->ne[1];
-    int to_bf16 = w->type == LLMH_DTYPE_BF16 || be->wprec == OD_WPREC_BF16;
+    int to_bf16 = w->type == LLMH_DTYPE_BF16 || (be->wprec == OD_WPREC_BF16 && od_float_type(w->type));
     pw->dt = to_bf16 ? dnnl_bf16 : dnnl_f32;
-    pw->act_round = (!to_bf16 && w->type == LLMH_DTYPE_F16) ? LLMH_DTYPE_F16 : 0;
+    pw->act_round = to_bf16 ? 0 : act_round_for(w->type);
     /* the layout oneDNN's matmul wants for these weights */
     dnnl_memory_desc_t smd, wmd, dmd;
     dnnl_dims_t sdims = {OD_LAYOUT_PROBE_N, k}, wdims = {k, m}, ddims = {OD_LAYOUT_PROBE_N, m};
@@ -237,20 +271,23 @@ static llmh_status pack_float(llmh_backend *be, llmh_tensor *w, od_weight *pw) {
         return LLMH_ERR_NO_MEMORY;
     }
     llmh_status rc;
-    if (w->type == LLMH_DTYPE_F16) {
-        /* f16 -> f32 (exact) in row chunks through plain f32 scratch, then
-         * reorder the whole matrix (oneDNN 2.6 has no portable f16 reorder) */
+    if (w->type != LLMH_DTYPE_F32 && w->type != LLMH_DTYPE_BF16) {
+        /* F16 (exact) and K-quants (the reference dequantizer) -> plain f32,
+         * then reorder (oneDNN 2.6 has no portable f16 reorder) */
         size_t n = (size_t)k * (size_t)m;
         float *tmp = be->host->alloc_aligned(n * sizeof(float), 64);
         if (!tmp) {
-            be->host->set_error("onednn backend: weight '%s': cannot allocate %zu bytes to convert f16", name,
-                                n * sizeof(float));
+            be->host->set_error("onednn backend: weight '%s': cannot allocate %zu bytes to convert %s", name,
+                                n * sizeof(float), llmh_dtype_name(w->type));
             return LLMH_ERR_NO_MEMORY;
         }
-        const uint16_t *h = w->data;
-#pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < (int64_t)n; i++) tmp[i] = llmh_fp16_to_fp32(h[i]);
-        rc = reorder_into(be, tmp, dnnl_f32, k, m, &pw->md, pw->packed, name);
+        int bad = 0;
+#pragma omp parallel for schedule(static) reduction(| : bad)
+        for (int64_t r = 0; r < m; r++)
+            bad |= be->host->dequantize(w->type, (const uint8_t *)w->data + (size_t)r * w->nb[1], tmp + (size_t)r * (size_t)k,
+                                        k) != LLMH_OK;
+        rc = bad ? LLMH_ERR_UNSUPPORTED : reorder_into(be, tmp, dnnl_f32, k, m, &pw->md, pw->packed, name);
+        if (bad) be->host->set_error("onednn backend: weight '%s': cannot dequantize %s", name, llmh_dtype_name(w->type));
         be->host->free(tmp);
     } else {
         rc = reorder_into(be, w->data, w->type == LLMH_DTYPE_BF16 ? dnnl_bf16 : dnnl_f32, k, m, &pw->md,
@@ -331,7 +368,7 @@ out:
 llmh_status od_weight_prepare(llmh_backend *be, llmh_tensor *w) {
     if (!be || !w) return LLMH_ERR_INVALID_ARG;
     if (w->extra || !is_plain_matrix(w)) return LLMH_OK; /* vectors, odd views: used as stored */
-    int fl = od_float_type(w->type), q = od_quant_supported(w->type);
+    int fl = od_float_type(w->type) || od_kquant(w->type), q = od_quant_supported(w->type);
     if (!fl && !q) return LLMH_OK; /* not a MUL_MAT type here (e.g. K-quant embeddings for GET_ROWS) */
     od_weight *pw = be->host->alloc(sizeof *pw);
     if (!pw) {
@@ -347,7 +384,7 @@ llmh_status od_weight_prepare(llmh_backend *be, llmh_tensor *w) {
     llmh_status rc;
     if (fl) {
         pw->kind = OD_PACK_DNNL;
-        rc = be->wprec == OD_WPREC_S8 ? pack_s8(be, w, pw) : pack_float(be, w, pw);
+        rc = be->wprec == OD_WPREC_S8 && od_float_type(w->type) ? pack_s8(be, w, pw) : pack_float(be, w, pw);
     } else {
         pw->kind = OD_PACK_Q;
         rc = od_quant_pack(be, w, pw);
@@ -395,7 +432,7 @@ static llmh_status mm_slices(llmh_backend *be, const llmh_node *n, const od_weig
     llmh_tensor *d = n->dst;
     int64_t K = a->ne[0], M = a->ne[1], N = b->ne[1];
     dnnl_data_type_t wdt = p->key.wdt;
-    int act_round = pw ? pw->act_round : (a->type == LLMH_DTYPE_F16 ? LLMH_DTYPE_F16 : 0);
+    int act_round = pw ? pw->act_round : act_round_for(a->type);
     llmh_status rc;
     int64_t r2 = b->ne[2] / a->ne[2], r3 = b->ne[3] / a->ne[3];
     for (int64_t i3 = 0; i3 < b->ne[3]; i3++) {
@@ -418,6 +455,7 @@ static llmh_status mm_slices(llmh_backend *be, const llmh_node *n, const od_weig
                             ((float *)s_buf)[c * K + i] = x;
                         }
                     }
+                    if (act_round == LLMH_DTYPE_Q8_K) round_q8k((float *)s_buf + c * K, K);
                 }
                 src = s_buf;
             }
@@ -425,6 +463,11 @@ static llmh_status mm_slices(llmh_backend *be, const llmh_node *n, const od_weig
 #pragma omp parallel for schedule(static) if(par)
                 for (int64_t r = 0; r < M; r++) {
                     const uint8_t *row = as + (size_t)r * a->nb[1];
+                    if (od_kquant(a->type)) {
+                        if (be->host->dequantize(a->type, row, (float *)w_buf + r * K, K) != LLMH_OK)
+                            od_fail(be, LLMH_ERR_UNSUPPORTED, "cannot dequantize %s rows", llmh_dtype_name(a->type));
+                        continue;
+                    }
                     for (int64_t i = 0; i < K; i++) {
                         if (a->type == LLMH_DTYPE_F16) {
                             uint16_t h;
@@ -522,7 +565,8 @@ llmh_status od_mul_mat(llmh_backend *be, const llmh_node *n) {
     const llmh_tensor *a = n->src[0], *b = n->src[1];
     llmh_tensor *d = n->dst;
     const od_weight *pw = prepared(a);
-    if (!od_float_type(a->type)) return od_quant_mul_mat(be, n, pw && pw->kind == OD_PACK_Q ? pw : NULL);
+    if (!od_float_type(a->type) && !od_kquant(a->type))
+        return od_quant_mul_mat(be, n, pw && pw->kind == OD_PACK_Q ? pw : NULL);
     if (pw && pw->kind != OD_PACK_DNNL) pw = NULL;
     if (pw && pw->dt == dnnl_s8) return mul_mat_s8(be, n, pw);
 
@@ -534,7 +578,7 @@ llmh_status od_mul_mat(llmh_backend *be, const llmh_node *n) {
         act_round = pw->act_round;
     } else {
         wdt = a->type == LLMH_DTYPE_BF16 ? dnnl_bf16 : dnnl_f32;
-        act_round = a->type == LLMH_DTYPE_F16 ? LLMH_DTYPE_F16 : 0;
+        act_round = act_round_for(a->type);
     }
     size_t sel = wdt == dnnl_bf16 ? 2 : 4;
     /* activations go through scratch unless usable in place */
@@ -543,7 +587,8 @@ llmh_status od_mul_mat(llmh_backend *be, const llmh_node *n) {
     int direct_dst = d->nb[0] == 4 && d->nb[1] % 4 == 0 && d->nb[1] / 4 >= (size_t)M;
     /* plain f32 weights with a usable row stride are read in place; f16 (and
      * odd strides) are converted per batch slice */
-    int direct_wei = pw || (a->type != LLMH_DTYPE_F16 && a->nb[1] % sel == 0 && a->nb[1] / sel >= (size_t)K);
+    int direct_wei = pw || (od_float_type(a->type) && a->type != LLMH_DTYPE_F16 && a->nb[1] % sel == 0 &&
+                            a->nb[1] / sel >= (size_t)K);
     size_t s_bytes = direct_src ? 0 : align64((size_t)N * (size_t)K * sel);
     size_t w_bytes = direct_wei ? 0 : align64((size_t)M * (size_t)K * sel);
     size_t d_bytes = direct_dst ? 0 : align64((size_t)N * (size_t)M * 4);
