@@ -3,7 +3,9 @@
  *
  * Options ([backend] keys / llmh_backend_params.options):
  *   kernels = "auto" | "scalar" | "avx2" | "avx512"   (default "auto": best by CPUID)
- *   repack  = true | false   (default true: Q8_0/Q4_0 into VNNI panels at load)
+ *   repack  = true | false   (default true: Q8_0/Q4_0/Q5_0/Q4_K/Q6_K into VNNI panels)
+ *   repack_at_load = true | false  (default false: each weight is packed by
+ *                            the first graph that uses it, so loading is fast)
  * The environment variable LLMH_CPU_KERNELS sets the same choice when the
  * option is absent or "auto". Threads come from params->n_threads (<= 0: all
  * online CPUs). See docs/backend-cpu.md.
@@ -165,6 +167,12 @@ static llmh_status parse_options(llmh_backend *be, const llmh_kv_list *opts, cha
                 return LLMH_ERR_CONFIG;
             }
             be->repack = kv->value.v.b != 0;
+        } else if (strcmp(kv->key, "repack_at_load") == 0) {
+            if (kv->value.type != LLMH_V_BOOL) {
+                be->host->set_error("cpu backend: option 'repack_at_load' must be true or false");
+                return LLMH_ERR_CONFIG;
+            }
+            be->repack_at_load = kv->value.v.b != 0;
         } else if (strcmp(kv->key, "plugin") != 0 && strcmp(kv->key, "threads") != 0 &&
                    strcmp(kv->key, "device") != 0) {
             be->host->log(LLMH_LOG_WARN, CPU_PLUGIN_NAME, "ignoring unknown [backend] option '%s'", kv->key);
@@ -347,6 +355,11 @@ static llmh_status cpu_graph_compute(llmh_backend *be, const llmh_graph *g) {
     for (size_t i = 0; i < g->n_nodes; i++) {
         llmh_status st = cpu_op_validate(be, &g->nodes[i], i);
         if (st != LLMH_OK) return st;
+    }
+    /* weights recorded for packing at load are packed on first use */
+    llmh_status pst = cpu_pack_pending(be, g);
+    if (pst != LLMH_OK) return pst;
+    for (size_t i = 0; i < g->n_nodes; i++) {
         size_t w = cpu_op_work_size(be, &g->nodes[i]);
         if (w > need) need = w;
         n_steps += (size_t)cpu_op_phases(be, &g->nodes[i]);

@@ -144,7 +144,10 @@ typedef struct cpu_packed {
     int64_t n_panels;     /* m / 16 */
     int64_t block_elems;  /* 32, or 256 for K-quants */
     size_t block_bytes;   /* bytes per block per panel */
-    uint8_t *data;        /* n_panels * (k/block_elems) * block_bytes, 64-byte aligned */
+    uint8_t *data;        /* n_panels * (k/block_elems) * block_bytes, 64-byte aligned;
+                             NULL while pending */
+    int pending;          /* recorded at load, packed by the first graph using it */
+    int advise;           /* the source is wrapped host memory (mapped file): page it out */
 } cpu_packed;
 
 /* dst[c * dst_stride + r] for r in [0, 16 * n_panels), c < n_cols (<= 8);
@@ -226,6 +229,7 @@ struct llmh_backend {
     cpu_step *steps;
     size_t steps_cap;
     int repack;          /* option `repack` (default 1) */
+    int repack_at_load;  /* option `repack_at_load` (default 0: at first use) */
     /* first error raised by a worker during graph_compute */
     atomic_int err_status;
     char err_msg[256];
@@ -266,6 +270,9 @@ llmh_status cpu_weight_prepare(llmh_backend *be, llmh_tensor *w);
 void cpu_weight_release(llmh_backend *be, llmh_tensor *w);
 /* The packed form of `w` when it is usable for this exact view, else NULL. */
 const cpu_packed *cpu_packed_for(const llmh_backend *be, const llmh_tensor *w);
+/* Pack every weight the graph multiplies by that is still pending (runs on
+ * the pool; call before scheduling the graph). */
+llmh_status cpu_pack_pending(llmh_backend *be, const llmh_graph *g);
 
 /* cpu-matmul.c */
 size_t cpu_mul_mat_work_size(const llmh_backend *be, const llmh_node *node);

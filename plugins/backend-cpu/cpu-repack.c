@@ -10,10 +10,16 @@
  *
  * Packing runs on the backend's thread pool. When the weights were wrapped
  * zero-copy (buffer_wrap_host, i.e. usually the mapped model file), the
- * source pages of the packed rows are advised out (MADV_PAGEOUT) so the
+ * source pages of the packed rows are dropped (MADV_DONTNEED) so the
  * resident size stays about one copy of the model; GET_ROWS faults back in
  * the few embedding rows it reads. Option `repack = false` turns all of this
- * off (plain kernels, fastest load).
+ * off (plain kernels).
+ *
+ * When: by default weight_prepare only records the plan, and the first graph
+ * that multiplies by a weight packs it (cpu_pack_pending, before that graph
+ * is scheduled), so loading stays as fast as mapping the file and the
+ * one-time cost lands in the first prompt. `repack_at_load = true` packs
+ * everything inside weight_prepare instead.
  */
 #define _GNU_SOURCE
 #include <string.h>
@@ -128,19 +134,40 @@ static void pack_task(void *arg, int ith, int nth) {
     }
 }
 
-/* The source pages are no longer read by matmuls: let the kernel reclaim
- * them (only whole pages inside the tensor; advisory, contents are kept). */
+/* The source pages are no longer read by matmuls: drop them from this
+ * process (only whole pages inside the tensor). The source is a read-only
+ * mapping of the model file, so MADV_DONTNEED just unmaps the pages at once
+ * (RSS falls immediately; a later read faults them back from the page
+ * cache with the file's contents). MADV_PAGEOUT was asynchronous and left a
+ * ~100 MB transient peak while a whole model was packed in one go. */
 static void advise_source_cold(const void *src, size_t bytes) {
-#if defined(__linux__) && defined(MADV_PAGEOUT)
+#if defined(__linux__) && defined(MADV_DONTNEED)
     long pg = sysconf(_SC_PAGESIZE);
     if (pg <= 0) return;
     uintptr_t a = ((uintptr_t)src + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
     uintptr_t e = ((uintptr_t)src + bytes) & ~((uintptr_t)pg - 1);
-    if (e > a) madvise((void *)a, e - a, MADV_PAGEOUT);
+    if (e > a) madvise((void *)a, e - a, MADV_DONTNEED);
 #else
     (void)src;
     (void)bytes;
 #endif
+}
+
+/* Allocate and fill the panels of a recorded plan. */
+static llmh_status materialize(llmh_backend *be, cpu_packed *pk) {
+    size_t bytes = (size_t)pk->n_panels * (size_t)(pk->k / pk->block_elems) * pk->block_bytes;
+    size_t align = bytes >= ((size_t)4 << 20) ? ((size_t)2 << 20) : 64;
+    pk->data = be->host->alloc_aligned(bytes, align);
+    if (!pk->data) return LLMH_ERR_NO_MEMORY;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (align > 64) madvise(pk->data, bytes & ~(align - 1), MADV_HUGEPAGE); /* fewer faults and TLB misses */
+#endif
+    pack_job job = {pk, (const uint8_t *)pk->src, 0};
+    atomic_init(&job.next, 0);
+    cpu_pool_run(be->pool, pack_task, &job);
+    if (pk->advise) advise_source_cold(pk->src, pk->nb1 * (size_t)(pk->n_panels * CPU_PANEL));
+    pk->pending = 0;
+    return LLMH_OK;
 }
 
 llmh_status cpu_weight_prepare(llmh_backend *be, llmh_tensor *w) {
@@ -169,25 +196,37 @@ llmh_status cpu_weight_prepare(llmh_backend *be, llmh_tensor *w) {
     case LLMH_DTYPE_Q6_K: pk->block_bytes = 3360; break;
     default: be->host->free(pk); return LLMH_OK; /* a kernel without a packer: keep the plain path */
     }
-    size_t bytes = (size_t)pk->n_panels * (size_t)(pk->k / pk->block_elems) * pk->block_bytes;
-    size_t align = bytes >= ((size_t)4 << 20) ? ((size_t)2 << 20) : 64;
-    pk->data = be->host->alloc_aligned(bytes, align);
-    if (!pk->data) {
-        be->host->free(pk);
-        goto oom;
-    }
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    if (align > 64) madvise(pk->data, bytes & ~(align - 1), MADV_HUGEPAGE); /* fewer faults and TLB misses */
-#endif
-    pack_job job = {pk, (const uint8_t *)w->data, 0};
-    atomic_init(&job.next, 0);
-    cpu_pool_run(be->pool, pack_task, &job);
-    if (w->buffer && !w->buffer->owned) advise_source_cold(w->data, w->nb[1] * (size_t)(pk->n_panels * CPU_PANEL));
+    pk->advise = w->buffer && !w->buffer->owned;
+    pk->pending = 1;
     w->extra = pk;
+    if (be->repack_at_load) {
+        llmh_status st = materialize(be, pk);
+        if (st != LLMH_OK) {
+            w->extra = NULL;
+            be->host->free(pk);
+            be->host->set_error("cpu backend: out of memory repacking tensor '%s'", w->name ? w->name : "(unnamed)");
+        }
+        return st;
+    }
     return LLMH_OK;
 oom:
     be->host->set_error("cpu backend: out of memory repacking tensor '%s'", w->name ? w->name : "(unnamed)");
     return LLMH_ERR_NO_MEMORY;
+}
+
+llmh_status cpu_pack_pending(llmh_backend *be, const llmh_graph *g) {
+    for (size_t i = 0; i < g->n_nodes; i++) {
+        const llmh_node *n = &g->nodes[i];
+        if (n->op != LLMH_OP_MUL_MAT || !n->src[0] || !n->src[0]->extra) continue;
+        cpu_packed *pk = n->src[0]->extra;
+        if (!pk->pending || pk->src != n->src[0]->data) continue;
+        if (materialize(be, pk) != LLMH_OK) {
+            const char *name = n->src[0]->name ? n->src[0]->name : "(unnamed)";
+            be->host->set_error("cpu backend: out of memory repacking tensor '%s'", name);
+            return LLMH_ERR_NO_MEMORY;
+        }
+    }
+    return LLMH_OK;
 }
 
 void cpu_weight_release(llmh_backend *be, llmh_tensor *w) {
@@ -200,7 +239,7 @@ void cpu_weight_release(llmh_backend *be, llmh_tensor *w) {
 
 const cpu_packed *cpu_packed_for(const llmh_backend *be, const llmh_tensor *w) {
     const cpu_packed *pk = w->extra;
-    if (!pk || pk->src != w->data || pk->type != w->type || pk->k != w->ne[0] || pk->m != w->ne[1] ||
+    if (!pk || pk->pending || pk->src != w->data || pk->type != w->type || pk->k != w->ne[0] || pk->m != w->ne[1] ||
         pk->nb1 != w->nb[1] || w->ne[2] != 1 || w->ne[3] != 1 || !be->kern.mm_packed[w->type])
         return NULL;
     return pk;
