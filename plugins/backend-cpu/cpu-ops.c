@@ -432,13 +432,12 @@ static void op_rms_norm(const cpu_exec *ex, int64_t a, int64_t b, int ith) {
         if (s0->nb[0] == 4 && d->nb[0] == 4 && (!wt || wt->nb[0] == 4)) {
             const float *x = (const float *)ar, *wv = wt ? (const float *)wt->data : NULL;
             float *y = (float *)dr;
-            float part[8] = {0};
+            /* llama.cpp's order: f32 squares summed in double, mean and
+             * scale in f32 (the reference models are sensitive to it) */
             int64_t i = 0;
-            for (; i + 8 <= ne0; i += 8)
-                for (int j = 0; j < 8; j++) part[j] += x[i + j] * x[i + j];
-            for (int j = 0; j < 8; j++) ss += part[j];
-            for (; i < ne0; i++) ss += (double)x[i] * x[i];
-            float inv = (float)(1.0 / sqrt(ss / (double)ne0 + (double)n->fp[0]));
+            for (; i < ne0; i++) ss += (double)(x[i] * x[i]);
+            float mean = (float)(ss / (double)ne0);
+            float inv = 1.0f / sqrtf(mean + n->fp[0]);
             if (wv)
                 for (i = 0; i < ne0; i++) y[i] = x[i] * inv * wv[i];
             else
@@ -447,9 +446,9 @@ static void op_rms_norm(const cpu_exec *ex, int64_t a, int64_t b, int ith) {
         }
         for (int64_t i = 0; i < ne0; i++) {
             float x = load_f(ar, s0->nb[0], i);
-            ss += (double)x * x;
+            ss += (double)(x * x);
         }
-        float inv = (float)(1.0 / sqrt(ss / (double)ne0 + (double)n->fp[0]));
+        float inv = 1.0f / sqrtf((float)(ss / (double)ne0) + n->fp[0]);
         for (int64_t i = 0; i < ne0; i++) {
             float y = load_f(ar, s0->nb[0], i) * inv;
             if (wt) y *= load_f((const uint8_t *)wt->data, wt->nb[0], i);

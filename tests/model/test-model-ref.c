@@ -12,10 +12,10 @@
  *    random-weight models are chaotic (one f16 rounding of an activation
  *    scale moves logits by 0.1), so the bar holds only with llama.cpp's
  *    exact activation quantization; we measure ~5e-6.
- *  - stories260K: 5e-3. Its 8-wide heads make q's f16 rounding sensitive to
- *    the last bit of the f32 projections, whose summation order differs from
- *    llama.cpp's; one prompt shows a 1.6e-3 difference from such a flip. The
- *    issue's check for this model is the greedy ids, which are identical. */
+ *  - stories260K: 1e-3. Its 8-wide heads make q's f16 rounding sensitive to
+ *    the last bit of the f32 projections; with llama.cpp's RMSNorm order one
+ *    prompt still measures 7.4e-4 (a rounding flip from summation order in
+ *    the projections), the others ~1e-6. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,7 +118,7 @@ static void check_reference(const char *model_rel, const char *ref_name, double 
     fixture_close(&fm);
 }
 
-static void test_stories260k(void) { check_reference("models/stories260K.gguf", "ref-stories260K", 5e-3, false, true); }
+static void test_stories260k(void) { check_reference("models/stories260K.gguf", "ref-stories260K", 1e-3, false, true); }
 static void test_qwen2_f32(void) { check_reference("models/qwen2-tiny-f32.gguf", "ref-qwen2-tiny-f32", 1e-3, false, true); }
 static void test_llama_bf16(void) { check_reference("models/llama-tiny-bf16.gguf", "ref-llama-tiny-bf16", 1e-3, false, true); }
 static void test_qwen2_q8_0(void) { check_reference("models/qwen2-tiny-q8_0.gguf", "ref-qwen2-tiny-q8_0", 0.05, true, false); }
