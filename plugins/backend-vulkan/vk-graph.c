@@ -59,6 +59,10 @@ static int prep_mode(llmh_dtype t) {
     }
 }
 
+/* Floats per prepared activation column (act_prep.comp): MODE 3 stores the
+ * K integers q and then the K/32 block scales d; the other modes K values. */
+static uint64_t prep_col_floats(int mode, uint64_t k) { return mode == 3 ? k + k / 32 : k; }
+
 int vk_op_supported(const llmh_backend *be, llmh_op op, llmh_dtype t0, llmh_dtype t1) {
     (void)be;
     switch (op) {
@@ -200,7 +204,8 @@ static llmh_status validate(llmh_backend *be, const llmh_node *n, size_t index) 
         if (a->nb[0] != llmh_dtype_type_size(a->type))
             return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "src0 rows must be contiguous");
         if (d->nb[0] != 4) return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "dst must be contiguous along ne[0]");
-        if ((uint64_t)a->ne[0] * (uint64_t)(b->ne[1] * b->ne[2] * b->ne[3]) * 4u > (uint64_t)be->max_range / 2)
+        if (prep_col_floats(prep_mode(a->type), (uint64_t)a->ne[0]) * (uint64_t)(b->ne[1] * b->ne[2] * b->ne[3]) * 4u >
+            (uint64_t)be->max_range / 2)
             return nfail(be, index, n, LLMH_ERR_UNSUPPORTED, "activations too large for one scratch range");
         break;
     case LLMH_OP_ADD: case LLMH_OP_MUL:
@@ -434,7 +439,7 @@ static llmh_status record_mul_mat(llmh_backend *be, rec *rc, const llmh_node *n)
     uint64_t K = (uint64_t)w->ne[0], M = (uint64_t)w->ne[1], N = (uint64_t)x->ne[1];
     uint64_t B2 = (uint64_t)x->ne[2], B3 = (uint64_t)x->ne[3], ncol = N * B2 * B3;
     int mode = prep_mode(w->type);
-    VkDeviceSize bytes = (VkDeviceSize)(K * ncol * 4);
+    VkDeviceSize bytes = (VkDeviceSize)(prep_col_floats(mode, K) * ncol * 4);
     vk_view xs_v, w_v, x_v, d_v;
     VkDeviceSize soff;
     if (rc->cached && rc->cache_mode == mode && same_view(&rc->cache_src, x)) {
@@ -609,7 +614,8 @@ static llmh_status ensure_scratch(llmh_backend *be, const llmh_graph *g) {
             b = attn_aux_bytes(n);
         } else if (n->op == LLMH_OP_MUL_MAT) {
             const llmh_tensor *x = n->src[1];
-            b = (VkDeviceSize)(x->ne[0] * x->ne[1] * x->ne[2] * x->ne[3]) * 4;
+            b = (VkDeviceSize)(prep_col_floats(prep_mode(n->src[0]->type), (uint64_t)x->ne[0]) *
+                               (uint64_t)(x->ne[1] * x->ne[2] * x->ne[3])) * 4;
         } else {
             continue;
         }

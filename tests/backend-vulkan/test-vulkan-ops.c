@@ -6,6 +6,7 @@
  * nowhere, in a child process) and a multi-node graph whose nodes depend on
  * each other (barriers). Runs on lavapipe. */
 #define _GNU_SOURCE
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -256,6 +257,113 @@ static void test_mul_mat_batched_strided(void) {
         CU_ASSERT_EQUAL(check_mul_mat(types[t], K, 31, 7, 1, 1, 1, &seed), 0);
         CU_ASSERT_EQUAL(check_mul_mat(types[t], K, 31, 64, 1, 2, 1, &seed), 0);
     }
+}
+
+/* One 32-element block (K = 32) of a Q8_0-activation weight type, where the
+ * SDK's arithmetic leaves no summation order to choose: llama.cpp's
+ * vec_dot_*_q8_0 forms the integer dot sumi = sum(q_w * q_x) and scales it
+ * once, so dst must be exactly f32(f32(d_w * d_x) * sumi) for Q4_0, Q5_0 and
+ * Q8_0; Q4_1/Q5_1 add m_w * d_x * sum(q_x) (d_x * (d_w * s + m_w * sx), where
+ * the GPU may fuse the inner multiply-add, so within a few ulps). Summing
+ * the dequantized products in float instead (d_w * q_w * d_x * q_x) misses
+ * the exact values in many rows. Decode (N = 1) and prefill (N = 64) paths. */
+static void block_raw(llmh_dtype wt, const uint8_t *b, int q[32], float *d, float *m) {
+    *d = llmh_fp16_to_fp32((uint16_t)(b[0] | (b[1] << 8)));
+    *m = 0.0f;
+    if (wt == LLMH_DTYPE_Q8_0) {
+        for (int j = 0; j < 32; j++) q[j] = (int8_t)b[2 + j];
+        return;
+    }
+    if (wt == LLMH_DTYPE_Q4_1 || wt == LLMH_DTYPE_Q5_1) *m = llmh_fp16_to_fp32((uint16_t)(b[2] | (b[3] << 8)));
+    uint32_t qh = 0;
+    const uint8_t *qs = b + 2;
+    if (wt == LLMH_DTYPE_Q4_1) qs = b + 4;
+    if (wt == LLMH_DTYPE_Q5_0) {
+        qh = (uint32_t)b[2] | ((uint32_t)b[3] << 8) | ((uint32_t)b[4] << 16) | ((uint32_t)b[5] << 24);
+        qs = b + 6;
+    }
+    if (wt == LLMH_DTYPE_Q5_1) {
+        qh = (uint32_t)b[4] | ((uint32_t)b[5] << 8) | ((uint32_t)b[6] << 16) | ((uint32_t)b[7] << 24);
+        qs = b + 8;
+    }
+    int off = wt == LLMH_DTYPE_Q4_0 ? 8 : wt == LLMH_DTYPE_Q5_0 ? 16 : 0;
+    for (int j = 0; j < 16; j++) {
+        q[j] = (int)((qs[j] & 15u) | (((qh >> j) & 1u) << 4)) - off;
+        q[j + 16] = (int)((qs[j] >> 4) | (((qh >> (j + 16)) & 1u) << 4)) - off;
+    }
+}
+
+static void test_mul_mat_block_exact(void) {
+    uint64_t seed = 0xb10c32;
+    const llmh_dtype types[] = {LLMH_DTYPE_Q4_0, LLMH_DTYPE_Q5_0, LLMH_DTYPE_Q8_0, LLMH_DTYPE_Q4_1, LLMH_DTYPE_Q5_1};
+    const int64_t cols[] = {1, 64};
+    const int64_t K = 32, M = 70;
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
+        for (size_t c = 0; c < 2; c++) {
+            llmh_dtype wt = types[t];
+            int64_t N = cols[c];
+            size_t bsz = llmh_dtype_type_size(wt);
+            vt_tensor *w = vt_new(&P, BE, wt, K, M, 1, 1), *x = vt_new(&P, BE, LLMH_DTYPE_F32, K, N, 1, 1);
+            vt_tensor *d = vt_new(&P, BE, LLMH_DTYPE_F32, M, N, 1, 1);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+            uint8_t *wb = malloc(bsz * (size_t)M);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(wb);
+            vt_random_weights(wt, wb, K * M, &seed);
+            CU_ASSERT_EQUAL(vt_upload(&P, BE, w, wb, bsz * (size_t)M), 0);
+            uint8_t *ximg = fill_random(x, &seed, 1.0f);
+            llmh_node n = mk(LLMH_OP_MUL_MAT, d, w, x, NULL);
+            CU_ASSERT_EQUAL_FATAL(run_nodes(&n, 1), LLMH_OK);
+            uint8_t *dimg = download(d);
+            int64_t bad = 0;
+            for (int64_t j = 0; j < N; j++) {
+                float xf[32], amax = 0.0f;
+                int qx[32], sx = 0;
+                for (int k = 0; k < 32; k++) {
+                    xf[k] = vt_get(&x->t, ximg, k, j, 0, 0);
+                    amax = fmaxf(amax, fabsf(xf[k]));
+                }
+                float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+                float dx = llmh_fp16_to_fp32(llmh_fp32_to_fp16(amax / 127.0f));
+                for (int k = 0; k < 32; k++) {
+                    qx[k] = (int)nearbyintf(xf[k] * id);
+                    sx += qx[k];
+                }
+                for (int64_t r = 0; r < M; r++) {
+                    int qw[32], sumi = 0;
+                    float dw, mw;
+                    block_raw(wt, wb + (size_t)r * bsz, qw, &dw, &mw);
+                    for (int k = 0; k < 32; k++) sumi += qw[k] * qx[k];
+                    float got = vt_get(&d->t, dimg, r, j, 0, 0);
+                    int ok;
+                    double want;
+                    if (wt != LLMH_DTYPE_Q4_1 && wt != LLMH_DTYPE_Q5_1) {
+                        float ddx = dw * dx;
+                        float f = ddx * (float)sumi;
+                        want = f;
+                        ok = got == f;
+                    } else {
+                        want = (double)dx * ((double)dw * sumi + (double)mw * sx);
+                        double mag = fabs((double)dx) * (fabs((double)dw * sumi) + fabs((double)mw * sx));
+                        ok = fabs(got - want) <= mag * 4.0 * FLT_EPSILON;
+                    }
+                    if (!ok) {
+                        if (bad < 5)
+                            fprintf(stderr, "    %s N=%lld row %lld col %lld: got %.9g, want %.9g\n", llmh_dtype_name(wt),
+                                    (long long)N, (long long)r, (long long)j, got, want);
+                        bad++;
+                    }
+                }
+            }
+            CU_ASSERT_EQUAL(bad, 0);
+            free(dimg);
+            free(ximg);
+            free(wb);
+            vt_free(&P, BE, w);
+            vt_free(&P, BE, x);
+            vt_free(&P, BE, d);
+        }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -937,6 +1045,7 @@ int main(void) {
     static const llmh_test_case mm_cases[] = {
         {"MUL_MAT all weight types, rows 1/31/33 x batch 1/7/64", test_mul_mat},
         {"MUL_MAT broadcast batches, strided views", test_mul_mat_batched_strided},
+        {"MUL_MAT 32-element blocks: exact integer block dot", test_mul_mat_block_exact},
         {NULL, NULL}};
     static const llmh_test_case staged_cases[] = {
         {"CPY f32/f16/bf16 strided (staged)", test_cpy},
@@ -945,6 +1054,7 @@ int main(void) {
         {"copies from another thread during graphs (staged)", test_concurrent_copies},
         {"MUL_MAT all weight types (staged, no subgroups)", test_mul_mat},
         {"MUL_MAT broadcast batches, strided views (staged)", test_mul_mat_batched_strided},
+        {"MUL_MAT 32-element blocks: exact integer block dot (staged, no subgroups)", test_mul_mat_block_exact},
         {NULL, NULL}};
     static const llmh_test_suite suites[] = {
         {"vulkan-nodevice", nodev_cases, NULL, NULL},

@@ -1,15 +1,17 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
 // MUL_MAT activation preparation: src1 (binding 1, any strides) is converted
-// into the weight's dot type and written back as dequantized f32 to a
-// contiguous scratch area (binding 0): column c = i1 + N*(i2 + B2*i3) holds K
-// floats. Since the dot-type values are exactly representable products
-// (d * q), the matmul kernels then multiply plain floats and reproduce the
-// normative integer dot products up to f32 summation order.
+// into the weight's dot type and written to a contiguous scratch area
+// (binding 0), one column c = i1 + N*(i2 + B2*i3) after the other:
 //   MODE 0: f32 copy    1: f16 rounding    2: bf16 rounding
+//           (column: K floats, the rounded values)
 //   MODE 3: Q8_0 blocks of 32: q = roundEven(x * 127/amax), d = f16(amax/127)
+//           (column: K + K/32 floats: the integers q (exact as floats), then
+//           the K/32 block scales d; the matmul kernels form each block's
+//           integer dot product exactly and scale it once, as llama.cpp does)
 //   MODE 4: Q8_K blocks of 256: iscale = -127/max (max: the element of
 //           largest magnitude), q = min(127, roundEven(iscale*x)), d = 1/iscale
+//           (column: K floats d * q, exact products)
 // pc.ne = src1 shape (K, N, B2, B3), pc.anb = src1 strides.
 layout(local_size_x = 64) in;
 layout(constant_id = 0) const uint MODE = 0;
@@ -20,7 +22,10 @@ float src(uint k, uint col) {
     return LD_F32(a_, pc.off_a + k * pc.anb0 + i1 * pc.anb1 + i2 * pc.anb2 + i3 * pc.anb3);
 }
 
-void put(uint k, uint col, float v) { d_[(pc.off_d >> 2) + col * pc.ne0 + k] = floatBitsToUint(v); }
+// floats per prepared column
+uint col_stride() { return MODE == 3u ? pc.ne0 + pc.ne0 / 32u : pc.ne0; }
+
+void put(uint k, uint col, float v) { d_[(pc.off_d >> 2) + col * col_stride() + k] = floatBitsToUint(v); }
 
 void main() {
     uint g = gid_linear();
@@ -45,8 +50,9 @@ void main() {
         float d = round_f16(div_cr(amax, 127.0));
         for (uint j = 0u; j < 32u; j++) {
             precise float xs = src(k0 + j, col) * id;
-            put(k0 + j, col, d * roundEven(xs));
+            put(k0 + j, col, roundEven(xs));
         }
+        put(pc.ne0 + blk, col, d);
     } else {
         float amax = 0.0, mx = 0.0;
         for (uint j = 0u; j < 256u; j++) {

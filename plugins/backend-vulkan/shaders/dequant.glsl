@@ -4,6 +4,15 @@
 
 float dq_f16s(uint o) { return h2f(LD_U16(a_, o)); }
 
+// Weight types whose MUL_MAT activations are Q8_0 blocks of 32
+// (act_prep.comp MODE 3: a column is K integers q, then K/32 scales d).
+bool q8_0_act() {
+    return TYPE == T_Q4_0 || TYPE == T_Q4_1 || TYPE == T_Q5_0 || TYPE == T_Q5_1 || TYPE == T_Q8_0;
+}
+
+// Floats per prepared activation column for a K-element dot.
+uint act_col_stride(uint K) { return q8_0_act() ? K + K / 32u : K; }
+
 // Q4_K/Q5_K: 6-bit scale and min of sub-block j from the 12 scale bytes at s.
 void k4_scale_min(uint s, uint j, out float sc, out float mn) {
     if (j < 4u) {

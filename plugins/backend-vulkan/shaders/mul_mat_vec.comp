@@ -2,8 +2,8 @@
 #extension GL_GOOGLE_include_directive : require
 // MUL_MAT for few columns (decode): one workgroup of 64 threads computes NR
 // rows of one dst column; threads stride over K and reduce in shared memory.
-// src0 = weights (binding 1), binding 2 = prepared activations (K floats per
-// column, see act_prep.comp), dst binding 0.
+// src0 = weights (binding 1), binding 2 = prepared activations (one column
+// per act_col_stride(K) floats, see act_prep.comp), dst binding 0.
 // pc.ne = dst shape (M, N, B2, B3); pc.x0 = K; pc.x1 = r2 (B2 / src0 ne2),
 // pc.x2 = r3; pc.anb = weight strides; pc.dnb = dst strides.
 // Built twice: plain (shared-memory tree reduction) and with -DUSE_SUBGROUP
@@ -24,6 +24,11 @@ shared float red[NR][64];
 // Quantized weights: chunk c (elements 32c .. 32c+31) of the row at byte
 // offset `row`, dotted with xv. Block scales and mins are decoded once per
 // chunk; sums of q*x and of x are scaled afterwards.
+// For the Q8_0-activation types xv holds the integers q_x and dx the block's
+// activation scale: the integer dot sum(q_w * q_x) (every partial sum is an
+// integer below 2^24, so exact in f32) is scaled once by d_w * d_x, as in
+// llama.cpp's vec_dot_*_q8_0; Q4_1/Q5_1 add m_w * d_x * sum(q_x).
+// For the K-quants xv holds the Q8_K values d * q.
 float xv[32];
 
 float q3_scale(uint s, uint is) {
@@ -32,7 +37,7 @@ float q3_scale(uint s, uint is) {
     return float(int(lo | (hi << 4)) - 32);
 }
 
-float wdot32(uint row, uint c) {
+float wdot32(uint row, uint c, float dx) {
     if (TYPE == T_Q8_0) {
         uint b = row + c * 34u;
         float s = 0.0;
@@ -40,7 +45,7 @@ float wdot32(uint row, uint c) {
             uint v = ld_a_u32(b + 2u + 4u * w);
             for (uint i = 0u; i < 4u; i++) s += float(int(v << (24u - 8u * i)) >> 24) * xv[4u * w + i];
         }
-        return dq_f16s(b) * s;
+        return (dq_f16s(b) * dx) * s;
     }
     if (TYPE == T_Q4_0 || TYPE == T_Q4_1 || TYPE == T_Q5_0 || TYPE == T_Q5_1) {
         uint b = row + c * (TYPE == T_Q4_0 ? 18u : TYPE == T_Q4_1 ? 20u : TYPE == T_Q5_0 ? 22u : 24u);
@@ -60,9 +65,9 @@ float wdot32(uint row, uint c) {
                 sx += xv[j] + xv[j + 16u];
             }
         }
-        if (TYPE == T_Q4_0) return dq_f16s(b) * (s - 8.0 * sx);
-        if (TYPE == T_Q5_0) return dq_f16s(b) * (s - 16.0 * sx);
-        return dq_f16s(b) * s + dq_f16s(b + 2u) * sx;
+        if (TYPE == T_Q4_0) return (dq_f16s(b) * dx) * (s - 8.0 * sx);
+        if (TYPE == T_Q5_0) return (dq_f16s(b) * dx) * (s - 16.0 * sx);
+        return dx * (dq_f16s(b) * s + dq_f16s(b + 2u) * sx);
     }
     if (TYPE == T_Q4_K || TYPE == T_Q5_K) {
         uint b = row + (c >> 3) * (TYPE == T_Q4_K ? 144u : 176u), sub = c & 7u, p = sub >> 1;
@@ -139,7 +144,7 @@ void main() {
     uint rg = g % nrg, rest = g / nrg, j = rest % N, bt = rest / N, i2 = bt % B2, i3 = bt / B2;
     uint tid = gl_LocalInvocationID.x;
     uint wbase = pc.off_a + (i2 / pc.x1) * pc.anb2 + (i3 / pc.x2) * pc.anb3;
-    uint xbase = (pc.off_b >> 2) + (j + N * bt) * K;
+    uint xbase = (pc.off_b >> 2) + (j + N * bt) * act_col_stride(K);
     float acc[NR];
     for (uint r = 0u; r < NR; r++) acc[r] = 0.0;
     if (TYPE == T_F32 || TYPE == T_F16 || TYPE == T_BF16) {
@@ -155,9 +160,10 @@ void main() {
         // block types (K % 32 == 0): one 32-element chunk per thread at a time
         for (uint c = tid; c < K / 32u; c += 64u) {
             for (uint j = 0u; j < 32u; j++) xv[j] = uintBitsToFloat(b_[xbase + c * 32u + j]);
+            float dx = q8_0_act() ? uintBitsToFloat(b_[xbase + K + c]) : 0.0;
             for (uint r = 0u; r < NR; r++) {
                 uint row = rg * NR + r;
-                if (row < M) acc[r] += wdot32(wbase + row * pc.anb1, c);
+                if (row < M) acc[r] += wdot32(wbase + row * pc.anb1, c, dx);
             }
         }
     }
