@@ -214,19 +214,32 @@ oom:
     return LLMH_ERR_NO_MEMORY;
 }
 
+/* Largest first: while a weight is packed its source pages and its packed
+ * copy are both resident, so the biggest one (often the tied output matrix,
+ * the graph's last node) is packed while little else is, and the peak stays
+ * at about one model copy. */
 llmh_status cpu_pack_pending(llmh_backend *be, const llmh_graph *g) {
-    for (size_t i = 0; i < g->n_nodes; i++) {
-        const llmh_node *n = &g->nodes[i];
-        if (n->op != LLMH_OP_MUL_MAT || !n->src[0] || !n->src[0]->extra) continue;
-        cpu_packed *pk = n->src[0]->extra;
-        if (!pk->pending || pk->src != n->src[0]->data) continue;
-        if (materialize(be, pk) != LLMH_OK) {
-            const char *name = n->src[0]->name ? n->src[0]->name : "(unnamed)";
+    for (;;) {
+        const llmh_node *best = NULL;
+        size_t best_bytes = 0;
+        for (size_t i = 0; i < g->n_nodes; i++) {
+            const llmh_node *n = &g->nodes[i];
+            if (n->op != LLMH_OP_MUL_MAT || !n->src[0] || !n->src[0]->extra) continue;
+            const cpu_packed *pk = n->src[0]->extra;
+            if (!pk->pending || pk->src != n->src[0]->data) continue;
+            size_t bytes = pk->nb1 * (size_t)pk->m;
+            if (!best || bytes > best_bytes) {
+                best = n;
+                best_bytes = bytes;
+            }
+        }
+        if (!best) return LLMH_OK;
+        if (materialize(be, best->src[0]->extra) != LLMH_OK) {
+            const char *name = best->src[0]->name ? best->src[0]->name : "(unnamed)";
             be->host->set_error("cpu backend: out of memory repacking tensor '%s'", name);
             return LLMH_ERR_NO_MEMORY;
         }
     }
-    return LLMH_OK;
 }
 
 void cpu_weight_release(llmh_backend *be, llmh_tensor *w) {
