@@ -351,6 +351,47 @@ LLMH_API llmh_status llmh_generate(llmh_session *s, llmh_sampler_chain *chain,
                                    const llmh_token *prompt, size_t n_prompt,
                                    const llmh_generate_params *params, llmh_generate_result *res);
 
+/* ======================================================================== */
+/* Memory fabric: LoRA adapters (docs/memory-fabric.md)                      */
+/* ======================================================================== */
+/* Load a LoRA adapter into the model's adapter store under `name` (unique):
+ * a GGUF-LoRA file (llama.cpp's converter layout) or a PEFT directory
+ * (adapter_config.json + adapter_model.safetensors). Validated against the
+ * base model (every target tensor exists, shapes agree); errors name the
+ * adapter file and the tensor. `scale` is the user scale (effective scale
+ * scale * alpha / rank); `ns` a namespace or NULL. Thread-safe. */
+LLMH_API llmh_status llmh_adapter_load(llmh_model *model, const char *name, const char *path, float scale,
+                                       const char *ns);
+/* Remove `name` from the store. Sessions that use it keep it until they
+ * select another set or are freed; it is freed when the last user lets go. */
+LLMH_API llmh_status llmh_adapter_unload(llmh_model *model, const char *name);
+/* Change the store scale of `name`. Sessions keep the scale they selected
+ * the adapter with; new selections see the new scale. */
+LLMH_API llmh_status llmh_adapter_set_scale(llmh_model *model, const char *name, float scale);
+
+typedef struct llmh_adapter_info {
+    const char *name;
+    const char *path;
+    const char *ns;           /* NULL when none */
+    float scale;              /* store scale */
+    float alpha;
+    int32_t rank;             /* largest rank over its tensors */
+    int32_t n_targets;        /* adapted projections (layers x q/k/v/o/gate/up/down) */
+    int32_t users;            /* sessions using it now */
+} llmh_adapter_info;
+/* Snapshot of the store: *out is one malloc'd block (strings inside it; free
+ * with free()), *n entries, in load order. */
+LLMH_API llmh_status llmh_adapter_list(llmh_model *model, llmh_adapter_info **out, size_t *n);
+
+/* Select the session's active adapters through the model's router: `names`
+ * with their `scales` (NULL = 1.0 each; they multiply the store scale), or
+ * n = 0 for every adapter in the store at its store scale (the default for
+ * new sessions). The session holds references to what it selected. */
+LLMH_API llmh_status llmh_session_set_adapters(llmh_session *s, const char *const *names, const float *scales,
+                                               size_t n);
+/* Turn every adapter off for this session (the plain base model). */
+LLMH_API void llmh_session_clear_adapters(llmh_session *s);
+
 #ifdef __cplusplus
 }
 #endif

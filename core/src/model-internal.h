@@ -17,6 +17,28 @@ typedef enum llmh__arch {
 
 #define LLMH__MAX_EOG 8
 
+/* Projections a LoRA adapter may target, per layer. */
+typedef enum llmh__lora_target {
+    LLMH__LORA_Q = 0, LLMH__LORA_K, LLMH__LORA_V, LLMH__LORA_O,
+    LLMH__LORA_GATE, LLMH__LORA_UP, LLMH__LORA_DOWN, LLMH__LORA_N
+} llmh__lora_target;
+
+/* One adapter in the store (adapter.c). a/b per (layer, target): A ne [in, r]
+ * and B ne [r, out], F32, in the backend; ne[0] == 0 where not adapted.
+ * refs: the store's own reference (while listed) plus one per session that
+ * selected it; guarded by the model's adapter_lock. */
+typedef struct llmh__adapter {
+    struct llmh_model *model;
+    char *name, *path, *ns;
+    float scale, alpha;
+    int32_t rank;           /* largest rank */
+    int32_t n_targets;
+    int refs;
+    int users;              /* sessions holding it */
+    llmh_tensor *a, *b;     /* [n_layer * LLMH__LORA_N] */
+    llmh_buffer *buf;
+} llmh__adapter;
+
 typedef struct llmh__hparams {
     llmh__arch arch;
     int64_t n_vocab;
@@ -90,7 +112,30 @@ struct llmh_model {
     char *arch_name, *name, *chat_template;
     int64_t default_ctx;
     char kv_type[8];        /* manifest [model] kv_type: "f16" or "f32" */
+
+    /* memory fabric (adapter.c) */
+    pthread_mutex_t adapter_lock; /* guards the store, refs and the router */
+    llmh__adapter **adapters;
+    size_t n_adapters, cap_adapters;
+    llmh_plugin *router_plugin;
+    const llmh_router_iface *router_if;
+    llmh_router *router;
+    char *router_name;
 };
+
+/* Memory fabric (adapter.c). */
+llmh_status llmh__fabric_load(llmh_model *m, const llmh_config *cfg); /* manifest [[adapter]]s */
+void llmh__fabric_free(llmh_model *m);
+/* Route a selection (n_names = 0: every adapter) and retain the adapters it
+ * turns on: *out (malloc'd) holds *n_out adapters and *mult_out their
+ * multiplier gate * store scale (the per-tensor alpha/r comes on top). */
+llmh_status llmh__fabric_select(llmh_model *m, const char *const *names, const float *scales, size_t n_names,
+                                llmh__adapter ***out, float **mult_out, size_t *n_out);
+void llmh__adapter_release(llmh__adapter *a);
+/* Effective scale of one adapted tensor pair for multiplier `mult`:
+ * mult * alpha / r (mult alone when alpha is 0), as llama.cpp computes it. */
+float llmh__adapter_pair_scale(const llmh__adapter *a, size_t idx, float mult);
+
 
 /* Metadata lookups (NULL/0 when absent or of another type). */
 const llmh_value *llmh__meta(const llmh_model *m, const char *key);

@@ -396,6 +396,7 @@ llmh_status llmh_model_load(const llmh_model_params *params, llmh_model **out) {
     llmh_model *m = calloc(1, sizeof *m);
     if (!m) return llmh__fail(LLMH_ERR_NO_MEMORY, "out of memory");
     pthread_mutex_init(&m->compute_lock, NULL);
+    pthread_mutex_init(&m->adapter_lock, NULL);
     llmh_status st = LLMH_OK;
 
     if (params->registry) {
@@ -425,6 +426,7 @@ llmh_status llmh_model_load(const llmh_model_params *params, llmh_model **out) {
     if ((st = open_backend(m, cfg))) goto fail;
     if ((st = check_backend_support(m))) goto fail;
     if ((st = place_weights(m))) goto fail;
+    if ((st = llmh__fabric_load(m, cfg))) goto fail;
 
     {
         const char *s;
@@ -476,6 +478,7 @@ fail:
 
 void llmh_model_free(llmh_model *m) {
     if (!m) return;
+    llmh__fabric_free(m);
     if (m->be) {
         if (m->be_if->weight_release)
             for (size_t i = 0; i < m->n_tensors; i++)
@@ -497,6 +500,7 @@ void llmh_model_free(llmh_model *m) {
     free(m->name);
     free(m->chat_template);
     pthread_mutex_destroy(&m->compute_lock);
+    pthread_mutex_destroy(&m->adapter_lock);
     free(m);
 }
 

@@ -54,6 +54,15 @@ struct llmh_session {
     size_t cap_views, n_views;
     float *logits;          /* (n_vocab) host copy of the last token's logits */
     int32_t *host_i32;      /* (n_batch) staging for ids/pos */
+
+    /* memory fabric: the adapters this session selected (it holds a
+     * reference to each) and their multipliers gate * store scale */
+    llmh__adapter **lora;
+    float *lora_mult;
+    size_t n_lora;
+    llmh_buffer *lora_buf;  /* scratch: lora_r (r_max, n_batch), lora_y (out_max, n_batch) */
+    llmh_tensor lora_r, lora_y;
+    int64_t lora_rmax;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -181,6 +190,11 @@ llmh_status llmh_session_create(llmh_model *m, const llmh_session_params *params
     s->logits = calloc((size_t)V, sizeof *s->logits);
     s->host_i32 = calloc((size_t)B, sizeof *s->host_i32);
     if (!s->nodes || !s->views || !s->logits || !s->host_i32) { st = LLMH_ERR_NO_MEMORY; goto fail; }
+    /* new sessions start with every adapter in the store, through the router */
+    pthread_mutex_lock(&m->adapter_lock);
+    bool any = m->n_adapters > 0;
+    pthread_mutex_unlock(&m->adapter_lock);
+    if (any && (st = llmh_session_set_adapters(s, NULL, NULL, 0))) goto fail;
     *out = s;
     return LLMH_OK;
 fail:
@@ -191,6 +205,8 @@ fail:
 void llmh_session_free(llmh_session *s) {
     if (!s) return;
     llmh_model *m = s->model;
+    llmh_session_clear_adapters(s);
+    if (s->lora_buf) m->be_if->buffer_free(m->be, s->lora_buf);
     if (s->kv_buf) m->be_if->buffer_free(m->be, s->kv_buf);
     if (s->act_buf) m->be_if->buffer_free(m->be, s->act_buf);
     free(s->k_cache);
@@ -233,8 +249,37 @@ static void rms_norm(gb *g, llmh_tensor *dst, const llmh_tensor *src, const llmh
     if (nd) nd->fp[0] = eps;
 }
 
-static void matmul_bias(gb *g, llmh_tensor *dst, const llmh_tensor *w, const llmh_tensor *x, const llmh_tensor *b) {
+/* y += s_i * B_i (A_i x) for every selected adapter that adapts this
+ * projection (as llama.cpp: the two F32 products, then the scale, then the
+ * add). dst is (out, n) contiguous; x is (in, n). */
+static void lora(gb *g, llmh_tensor *dst, const llmh_tensor *x, int64_t layer, int target) {
+    llmh_session *s = g->s;
+    int64_t n = dst->ne[1];
+    size_t idx = (size_t)layer * LLMH__LORA_N + (size_t)target;
+    for (size_t i = 0; i < s->n_lora; i++) {
+        const llmh__adapter *ad = s->lora[i];
+        const llmh_tensor *A = &ad->a[idx], *B = &ad->b[idx];
+        if (!A->ne[0]) continue;
+        int64_t r = A->ne[1], out = B->ne[1];
+        llmh_tensor *t_r = view3(s, &s->lora_r, r, n, 1, sizeof(float) * (size_t)r, sizeof(float) * (size_t)(r * n), 0);
+        llmh_tensor *t_y =
+            view3(s, &s->lora_y, out, n, 1, sizeof(float) * (size_t)out, sizeof(float) * (size_t)(out * n), 0);
+        if (!t_r || !t_y) {
+            g->overflow = true;
+            return;
+        }
+        node(g, LLMH_OP_MUL_MAT, t_r, A, x, NULL);
+        node(g, LLMH_OP_MUL_MAT, t_y, B, t_r, NULL);
+        llmh_node *sc = node(g, LLMH_OP_SCALE, t_y, t_y, NULL, NULL);
+        if (sc) sc->fp[0] = llmh__adapter_pair_scale(ad, idx, s->lora_mult[i]);
+        node(g, LLMH_OP_ADD, dst, dst, t_y, NULL);
+    }
+}
+
+static void matmul_bias(gb *g, llmh_tensor *dst, const llmh_tensor *w, const llmh_tensor *x, const llmh_tensor *b,
+                        int64_t layer, int target) {
     node(g, LLMH_OP_MUL_MAT, dst, w, x, NULL);
+    if (g->s->n_lora) lora(g, dst, x, layer, target);
     if (b) node(g, LLMH_OP_ADD, dst, dst, b, NULL);
 }
 
@@ -280,9 +325,9 @@ static llmh_status build_graph(llmh_session *s, int64_t n, gb *g) {
     for (int64_t l = 0; l < hp->n_layer; l++) {
         const llmh__layer *L = &m->layers[l];
         rms_norm(g, xn, x, L->attn_norm, hp->norm_eps);
-        matmul_bias(g, q2, L->wq, xn, L->bq);
-        matmul_bias(g, k2, L->wk, xn, L->bk);
-        matmul_bias(g, v2, L->wv, xn, L->bv);
+        matmul_bias(g, q2, L->wq, xn, L->bq, l, LLMH__LORA_Q);
+        matmul_bias(g, k2, L->wk, xn, L->bk, l, LLMH__LORA_K);
+        matmul_bias(g, v2, L->wv, xn, L->bv, l, LLMH__LORA_V);
         if (L->q_norm) rms_norm(g, qh, qh, L->q_norm, hp->norm_eps);
         if (L->k_norm) rms_norm(g, kh, kh, L->k_norm, hp->norm_eps);
         rope(g, q, pos, m);
@@ -301,13 +346,13 @@ static llmh_status build_graph(llmh_session *s, int64_t n, gb *g) {
             an->ip[0] = (int32_t)s->pos;
             an->fp[0] = 1.0f / sqrtf((float)D);
         }
-        node(g, LLMH_OP_MUL_MAT, o, L->wo, att2, NULL);
+        matmul_bias(g, o, L->wo, att2, NULL, l, LLMH__LORA_O);
         node(g, LLMH_OP_ADD, x, x, o, NULL);
         rms_norm(g, xn, x, L->ffn_norm, hp->norm_eps);
-        node(g, LLMH_OP_MUL_MAT, gt, L->w_gate, xn, NULL);
-        node(g, LLMH_OP_MUL_MAT, ut, L->w_up, xn, NULL);
+        matmul_bias(g, gt, L->w_gate, xn, NULL, l, LLMH__LORA_GATE);
+        matmul_bias(g, ut, L->w_up, xn, NULL, l, LLMH__LORA_UP);
         node(g, LLMH_OP_SWIGLU, gt, gt, ut, NULL);
-        node(g, LLMH_OP_MUL_MAT, o, L->w_down, gt, NULL);
+        matmul_bias(g, o, L->w_down, gt, NULL, l, LLMH__LORA_DOWN);
         node(g, LLMH_OP_ADD, x, x, o, NULL);
     }
     /* logits of the last token only */
@@ -382,3 +427,82 @@ llmh_status llmh_session_truncate(llmh_session *s, int64_t pos) {
 }
 
 llmh_model *llmh__session_model(const llmh_session *s) { return s ? s->model : NULL; }
+
+/* ------------------------------------------------------------------------ */
+/* memory fabric: the session's adapter set                                   */
+/* ------------------------------------------------------------------------ */
+void llmh_session_clear_adapters(llmh_session *s) {
+    if (!s) return;
+    for (size_t i = 0; i < s->n_lora; i++) llmh__adapter_release(s->lora[i]);
+    free(s->lora);
+    free(s->lora_mult);
+    s->lora = NULL;
+    s->lora_mult = NULL;
+    s->n_lora = 0;
+}
+
+llmh_status llmh_session_set_adapters(llmh_session *s, const char *const *names, const float *scales, size_t n) {
+    if (!s || (n && !names)) return llmh__fail(LLMH_ERR_INVALID_ARG, "llmh_session_set_adapters: NULL argument");
+    llmh_model *m = s->model;
+    const llmh__hparams *hp = &m->hp;
+    llmh__adapter **sel = NULL;
+    float *mult = NULL;
+    size_t n_sel = 0;
+    llmh_status st = llmh__fabric_select(m, names, scales, n, &sel, &mult, &n_sel);
+    if (st) return st;
+    /* scratch for the largest rank; per-node and per-view room for 4 nodes
+     * and 2 views per adapted projection */
+    int64_t rmax = 0;
+    size_t extra = 0;
+    for (size_t i = 0; i < n_sel; i++) {
+        if (sel[i]->rank > rmax) rmax = sel[i]->rank;
+        extra += (size_t)sel[i]->n_targets;
+    }
+    const llmh_backend_iface *bi = m->be_if;
+    llmh_buffer *nbuf = NULL;
+    llmh_tensor nr, ny;
+    if (rmax > s->lora_rmax) {
+        int64_t out_max = hp->n_embd;
+        int64_t dims[3] = {hp->n_ff, hp->n_head * hp->head_dim, hp->n_head_kv * hp->head_dim};
+        for (int i = 0; i < 3; i++)
+            if (dims[i] > out_max) out_max = dims[i];
+        size_t br = ((size_t)rmax * (size_t)s->n_batch * sizeof(float) + 255) & ~(size_t)255;
+        size_t by = (size_t)out_max * (size_t)s->n_batch * sizeof(float);
+        if ((st = bi->buffer_alloc(m->be, br + by, LLMH_BUFFER_COMPUTE, &nbuf))) goto fail;
+        char *host = bi->buffer_host_ptr ? bi->buffer_host_ptr(m->be, nbuf) : NULL;
+        init_tensor(&nr, LLMH_DTYPE_F32, rmax, s->n_batch, 1, nbuf, 0, host);
+        init_tensor(&ny, LLMH_DTYPE_F32, out_max, s->n_batch, 1, nbuf, br, host);
+    }
+    size_t base = 8 + (size_t)hp->n_layer * 24;
+    size_t want_nodes = base + 4 * extra, want_views = base + 2 * extra;
+    if (want_nodes > s->cap_nodes) {
+        llmh_node *nn = realloc(s->nodes, want_nodes * sizeof *nn);
+        if (!nn) { st = llmh__fail(LLMH_ERR_NO_MEMORY, "out of memory for the adapter graph"); goto fail; }
+        s->nodes = nn;
+        s->cap_nodes = want_nodes;
+    }
+    if (want_views > s->cap_views) {
+        llmh_tensor *nv = realloc(s->views, want_views * sizeof *nv);
+        if (!nv) { st = llmh__fail(LLMH_ERR_NO_MEMORY, "out of memory for the adapter graph"); goto fail; }
+        s->views = nv;
+        s->cap_views = want_views;
+    }
+    if (nbuf) {
+        if (s->lora_buf) bi->buffer_free(m->be, s->lora_buf);
+        s->lora_buf = nbuf;
+        s->lora_r = nr;
+        s->lora_y = ny;
+        s->lora_rmax = rmax;
+    }
+    llmh_session_clear_adapters(s);
+    s->lora = sel;
+    s->lora_mult = mult;
+    s->n_lora = n_sel;
+    return LLMH_OK;
+fail:
+    if (nbuf) bi->buffer_free(m->be, nbuf);
+    for (size_t i = 0; i < n_sel; i++) llmh__adapter_release(sel[i]);
+    free(sel);
+    free(mult);
+    return st;
+}

@@ -1,0 +1,770 @@
+/* adapter.c — the memory fabric's adapter store: LoRA adapters loaded from
+ * GGUF-LoRA files or PEFT directories, validated against the base model,
+ * converted to F32 and placed in the model's backend; reference-counted so a
+ * session keeps the adapters it selected while others load, unload and
+ * rescale; selection goes through the router plugin. docs/memory-fabric.md.
+ *
+ * GGUF-LoRA (llama.cpp's converter): tensors "<base>.lora_a" ne [in, r] and
+ * "<base>.lora_b" ne [r, out] where <base> is a model tensor name
+ * ("blk.3.attn_q.weight"); key adapter.lora.alpha.
+ * PEFT: adapter_config.json (r, lora_alpha, target_modules) and
+ * adapter_model.safetensors with "base_model.model.model.layers.N.<module>.
+ * lora_A.weight" [r, in] and "...lora_B.weight" [out, r] (the safetensors
+ * format plugin reverses shapes into ne order). For llama models the rows of
+ * q/k lora_B are permuted from HF's rotate-half order into GGUF's interleaved
+ * order, as the safetensors plugin does for the q/k weights. */
+#define _GNU_SOURCE
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "model-internal.h"
+
+static const struct {
+    const char *gguf; /* model tensor suffix after "blk.N." */
+    const char *hf;   /* PEFT module path after "layers.N." */
+    const char *module; /* PEFT target_modules entry */
+} lora_targets[LLMH__LORA_N] = {
+    {"attn_q.weight", "self_attn.q_proj", "q_proj"},   {"attn_k.weight", "self_attn.k_proj", "k_proj"},
+    {"attn_v.weight", "self_attn.v_proj", "v_proj"},   {"attn_output.weight", "self_attn.o_proj", "o_proj"},
+    {"ffn_gate.weight", "mlp.gate_proj", "gate_proj"}, {"ffn_up.weight", "mlp.up_proj", "up_proj"},
+    {"ffn_down.weight", "mlp.down_proj", "down_proj"},
+};
+
+static const llmh_tensor *base_weight(const llmh_model *m, int64_t layer, int target) {
+    const llmh__layer *L = &m->layers[layer];
+    switch (target) {
+    case LLMH__LORA_Q: return L->wq;
+    case LLMH__LORA_K: return L->wk;
+    case LLMH__LORA_V: return L->wv;
+    case LLMH__LORA_O: return L->wo;
+    case LLMH__LORA_GATE: return L->w_gate;
+    case LLMH__LORA_UP: return L->w_up;
+    default: return L->w_down;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* free / release                                                             */
+/* ------------------------------------------------------------------------ */
+static void adapter_destroy(llmh__adapter *a) {
+    if (!a) return;
+    llmh_model *m = a->model;
+    if (a->buf) {
+        /* no graph may run while backend memory goes away */
+        pthread_mutex_lock(&m->compute_lock);
+        size_t n = (size_t)m->hp.n_layer * LLMH__LORA_N;
+        if (m->be_if->weight_release)
+            for (size_t i = 0; i < n; i++)
+                if (a->a[i].ne[0]) {
+                    m->be_if->weight_release(m->be, &a->a[i]);
+                    m->be_if->weight_release(m->be, &a->b[i]);
+                }
+        m->be_if->buffer_free(m->be, a->buf);
+        pthread_mutex_unlock(&m->compute_lock);
+    }
+    free(a->a);
+    free(a->b);
+    free(a->name);
+    free(a->path);
+    free(a->ns);
+    free(a);
+}
+
+void llmh__adapter_release(llmh__adapter *a) {
+    if (!a) return;
+    llmh_model *m = a->model;
+    pthread_mutex_lock(&m->adapter_lock);
+    int left = --a->refs;
+    a->users--;
+    pthread_mutex_unlock(&m->adapter_lock);
+    if (left == 0) adapter_destroy(a);
+}
+
+float llmh__adapter_pair_scale(const llmh__adapter *a, size_t idx, float mult) {
+    int64_t r = a->a[idx].ne[1];
+    /* llama.cpp's order: (scale * alpha) / rank, in f32 */
+    return a->alpha != 0.0f && r > 0 ? mult * a->alpha / (float)r : mult;
+}
+
+/* ------------------------------------------------------------------------ */
+/* loading                                                                    */
+/* ------------------------------------------------------------------------ */
+typedef struct lora_src {
+    const llmh_tensor_info *a, *b;
+} lora_src;
+
+typedef struct load_ctx {
+    llmh_model *m;
+    const char *path;       /* the adapter as given (file or directory) */
+    const char *file;       /* the tensor file */
+    bool peft;
+    lora_src *src;          /* [n_layer * LLMH__LORA_N] */
+    float alpha;
+    int64_t peft_rank;
+    bool peft_targets[LLMH__LORA_N];
+} load_ctx;
+
+static void shape_str(char *buf, size_t n, const int64_t *ne, int nd) {
+    size_t o = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < nd && o < n; i++) o += (size_t)snprintf(buf + o, n - o, "%s%lld", i ? ", " : "", (long long)ne[i]);
+    if (o < n) snprintf(buf + o, n - o, "]");
+}
+
+/* "blk.N.<suffix>" -> layer, target; false when not a known projection. */
+static bool parse_gguf_base(const llmh_model *m, const char *base, size_t len, int64_t *layer, int *target) {
+    if (len < 5 || memcmp(base, "blk.", 4) != 0) return false;
+    size_t i = 4;
+    int64_t n = 0;
+    size_t digits = 0;
+    while (i < len && base[i] >= '0' && base[i] <= '9' && digits < 7) n = n * 10 + (base[i++] - '0'), digits++;
+    if (!digits || i >= len || base[i] != '.') return false;
+    i++;
+    for (int t = 0; t < LLMH__LORA_N; t++) {
+        size_t sl = strlen(lora_targets[t].gguf);
+        if (len - i == sl && !memcmp(base + i, lora_targets[t].gguf, sl)) {
+            if (n >= m->hp.n_layer) return false;
+            *layer = n;
+            *target = t;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* "base_model.model.model.layers.N.<module>.lora_{A,B}.weight" */
+static bool parse_peft_name(const llmh_model *m, const char *name, int64_t *layer, int *target, bool *is_b) {
+    static const char pre[] = "base_model.model.model.layers.";
+    if (strncmp(name, pre, sizeof pre - 1) != 0) return false;
+    const char *p = name + sizeof pre - 1;
+    int64_t n = 0;
+    int digits = 0;
+    while (*p >= '0' && *p <= '9' && digits < 7) n = n * 10 + (*p++ - '0'), digits++;
+    if (!digits || *p != '.') return false;
+    p++;
+    for (int t = 0; t < LLMH__LORA_N; t++) {
+        size_t hl = strlen(lora_targets[t].hf);
+        if (strncmp(p, lora_targets[t].hf, hl) != 0) continue;
+        const char *rest = p + hl;
+        if (!strcmp(rest, ".lora_A.weight")) *is_b = false;
+        else if (!strcmp(rest, ".lora_B.weight")) *is_b = true;
+        else continue;
+        if (n >= m->hp.n_layer) return false;
+        *layer = n;
+        *target = t;
+        return true;
+    }
+    return false;
+}
+
+static llmh_status read_peft_config(load_ctx *c) {
+    char cfg_path[4096];
+    if ((size_t)snprintf(cfg_path, sizeof cfg_path, "%s/adapter_config.json", c->path) >= sizeof cfg_path)
+        return llmh__fail(LLMH_ERR_INVALID_ARG, "adapter %s: path too long", c->path);
+    FILE *fp = fopen(cfg_path, "rb");
+    if (!fp) return llmh__fail(LLMH_ERR_IO, "adapter %s: cannot open adapter_config.json: %s", c->path, strerror(errno));
+    char *text = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (cap - len < 4096) {
+            if (cap > ((size_t)16 << 20)) {
+                fclose(fp);
+                free(text);
+                return llmh__fail(LLMH_ERR_FORMAT, "%s: larger than 16 MiB", cfg_path);
+            }
+            char *nt = realloc(text, cap + 65536);
+            if (!nt) {
+                fclose(fp);
+                free(text);
+                return llmh__fail(LLMH_ERR_NO_MEMORY, "%s: out of memory", cfg_path);
+            }
+            text = nt;
+            cap += 65536;
+        }
+        size_t got = fread(text + len, 1, cap - len, fp);
+        len += got;
+        if (got == 0) break;
+    }
+    fclose(fp);
+    cJSON *j = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!j) return llmh__fail(LLMH_ERR_FORMAT, "%s: not valid JSON", cfg_path);
+    llmh_status st = LLMH_OK;
+    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(j, "peft_type");
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "r");
+    const cJSON *al = cJSON_GetObjectItemCaseSensitive(j, "lora_alpha");
+    const cJSON *tm = cJSON_GetObjectItemCaseSensitive(j, "target_modules");
+    const cJSON *fifo = cJSON_GetObjectItemCaseSensitive(j, "fan_in_fan_out");
+    if (pt && (!cJSON_IsString(pt) || strcmp(pt->valuestring, "LORA") != 0)) {
+        st = llmh__fail(LLMH_ERR_UNSUPPORTED, "%s: peft_type must be \"LORA\"", cfg_path);
+    } else if (!cJSON_IsNumber(r) || r->valuedouble < 1 || r->valuedouble > 65536 ||
+               r->valuedouble != floor(r->valuedouble)) {
+        st = llmh__fail(LLMH_ERR_FORMAT, "%s: key 'r' must be an integer in 1..65536", cfg_path);
+    } else if (al && (!cJSON_IsNumber(al) || !isfinite(al->valuedouble))) {
+        st = llmh__fail(LLMH_ERR_FORMAT, "%s: key 'lora_alpha' must be a number", cfg_path);
+    } else if (cJSON_IsTrue(fifo)) {
+        st = llmh__fail(LLMH_ERR_UNSUPPORTED, "%s: fan_in_fan_out = true is not supported", cfg_path);
+    } else if (!cJSON_IsArray(tm)) {
+        st = llmh__fail(LLMH_ERR_FORMAT, "%s: key 'target_modules' must be an array of module names", cfg_path);
+    } else {
+        c->peft_rank = (int64_t)r->valuedouble;
+        c->alpha = al ? (float)al->valuedouble : (float)c->peft_rank;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, tm) {
+            int t = 0;
+            while (t < LLMH__LORA_N && !(cJSON_IsString(e) && !strcmp(e->valuestring, lora_targets[t].module))) t++;
+            if (t == LLMH__LORA_N) {
+                st = llmh__fail(LLMH_ERR_UNSUPPORTED,
+                                "%s: target module '%s' is not supported (q_proj, k_proj, v_proj, o_proj, "
+                                "gate_proj, up_proj, down_proj)",
+                                cfg_path, cJSON_IsString(e) ? e->valuestring : "(not a string)");
+                break;
+            }
+            c->peft_targets[t] = true;
+        }
+    }
+    cJSON_Delete(j);
+    return st;
+}
+
+/* Match the file's tensors to (layer, target) pairs. */
+static llmh_status collect_pairs(load_ctx *c, const llmh_tensor_info *infos, size_t n_infos) {
+    const llmh_model *m = c->m;
+    for (size_t i = 0; i < n_infos; i++) {
+        const llmh_tensor_info *ti = &infos[i];
+        const char *nm = ti->name ? ti->name : "";
+        int64_t layer = -1;
+        int target = -1;
+        bool is_b = false, ok;
+        if (c->peft) {
+            ok = parse_peft_name(m, nm, &layer, &target, &is_b);
+        } else {
+            size_t len = strlen(nm);
+            ok = len > 7 && (!strcmp(nm + len - 7, ".lora_a") || !strcmp(nm + len - 7, ".lora_b"));
+            if (ok) {
+                is_b = nm[len - 1] == 'b';
+                ok = parse_gguf_base(m, nm, len - 7, &layer, &target);
+            }
+        }
+        if (!ok)
+            return llmh__fail(LLMH_ERR_FORMAT,
+                              "adapter %s: tensor '%s' does not adapt a projection of this %s model "
+                              "(%lld layers; q, k, v, o, gate, up, down)",
+                              c->file, nm, m->arch_name, (long long)m->hp.n_layer);
+        lora_src *p = &c->src[(size_t)layer * LLMH__LORA_N + (size_t)target];
+        if (is_b ? p->b != NULL : p->a != NULL)
+            return llmh__fail(LLMH_ERR_FORMAT, "adapter %s: tensor '%s' appears twice", c->file, nm);
+        if (is_b) p->b = ti;
+        else p->a = ti;
+    }
+    return LLMH_OK;
+}
+
+/* Check one pair against the base weight W ne [in, out]. */
+static llmh_status check_pair(load_ctx *c, int64_t layer, int target) {
+    const lora_src *p = &c->src[(size_t)layer * LLMH__LORA_N + (size_t)target];
+    const llmh_model *m = c->m;
+    const llmh_tensor *w = base_weight(m, layer, target);
+    char wname[96];
+    snprintf(wname, sizeof wname, "blk.%lld.%s", (long long)layer, lora_targets[target].gguf);
+    if (!p->a || !p->b)
+        return llmh__fail(LLMH_ERR_FORMAT, "adapter %s: tensor '%s' has no matching %s (for base tensor '%s')",
+                          c->file, (p->a ? p->a : p->b)->name, p->a ? "lora_b" : "lora_a", wname);
+    const llmh_tensor_info *A = p->a, *B = p->b;
+    char sa[96], sb[96], sw[64];
+    shape_str(sa, sizeof sa, A->ne, A->n_dims > 0 ? A->n_dims : 2);
+    shape_str(sb, sizeof sb, B->ne, B->n_dims > 0 ? B->n_dims : 2);
+    shape_str(sw, sizeof sw, w->ne, 2);
+    for (const llmh_tensor_info *t = A; t; t = t == A ? B : NULL)
+        if (t->ne[2] != 1 || t->ne[3] != 1 || t->ne[0] < 1 || t->ne[1] < 1)
+            return llmh__fail(LLMH_ERR_FORMAT, "adapter %s: tensor '%s' has shape %s; expected a matrix", c->file,
+                              t->name, t == A ? sa : sb);
+    if (A->ne[0] != w->ne[0])
+        return llmh__fail(LLMH_ERR_FORMAT,
+                          "adapter %s: tensor '%s' has shape %s but base tensor '%s' is %s: input width %lld != %lld",
+                          c->file, A->name, sa, wname, sw, (long long)A->ne[0], (long long)w->ne[0]);
+    if (B->ne[1] != w->ne[1])
+        return llmh__fail(LLMH_ERR_FORMAT,
+                          "adapter %s: tensor '%s' has shape %s but base tensor '%s' is %s: output width %lld != %lld",
+                          c->file, B->name, sb, wname, sw, (long long)B->ne[1], (long long)w->ne[1]);
+    if (A->ne[1] != B->ne[0])
+        return llmh__fail(LLMH_ERR_FORMAT, "adapter %s: rank of '%s' %s differs from '%s' %s", c->file, A->name, sa,
+                          B->name, sb);
+    if (c->peft && A->ne[1] != c->peft_rank)
+        return llmh__fail(LLMH_ERR_FORMAT, "adapter %s: tensor '%s' has rank %lld but adapter_config.json says r = %lld",
+                          c->file, A->name, (long long)A->ne[1], (long long)c->peft_rank);
+    if (c->peft && !c->peft_targets[target])
+        return llmh__fail(LLMH_ERR_FORMAT, "adapter %s: tensor '%s' adapts '%s', which target_modules does not list",
+                          c->file, A->name, lora_targets[target].module);
+    for (const llmh_tensor_info *t = A; t; t = t == A ? B : NULL) {
+        int64_t bs = llmh_dtype_block_size(t->type);
+        size_t ts = llmh_dtype_type_size(t->type);
+        if (bs <= 0 || ts == 0 || t->ne[0] % bs != 0 || !t->data)
+            return llmh__fail(LLMH_ERR_FORMAT, "adapter %s: tensor '%s': type %s cannot hold rows of %lld elements",
+                              c->file, t->name, llmh_dtype_name(t->type), (long long)t->ne[0]);
+        uint64_t need = (uint64_t)(t->ne[0] / bs) * ts * (uint64_t)t->ne[1];
+        if (t->size < need)
+            return llmh__fail(LLMH_ERR_FORMAT, "adapter %s: tensor '%s': %llu bytes of data, %llu needed", c->file,
+                              t->name, (unsigned long long)t->size, (unsigned long long)need);
+    }
+    return LLMH_OK;
+}
+
+/* HF rotate-half rows -> interleaved rows (per head), rows of `row` floats. */
+static void permute_rows(float *dst, const float *src, int64_t rows, int64_t row, int64_t n_head) {
+    int64_t hd = rows / n_head, half = hd / 2;
+    for (int64_t h = 0; h < n_head; h++)
+        for (int64_t i = 0; i < half; i++)
+            for (int64_t j = 0; j < 2; j++)
+                memcpy(dst + (size_t)(h * hd + 2 * i + j) * (size_t)row, src + (size_t)(h * hd + j * half + i) * (size_t)row,
+                       (size_t)row * sizeof(float));
+}
+
+static size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
+
+static void init_f32(llmh_tensor *t, int64_t ne0, int64_t ne1, llmh_buffer *buf, size_t off, char *host) {
+    memset(t, 0, sizeof *t);
+    t->struct_size = sizeof *t;
+    t->type = LLMH_DTYPE_F32;
+    t->n_dims = 2;
+    t->ne[0] = ne0;
+    t->ne[1] = ne1;
+    t->ne[2] = t->ne[3] = 1;
+    t->nb[0] = sizeof(float);
+    t->nb[1] = sizeof(float) * (size_t)ne0;
+    t->nb[2] = t->nb[3] = t->nb[1] * (size_t)ne1;
+    t->buffer = buf;
+    t->offset = off;
+    t->data = host ? host + off : NULL;
+}
+
+/* Convert every pair to F32 and place it in one backend buffer. */
+static llmh_status place_adapter(load_ctx *c, llmh__adapter *ad) {
+    llmh_model *m = c->m;
+    const llmh_backend_iface *bi = m->be_if;
+    size_t n = (size_t)m->hp.n_layer * LLMH__LORA_N, total = 0, max_elems = 0;
+    if (!bi->supports(m->be, LLMH_OP_MUL_MAT, LLMH_DTYPE_F32, LLMH_DTYPE_F32) ||
+        !bi->supports(m->be, LLMH_OP_SCALE, LLMH_DTYPE_F32, LLMH_DTYPE_F32))
+        return llmh__fail(LLMH_ERR_UNSUPPORTED, "adapter %s: backend '%s' cannot run f32 mul_mat and scale, which LoRA needs",
+                          c->path, llmh_plugin_descriptor(m->backend_plugin)->name);
+    for (size_t i = 0; i < n; i++) {
+        const lora_src *p = &c->src[i];
+        if (!p->a) continue;
+        size_t ea = (size_t)p->a->ne[0] * (size_t)p->a->ne[1], eb = (size_t)p->b->ne[0] * (size_t)p->b->ne[1];
+        total += align256(ea * sizeof(float)) + align256(eb * sizeof(float));
+        if (ea > max_elems) max_elems = ea;
+        if (eb > max_elems) max_elems = eb;
+    }
+    float *tmp = malloc(max_elems * sizeof(float) * 2);
+    if (!tmp) return llmh__fail(LLMH_ERR_NO_MEMORY, "adapter %s: out of memory", c->path);
+    llmh_status st = bi->buffer_alloc(m->be, total, LLMH_BUFFER_WEIGHTS, &ad->buf);
+    if (st) {
+        free(tmp);
+        return st;
+    }
+    char *host = bi->buffer_host_ptr ? bi->buffer_host_ptr(m->be, ad->buf) : NULL;
+    size_t off = 0;
+    for (size_t i = 0; i < n && !st; i++) {
+        const lora_src *p = &c->src[i];
+        if (!p->a) continue;
+        int target = (int)(i % LLMH__LORA_N);
+        for (int k = 0; k < 2 && !st; k++) {
+            const llmh_tensor_info *ti = k ? p->b : p->a;
+            int64_t elems = ti->ne[0] * ti->ne[1];
+            float *f = tmp;
+            if (ti->type == LLMH_DTYPE_F32) memcpy(f, ti->data, (size_t)elems * sizeof(float));
+            else if ((st = llmh_dequantize(ti->type, ti->data, f, elems)))
+                st = llmh__fail(st, "adapter %s: tensor '%s': cannot convert %s to f32", c->file, ti->name,
+                                llmh_dtype_name(ti->type));
+            if (st) break;
+            if (k == 1 && c->peft && m->hp.arch == LLMH__ARCH_LLAMA &&
+                (target == LLMH__LORA_Q || target == LLMH__LORA_K)) {
+                int64_t heads = target == LLMH__LORA_Q ? m->hp.n_head : m->hp.n_head_kv;
+                permute_rows(tmp + max_elems, f, ti->ne[1], ti->ne[0], heads);
+                f = tmp + max_elems;
+            }
+            llmh_tensor *t = k ? &ad->b[i] : &ad->a[i];
+            init_f32(t, ti->ne[0], ti->ne[1], ad->buf, off, host);
+            t->name = k ? "lora_b" : "lora_a";
+            if ((st = bi->buffer_write(m->be, ad->buf, off, f, (size_t)elems * sizeof(float)))) break;
+            off += align256((size_t)elems * sizeof(float));
+            if (bi->weight_prepare && (st = bi->weight_prepare(m->be, t))) {
+                t->buffer = NULL; /* not prepared: nothing to release */
+                break;
+            }
+        }
+    }
+    free(tmp);
+    if (st) {
+        /* release what was prepared, then the buffer */
+        if (bi->weight_release)
+            for (size_t i = 0; i < n; i++) {
+                if (ad->a[i].ne[0] && ad->a[i].buffer) bi->weight_release(m->be, &ad->a[i]);
+                if (ad->b[i].ne[0] && ad->b[i].buffer) bi->weight_release(m->be, &ad->b[i]);
+            }
+        bi->buffer_free(m->be, ad->buf);
+        ad->buf = NULL;
+        memset(ad->a, 0, n * sizeof *ad->a);
+        memset(ad->b, 0, n * sizeof *ad->b);
+    }
+    return st;
+}
+
+static llmh_status adapter_open(llmh_model *m, const char *name, const char *path, float scale, const char *ns,
+                                llmh__adapter **out) {
+    *out = NULL;
+    load_ctx c;
+    memset(&c, 0, sizeof c);
+    c.m = m;
+    c.path = path;
+    struct stat sb;
+    if (stat(path, &sb) != 0) return llmh__fail(LLMH_ERR_IO, "adapter %s: %s", path, strerror(errno));
+    c.peft = S_ISDIR(sb.st_mode);
+    char file[4096];
+    llmh_status st;
+    if (c.peft) {
+        if ((st = read_peft_config(&c))) return st;
+        if ((size_t)snprintf(file, sizeof file, "%s/adapter_model.safetensors", path) >= sizeof file)
+            return llmh__fail(LLMH_ERR_INVALID_ARG, "adapter %s: path too long", path);
+    } else {
+        snprintf(file, sizeof file, "%s", path);
+    }
+    c.file = file;
+
+    llmh_plugin *fp = NULL;
+    const llmh_format_iface *fi = NULL;
+    llmh_model_file *mf = NULL;
+    llmh__adapter *ad = NULL;
+    size_t n = (size_t)m->hp.n_layer * LLMH__LORA_N;
+    if ((st = llmh_registry_get_format_for(m->registry, file, &fp))) goto done;
+    fi = llmh_plugin_iface(fp);
+    if ((st = fi->open(llmh_plugin_state(fp), file, NULL, &mf))) goto done;
+    llmh_kv_list meta = {0};
+    const llmh_tensor_info *infos = NULL;
+    size_t n_infos = 0;
+    if ((st = fi->get_metadata(mf, &meta)) || (st = fi->get_tensors(mf, &infos, &n_infos))) goto done;
+    if (!c.peft) {
+        const llmh_value *v = llmh_kv_find(&meta, "general.type");
+        if (v && v->type == LLMH_V_STRING && !(v->v.s.len == 7 && !memcmp(v->v.s.ptr, "adapter", 7))) {
+            st = llmh__fail(LLMH_ERR_FORMAT, "adapter %s: general.type is '%.*s', not 'adapter'", file,
+                            (int)(v->v.s.len > 64 ? 64 : v->v.s.len), v->v.s.ptr);
+            goto done;
+        }
+        v = llmh_kv_find(&meta, "adapter.type");
+        if (v && v->type == LLMH_V_STRING && !(v->v.s.len == 4 && !memcmp(v->v.s.ptr, "lora", 4))) {
+            st = llmh__fail(LLMH_ERR_UNSUPPORTED, "adapter %s: adapter.type is '%.*s'; only 'lora' is supported", file,
+                            (int)(v->v.s.len > 64 ? 64 : v->v.s.len), v->v.s.ptr);
+            goto done;
+        }
+        v = llmh_kv_find(&meta, "general.architecture");
+        if (v && v->type == LLMH_V_STRING &&
+            !(v->v.s.len == strlen(m->arch_name) && !memcmp(v->v.s.ptr, m->arch_name, v->v.s.len))) {
+            st = llmh__fail(LLMH_ERR_FORMAT, "adapter %s: made for a '%.*s' model, but the base model is '%s'", file,
+                            (int)(v->v.s.len > 64 ? 64 : v->v.s.len), v->v.s.ptr, m->arch_name);
+            goto done;
+        }
+        double alpha = 0;
+        v = llmh_kv_find(&meta, "adapter.lora.alpha");
+        if (v && !llmh_value_as_f64(v, &alpha)) {
+            st = llmh__fail(LLMH_ERR_FORMAT, "adapter %s: adapter.lora.alpha is not a number", file);
+            goto done;
+        }
+        if (!isfinite(alpha)) {
+            st = llmh__fail(LLMH_ERR_FORMAT, "adapter %s: adapter.lora.alpha is not finite", file);
+            goto done;
+        }
+        c.alpha = (float)alpha;
+    }
+    c.src = calloc(n, sizeof *c.src);
+    ad = calloc(1, sizeof *ad);
+    if (!c.src || !ad || !(ad->a = calloc(n, sizeof *ad->a)) || !(ad->b = calloc(n, sizeof *ad->b))) {
+        st = llmh__fail(LLMH_ERR_NO_MEMORY, "adapter %s: out of memory", path);
+        goto done;
+    }
+    ad->model = m;
+    if ((st = collect_pairs(&c, infos, n_infos))) goto done;
+    for (size_t i = 0; i < n; i++) {
+        if (!c.src[i].a && !c.src[i].b) continue;
+        if ((st = check_pair(&c, (int64_t)(i / LLMH__LORA_N), (int)(i % LLMH__LORA_N)))) goto done;
+        ad->n_targets++;
+        if (c.src[i].a->ne[1] > ad->rank) ad->rank = (int32_t)c.src[i].a->ne[1];
+    }
+    if (ad->n_targets == 0) {
+        st = llmh__fail(LLMH_ERR_FORMAT, "adapter %s: no LoRA tensors", file);
+        goto done;
+    }
+    if ((st = place_adapter(&c, ad))) goto done;
+    ad->alpha = c.alpha;
+    ad->scale = scale;
+    ad->name = strdup(name);
+    ad->path = strdup(path);
+    ad->ns = ns ? strdup(ns) : NULL;
+    if (!ad->name || !ad->path || (ns && !ad->ns)) {
+        st = llmh__fail(LLMH_ERR_NO_MEMORY, "adapter %s: out of memory", path);
+        goto done;
+    }
+    LLMH_LOGI("adapter '%s' from %s: %d projections, rank %d, alpha %g", name, path, ad->n_targets, ad->rank,
+              (double)ad->alpha);
+done:
+    if (mf) fi->close(mf); /* the F32 copies live in the backend */
+    if (fp) llmh_plugin_release(fp);
+    free(c.src);
+    if (st) {
+        if (!*llmh_last_error()) llmh_set_error("adapter %s: %s", path, llmh_status_str(st));
+        adapter_destroy(ad);
+        return st;
+    }
+    *out = ad;
+    return LLMH_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* router                                                                     */
+/* ------------------------------------------------------------------------ */
+/* Called with adapter_lock held. */
+static llmh_status router_open(llmh_model *m, const llmh_kv_list *params) {
+    if (m->router) return LLMH_OK;
+    const char *name = m->router_name ? m->router_name : "static";
+    llmh_status st = llmh_registry_get(m->registry, LLMH_PLUGIN_ROUTER, name, &m->router_plugin);
+    if (st) return st;
+    m->router_if = llmh_plugin_iface(m->router_plugin);
+    if (m->router_if->struct_size < offsetof(llmh_router_iface, route_tokens) || !m->router_if->create ||
+        !m->router_if->route || !m->router_if->destroy) {
+        llmh_plugin_release(m->router_plugin);
+        m->router_plugin = NULL;
+        m->router_if = NULL;
+        return llmh__fail(LLMH_ERR_ABI, "router plugin '%s' lacks create/route/destroy", name);
+    }
+    st = m->router_if->create(llmh_plugin_state(m->router_plugin), params, &m->router);
+    if (st) {
+        if (!*llmh_last_error()) llmh_set_error("router '%s': create failed: %s", name, llmh_status_str(st));
+        llmh_plugin_release(m->router_plugin);
+        m->router_plugin = NULL;
+        m->router_if = NULL;
+        m->router = NULL;
+    }
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* store                                                                      */
+/* ------------------------------------------------------------------------ */
+static llmh__adapter *find_locked(llmh_model *m, const char *name, size_t *idx) {
+    for (size_t i = 0; i < m->n_adapters; i++)
+        if (!strcmp(m->adapters[i]->name, name)) {
+            if (idx) *idx = i;
+            return m->adapters[i];
+        }
+    return NULL;
+}
+
+static bool valid_scale(float s) { return isfinite(s); }
+
+llmh_status llmh_adapter_load(llmh_model *m, const char *name, const char *path, float scale, const char *ns) {
+    if (!m || !name || !path || !*name) return llmh__fail(LLMH_ERR_INVALID_ARG, "llmh_adapter_load: NULL argument");
+    if (!valid_scale(scale)) return llmh__fail(LLMH_ERR_INVALID_ARG, "adapter '%s': scale must be finite", name);
+    pthread_mutex_lock(&m->adapter_lock);
+    bool dup = find_locked(m, name, NULL) != NULL;
+    llmh_status st = dup ? llmh__fail(LLMH_ERR_INVALID_ARG, "adapter '%s' is already loaded", name) : router_open(m, NULL);
+    pthread_mutex_unlock(&m->adapter_lock);
+    if (st) return st;
+    /* the slow part runs unlocked: other sessions keep selecting and running */
+    llmh__adapter *ad = NULL;
+    if ((st = adapter_open(m, name, path, scale, ns, &ad))) return st;
+    pthread_mutex_lock(&m->adapter_lock);
+    if (find_locked(m, name, NULL)) {
+        st = llmh__fail(LLMH_ERR_INVALID_ARG, "adapter '%s' is already loaded", name);
+    } else if (m->n_adapters == m->cap_adapters) {
+        size_t cap = m->cap_adapters ? m->cap_adapters * 2 : 8;
+        llmh__adapter **na = realloc(m->adapters, cap * sizeof *na);
+        if (!na) st = llmh__fail(LLMH_ERR_NO_MEMORY, "out of memory growing the adapter store");
+        else {
+            m->adapters = na;
+            m->cap_adapters = cap;
+        }
+    }
+    if (!st) {
+        ad->refs = 1; /* the store's reference */
+        m->adapters[m->n_adapters++] = ad;
+    }
+    pthread_mutex_unlock(&m->adapter_lock);
+    if (st) adapter_destroy(ad);
+    return st;
+}
+
+llmh_status llmh_adapter_unload(llmh_model *m, const char *name) {
+    if (!m || !name) return llmh__fail(LLMH_ERR_INVALID_ARG, "llmh_adapter_unload: NULL argument");
+    pthread_mutex_lock(&m->adapter_lock);
+    size_t idx = 0;
+    llmh__adapter *ad = find_locked(m, name, &idx);
+    int left = 0;
+    if (ad) {
+        memmove(&m->adapters[idx], &m->adapters[idx + 1], (m->n_adapters - idx - 1) * sizeof *m->adapters);
+        m->n_adapters--;
+        left = --ad->refs;
+    }
+    pthread_mutex_unlock(&m->adapter_lock);
+    if (!ad) return llmh__fail(LLMH_ERR_NOT_FOUND, "no adapter named '%s' is loaded", name);
+    if (left == 0) adapter_destroy(ad);
+    return LLMH_OK;
+}
+
+llmh_status llmh_adapter_set_scale(llmh_model *m, const char *name, float scale) {
+    if (!m || !name) return llmh__fail(LLMH_ERR_INVALID_ARG, "llmh_adapter_set_scale: NULL argument");
+    if (!valid_scale(scale)) return llmh__fail(LLMH_ERR_INVALID_ARG, "adapter '%s': scale must be finite", name);
+    pthread_mutex_lock(&m->adapter_lock);
+    llmh__adapter *ad = find_locked(m, name, NULL);
+    if (ad) ad->scale = scale;
+    pthread_mutex_unlock(&m->adapter_lock);
+    return ad ? LLMH_OK : llmh__fail(LLMH_ERR_NOT_FOUND, "no adapter named '%s' is loaded", name);
+}
+
+llmh_status llmh_adapter_list(llmh_model *m, llmh_adapter_info **out, size_t *n) {
+    if (!m || !out || !n) return llmh__fail(LLMH_ERR_INVALID_ARG, "llmh_adapter_list: NULL argument");
+    *out = NULL;
+    *n = 0;
+    pthread_mutex_lock(&m->adapter_lock);
+    size_t bytes = m->n_adapters * sizeof(llmh_adapter_info);
+    for (size_t i = 0; i < m->n_adapters; i++) {
+        const llmh__adapter *a = m->adapters[i];
+        bytes += strlen(a->name) + strlen(a->path) + (a->ns ? strlen(a->ns) : 0) + 3;
+    }
+    llmh_adapter_info *info = malloc(bytes ? bytes : 1);
+    if (!info) {
+        pthread_mutex_unlock(&m->adapter_lock);
+        return llmh__fail(LLMH_ERR_NO_MEMORY, "out of memory listing adapters");
+    }
+    char *str = (char *)(info + m->n_adapters);
+    for (size_t i = 0; i < m->n_adapters; i++) {
+        const llmh__adapter *a = m->adapters[i];
+        llmh_adapter_info *e = &info[i];
+        size_t l;
+        e->name = str;
+        l = strlen(a->name) + 1;
+        memcpy(str, a->name, l);
+        str += l;
+        e->path = str;
+        l = strlen(a->path) + 1;
+        memcpy(str, a->path, l);
+        str += l;
+        e->ns = NULL;
+        if (a->ns) {
+            e->ns = str;
+            l = strlen(a->ns) + 1;
+            memcpy(str, a->ns, l);
+            str += l;
+        } else {
+            *str++ = 0;
+        }
+        e->scale = a->scale;
+        e->alpha = a->alpha;
+        e->rank = a->rank;
+        e->n_targets = a->n_targets;
+        e->users = a->users;
+    }
+    *n = m->n_adapters;
+    pthread_mutex_unlock(&m->adapter_lock);
+    *out = info;
+    return LLMH_OK;
+}
+
+llmh_status llmh__fabric_select(llmh_model *m, const char *const *names, const float *scales, size_t n_names,
+                                llmh__adapter ***out, float **mult_out, size_t *n_out) {
+    *out = NULL;
+    *mult_out = NULL;
+    *n_out = 0;
+    pthread_mutex_lock(&m->adapter_lock);
+    llmh_status st = LLMH_OK;
+    size_t n = m->n_adapters;
+    if (n == 0) {
+        if (n_names)
+            st = llmh__fail(LLMH_ERR_NOT_FOUND, "adapter '%s' is not loaded (the adapter store is empty)",
+                            names[0] ? names[0] : "(null)");
+        pthread_mutex_unlock(&m->adapter_lock);
+        return st;
+    }
+    llmh_adapter_desc *desc = calloc(n, sizeof *desc);
+    float *gates = calloc(n, sizeof *gates);
+    llmh__adapter **sel = calloc(n, sizeof *sel);
+    float *mult = calloc(n, sizeof *mult);
+    if (!desc || !gates || !sel || !mult) st = llmh__fail(LLMH_ERR_NO_MEMORY, "out of memory routing adapters");
+    if (!st) st = router_open(m, NULL);
+    if (!st) {
+        for (size_t i = 0; i < n; i++) {
+            const llmh__adapter *a = m->adapters[i];
+            desc[i] = (llmh_adapter_desc){sizeof desc[i], a->name, a->ns, a->scale, a->alpha, a->rank, 0, 0, NULL, NULL};
+        }
+        llmh_route_request req = {sizeof req, names, scales, n_names, NULL, 0};
+        llmh_clear_error();
+        st = m->router_if->route(m->router, &req, desc, n, gates);
+        if (st && !*llmh_last_error()) llmh_set_error("router '%s' failed: %s", m->router_name ? m->router_name : "static",
+                                                      llmh_status_str(st));
+    }
+    size_t k = 0;
+    if (!st) {
+        for (size_t i = 0; i < n; i++) {
+            if (!isfinite(gates[i])) {
+                st = llmh__fail(LLMH_ERR_INVALID_ARG, "router gave adapter '%s' a non-finite gate", desc[i].name);
+                break;
+            }
+        }
+    }
+    if (!st)
+        for (size_t i = 0; i < n; i++) {
+            if (gates[i] == 0.0f) continue;
+            llmh__adapter *a = m->adapters[i];
+            a->refs++;
+            a->users++;
+            sel[k] = a;
+            mult[k] = gates[i] * a->scale;
+            k++;
+        }
+    pthread_mutex_unlock(&m->adapter_lock);
+    free(desc);
+    free(gates);
+    if (st) {
+        free(sel);
+        free(mult);
+        return st;
+    }
+    *out = sel;
+    *mult_out = mult;
+    *n_out = k;
+    return LLMH_OK;
+}
+
+llmh_status llmh__fabric_load(llmh_model *m, const llmh_config *cfg) {
+    m->router_name = strdup(cfg->router.plugin ? cfg->router.plugin : "static");
+    if (!m->router_name) return llmh__fail(LLMH_ERR_NO_MEMORY, "out of memory");
+    if (cfg->n_adapters == 0 && cfg->router.params.n == 0) return LLMH_OK;
+    pthread_mutex_lock(&m->adapter_lock);
+    llmh_status st = router_open(m, &cfg->router.params);
+    pthread_mutex_unlock(&m->adapter_lock);
+    for (size_t i = 0; i < cfg->n_adapters && !st; i++) {
+        const llmh_adapter_config *a = &cfg->adapters[i];
+        st = llmh_adapter_load(m, a->name, a->path, a->scale, a->ns);
+    }
+    return st;
+}
+
+void llmh__fabric_free(llmh_model *m) {
+    /* sessions must be gone: every adapter holds only the store's reference */
+    for (size_t i = 0; i < m->n_adapters; i++) {
+        llmh__adapter *a = m->adapters[i];
+        if (--a->refs == 0) adapter_destroy(a);
+        else LLMH_LOGW("adapter '%s' still has %d users while the model is freed", a->name, a->refs);
+    }
+    free(m->adapters);
+    m->adapters = NULL;
+    m->n_adapters = m->cap_adapters = 0;
+    if (m->router) m->router_if->destroy(m->router);
+    if (m->router_plugin) llmh_plugin_release(m->router_plugin);
+    m->router = NULL;
+    m->router_plugin = NULL;
+    free(m->router_name);
+    m->router_name = NULL;
+}
