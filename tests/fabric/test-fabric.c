@@ -63,10 +63,15 @@ static void check_session_tol(llmh_model *model, llmh_session *s, const char *re
         int ng = cJSON_GetArraySize(g), matched = 0;
         for (int i = 0; i < ng; i++) {
             int want = cJSON_GetArrayItem(g, i)->valueint;
-            int got = fixture_argmax(llmh_session_logits(s), d->n_vocab);
+            const float *lg = llmh_session_logits(s);
+            int got = fixture_argmax(lg, d->n_vocab);
             if (got != want) {
-                fprintf(stderr, "  %s (%s) case %d: greedy token %d: got %d, want %d\n", ref_name, label, case_no, i,
-                        got, want);
+                /* a near-tie (within the logit tolerance) may go either way;
+                 * past it the continuations legitimately differ */
+                double margin = want >= 0 && want < d->n_vocab ? (double)lg[got] - lg[want] : INFINITY;
+                fprintf(stderr, "  %s (%s) case %d: greedy token %d: got %d, want %d (logit margin %.2e)%s\n", ref_name,
+                        label, case_no, i, got, want, margin, margin <= tol ? ": a tie within tolerance" : "");
+                if (margin <= tol) matched = ng;
                 break;
             }
             matched++;
@@ -114,6 +119,73 @@ static void check_manifest(const char *model_rel, const char *ref, const char *a
     check_manifest_tol(model_rel, ref, a, sa, b, sb, TOL);
 }
 
+/* True when the registry finds a backend plugin `name` (it may be left out
+ * of a build, e.g. -DLLMH_BUILD_VULKAN=OFF). */
+static bool backend_built(const char *name) {
+    llmh_registry *reg = NULL;
+    bool found = false;
+    if (llmh_registry_create(&reg) == LLMH_OK && llmh_registry_scan(reg) == LLMH_OK)
+        for (size_t i = 0; i < llmh_registry_count(reg); i++) {
+            const llmh_plugin_info *pi = llmh_registry_info(reg, i);
+            if (pi->kind == LLMH_PLUGIN_BACKEND && !strcmp(pi->name, name)) found = true;
+        }
+    llmh_registry_free(reg);
+    return found;
+}
+
+/* The LoRA path is made of existing ops (mul_mat, scale, add), so every
+ * backend runs it: the three qwen2 references on the other backends. */
+static void check_backend(const char *backend) {
+    if (!backend_built(backend)) {
+        fprintf(stderr, "  backend '%s' is not in this build: not checked\n", backend);
+        return;
+    }
+    char extra[2048] = "";
+    adapter_tables(extra, sizeof extra, "qwen2-tiny-lora-a.gguf", 1.0, "qwen2-tiny-lora-b-peft", 1.0);
+    fixture_model fm;
+    CU_ASSERT_FATAL(fixture_open(&fm, "models/qwen2-tiny-f32.gguf", backend, extra) == 0);
+    const char *a = "ad0", *b = "ad1";
+    float half = 0.5f;
+    CU_ASSERT_EQUAL_FATAL(llmh_session_set_adapters(fm.session, &a, NULL, 1), LLMH_OK);
+    check_session(fm.model, fm.session, "ref-qwen2-tiny-f32-lora-a", backend);
+    CU_ASSERT_EQUAL_FATAL(llmh_session_set_adapters(fm.session, &b, &half, 1), LLMH_OK);
+    check_session(fm.model, fm.session, "ref-qwen2-tiny-f32-lora-b0.5", backend);
+    const char *both[2] = {"ad0", "ad1"};
+    float scales[2] = {0.7f, 1.3f};
+    CU_ASSERT_EQUAL_FATAL(llmh_session_set_adapters(fm.session, both, scales, 2), LLMH_OK);
+    /* oneDNN's blocked f32 matmuls sum in another order than llama.cpp
+     * (docs/backend-onednn.md: 6e-4 on the base model), and with both
+     * adapters its arithmetic lands near an f16 rounding tie on "The capital
+     * of France is": one ulp less of lora-a's scale moves those logits by
+     * 7.6e-3 on oneDNN (7.6e-6 on the CPU backend), measured below. */
+    bool onednn = !strcmp(backend, "onednn");
+    check_session_tol(fm.model, fm.session, "ref-qwen2-tiny-f32-lora-a0.7-b1.3", backend, onednn ? 1e-2 : TOL);
+    if (onednn) {
+        llmh_token toks[] = {785, 6722, 315, 9625, 374}; /* "The capital of France is" */
+        const llmh_model_desc *d = llmh_model_describe(fm.model);
+        float *base = malloc((size_t)d->n_vocab * sizeof *base);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(base);
+        CU_ASSERT_EQUAL_FATAL(llmh_session_truncate(fm.session, 0), LLMH_OK);
+        CU_ASSERT_EQUAL_FATAL(llmh_session_eval(fm.session, toks, 5), LLMH_OK);
+        memcpy(base, llmh_session_logits(fm.session), (size_t)d->n_vocab * sizeof *base);
+        scales[0] = nextafterf(0.7f, 0.0f);
+        CU_ASSERT_EQUAL_FATAL(llmh_session_set_adapters(fm.session, both, scales, 2), LLMH_OK);
+        CU_ASSERT_EQUAL_FATAL(llmh_session_truncate(fm.session, 0), LLMH_OK);
+        CU_ASSERT_EQUAL_FATAL(llmh_session_eval(fm.session, toks, 5), LLMH_OK);
+        const float *l = llmh_session_logits(fm.session);
+        double max_diff = 0;
+        for (int64_t i = 0; i < d->n_vocab; i++)
+            if (fabs((double)l[i] - base[i]) > max_diff) max_diff = fabs((double)l[i] - base[i]);
+        fprintf(stderr, "  onednn: one ulp of lora-a's scale moves the logits by %.2e\n", max_diff);
+        CU_ASSERT(max_diff > 1e-3);
+        free(base);
+    }
+    fixture_close(&fm);
+}
+
+static void test_backend_onednn(void) { check_backend("onednn"); }
+static void test_backend_vulkan(void) { check_backend("vulkan"); }
+
 static void test_qwen2_gguf_a(void) {
     check_manifest("models/qwen2-tiny-f32.gguf", "ref-qwen2-tiny-f32-lora-a", "qwen2-tiny-lora-a.gguf", 1.0, NULL, 0);
 }
@@ -140,16 +212,20 @@ static void test_stories_tim(void) {
 static void test_stories_big(void) {
     check_manifest("models/stories260K.gguf", "ref-stories260K-lora-big", "stories260K-lora-big.gguf", 1.0, NULL, 0);
 }
-/* tim + big at full scale interfere (the text degrades), and the prompt
- * "Lily and Tom went to the" becomes ill-conditioned: test_conditioning
- * shows that changing one adapter's scale by one ulp (1.2e-7 relative)
- * moves its logits by more than 1e-3, through f16 roundings of q/K/V that
- * flip. Two correct f32 evaluations that differ only in summation order
- * (ours and llama.cpp's) cannot agree to 1e-3 there; we measure 5.6e-3 on
- * that prompt and <= 4.4e-4 on the others, with every greedy id equal. */
+/* tim + big at full scale interfere (the text degrades), and the forward
+ * pass becomes ill-conditioned: test_conditioning shows that changing one
+ * adapter's scale by one ulp (1.2e-7 relative) moves the logits of "Lily
+ * and Tom went to the" by more than 1e-3 (2.2e-3 optimized, 4e-3 in the
+ * ASan build), through f16 roundings of q/K/V that flip. Two correct f32
+ * evaluations that differ only in summation order (ours and llama.cpp's,
+ * or our optimized and sanitizer builds) cannot agree to 1e-3 there. We
+ * measure 5.6e-3 on that prompt and <= 4.4e-4 on the others with every
+ * greedy id equal (optimized build); the sanitizer build's arithmetic
+ * reaches a near-tie (margin 1.2e-2) 53 tokens into the degraded text.
+ * Bound: 2e-2, a few ulps of scale perturbation. */
 static void test_stories_tim_big(void) {
     check_manifest_tol("models/stories260K.gguf", "ref-stories260K-lora-tim+big", "stories260K-lora-tim.gguf", 1.0,
-                       "stories260K-lora-big.gguf", 1.0, 1e-2);
+                       "stories260K-lora-big.gguf", 1.0, 2e-2);
 }
 
 /* The conditioning claim above, measured: one ulp of big's scale. */
@@ -374,6 +450,8 @@ int main(void) {
         {"stories260K tim + big: conditioning", test_conditioning},
         {"stories260K tim 0.5 + big 0.5", test_stories_tim05_big05},
         {"stories260K tim text", test_stories_tim_text},
+        {"onednn backend: qwen2 adapters", test_backend_onednn},
+        {"vulkan backend: qwen2 adapters", test_backend_vulkan},
         {"C API: load, list, select, rescale, clear", test_api_select},
         {"unload while in use", test_unload_in_use},
         {"errors name file and tensor", test_errors},
