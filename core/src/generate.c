@@ -33,6 +33,7 @@ static size_t stop_prefix_tail(const char *buf, size_t n, const char *const *sto
     size_t best = 0;
     for (size_t i = 0; i < n_stop; i++) {
         size_t sl = strlen(stop[i]);
+        if (sl == 0) continue; /* an empty stop string never matches */
         for (size_t k = sl - 1 < n ? sl - 1 : n; k > best; k--)
             if (!memcmp(buf + n - k, stop[i], k)) { best = k; break; }
     }

@@ -166,6 +166,31 @@ static void test_stories_text(void) {
     fixture_close(&fm);
 }
 
+/* Stop strings end generation without being emitted, also when they span
+ * tokens; empty stop strings are ignored. */
+static void test_stop_strings(void) {
+    fixture_model fm;
+    CU_ASSERT_FATAL(fixture_open(&fm, "models/stories260K.gguf", NULL, NULL) == 0);
+    llmh_sampler_chain *chain = NULL;
+    CU_ASSERT_EQUAL_FATAL(llmh_sampler_chain_create(fm.model, fm.manifest, &chain), LLMH_OK);
+    llmh_token *toks;
+    size_t n;
+    const char *prompt = "Once upon a time";
+    CU_ASSERT_EQUAL_FATAL(llmh_tokenize(fm.model, prompt, strlen(prompt), LLMH_ENCODE_ADD_BOS, &toks, &n), LLMH_OK);
+    const char *stops[] = {"", "girl named"};
+    char *text = calloc(1, 4096);
+    llmh_generate_params gp = {.max_tokens = 60, .stop = stops, .n_stop = 2, .on_text = collect, .user = text};
+    llmh_generate_result res;
+    CU_ASSERT_EQUAL_FATAL(llmh_generate(fm.session, chain, toks, n, &gp, &res), LLMH_OK);
+    CU_ASSERT_EQUAL(res.finish, LLMH_FINISH_STOP);
+    CU_ASSERT_STRING_EQUAL(text, ", there was a little ");
+    free(res.tokens);
+    free(text);
+    free(toks);
+    llmh_sampler_chain_free(chain);
+    fixture_close(&fm);
+}
+
 /* HF safetensors directories give the GGUF twin's logits (<= 1e-4). */
 static void compare_twins(const char *gguf_rel, const char *hf_rel) {
     fixture_model a, b;
@@ -232,6 +257,7 @@ int main(void) {
     static const llmh_test_case cases[] = {
         {"stories260K matches llama.cpp", test_stories260k},
         {"stories260K generate text", test_stories_text},
+        {"stop strings", test_stop_strings},
         {"qwen2-tiny f32 matches llama.cpp", test_qwen2_f32},
         {"llama-tiny bf16 matches llama.cpp", test_llama_bf16},
         {"qwen2-tiny q8_0 matches llama.cpp", test_qwen2_q8_0},
