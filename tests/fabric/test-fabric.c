@@ -6,12 +6,18 @@
  *    tim 0.5 + big 0.5 (the greedy text names Tim);
  *  - adapters loaded through the C API and selected per session through the
  *    static router;
- *  - unloading an adapter while a session uses it (run under ASan);
+ *  - unloading an adapter while a session uses it (run under ASan), and
+ *    loads/unloads/rescales on one thread while another selects and
+ *    evaluates (every result equals one of the two possible sets);
  *  - errors for an adapter that does not fit the base model name the file
  *    and the tensor. */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "model-fixture.h"
 
@@ -390,6 +396,86 @@ static void test_unload_in_use(void) {
     fixture_close(&fm);
 }
 
+/* One thread loads, rescales and unloads adapter "b" over and over while
+ * another selects adapters and evaluates: every selection succeeds and every
+ * result is bit-identical to a run with exactly {a} or {a, b} (no torn
+ * reads, no half-loaded adapter). */
+typedef struct churn_ctx {
+    llmh_model *model;
+    const char *path_b;
+    int iterations;
+    int failures;
+    atomic_int stop;
+} churn_ctx;
+
+static void *churn_thread(void *arg) {
+    churn_ctx *c = arg;
+    for (int i = 0; i < c->iterations; i++) {
+        if (llmh_adapter_load(c->model, "b", c->path_b, 1.3f, NULL) != LLMH_OK) c->failures++;
+        if (llmh_adapter_set_scale(c->model, "b", 1.3f) != LLMH_OK) c->failures++;
+        struct timespec ts = {0, 2000000}; /* keep it listed for a few evaluations */
+        nanosleep(&ts, NULL);
+        if (llmh_adapter_unload(c->model, "b") != LLMH_OK) c->failures++;
+    }
+    atomic_store(&c->stop, 1);
+    return NULL;
+}
+
+static void eval_prompt(llmh_session *s, float *out, int64_t n_vocab) {
+    static const llmh_token toks[] = {785, 6722, 315, 9625, 374};
+    CU_ASSERT_EQUAL_FATAL(llmh_session_truncate(s, 0), LLMH_OK);
+    CU_ASSERT_EQUAL_FATAL(llmh_session_eval(s, toks, 5), LLMH_OK);
+    memcpy(out, llmh_session_logits(s), (size_t)n_vocab * sizeof *out);
+}
+
+static void test_concurrent_churn(void) {
+    fixture_model fm;
+    CU_ASSERT_FATAL(fixture_open(&fm, "models/qwen2-tiny-f32.gguf", NULL, NULL) == 0);
+    int64_t V = llmh_model_describe(fm.model)->n_vocab;
+    char *pa = llmh_test_shared("models/adapters/qwen2-tiny-lora-a.gguf");
+    char *pb = llmh_test_shared("models/adapters/qwen2-tiny-lora-b-peft");
+    float *only_a = malloc((size_t)V * sizeof(float)), *a_b = malloc((size_t)V * sizeof(float));
+    float *got = malloc((size_t)V * sizeof(float));
+    CU_ASSERT_FATAL(only_a && a_b && got);
+    CU_ASSERT_EQUAL_FATAL(llmh_adapter_load(fm.model, "a", pa, 0.7f, NULL), LLMH_OK);
+    CU_ASSERT_EQUAL_FATAL(llmh_session_set_adapters(fm.session, NULL, NULL, 0), LLMH_OK);
+    eval_prompt(fm.session, only_a, V);
+    CU_ASSERT_EQUAL_FATAL(llmh_adapter_load(fm.model, "b", pb, 1.3f, NULL), LLMH_OK);
+    CU_ASSERT_EQUAL_FATAL(llmh_session_set_adapters(fm.session, NULL, NULL, 0), LLMH_OK);
+    eval_prompt(fm.session, a_b, V);
+    CU_ASSERT_EQUAL_FATAL(llmh_adapter_unload(fm.model, "b"), LLMH_OK);
+
+    churn_ctx c = {fm.model, pb, 40, 0, 0};
+    atomic_init(&c.stop, 0);
+    pthread_t th;
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, churn_thread, &c), 0);
+    int n_a = 0, n_ab = 0, n_bad = 0, rounds = 0;
+    const char *name_a = "a";
+    while (!atomic_load(&c.stop) || rounds < 4) {
+        /* alternately: the default set (a, and b when loaded) and {a} by name */
+        llmh_status st = rounds % 2 ? llmh_session_set_adapters(fm.session, &name_a, NULL, 1)
+                                    : llmh_session_set_adapters(fm.session, NULL, NULL, 0);
+        CU_ASSERT_EQUAL_FATAL(st, LLMH_OK);
+        eval_prompt(fm.session, got, V);
+        if (!memcmp(got, only_a, (size_t)V * sizeof(float))) n_a++;
+        else if (!memcmp(got, a_b, (size_t)V * sizeof(float))) n_ab++;
+        else n_bad++;
+        rounds++;
+    }
+    pthread_join(th, NULL);
+    fprintf(stderr, "  %d rounds during %d load/unload cycles: %d as {a}, %d as {a, b}, %d other\n", rounds,
+            c.iterations, n_a, n_ab, n_bad);
+    CU_ASSERT_EQUAL(c.failures, 0);
+    CU_ASSERT_EQUAL(n_bad, 0);
+    CU_ASSERT(n_a >= rounds / 2);
+    free(only_a);
+    free(a_b);
+    free(got);
+    free(pa);
+    free(pb);
+    fixture_close(&fm);
+}
+
 /* An adapter for another model: clear errors naming the file and tensor. */
 static void test_errors(void) {
     fixture_model fm;
@@ -454,6 +540,7 @@ int main(void) {
         {"vulkan backend: qwen2 adapters", test_backend_vulkan},
         {"C API: load, list, select, rescale, clear", test_api_select},
         {"unload while in use", test_unload_in_use},
+        {"load/unload on one thread, evaluate on another", test_concurrent_churn},
         {"errors name file and tensor", test_errors},
         {NULL, NULL},
     };
