@@ -9,6 +9,9 @@
  *  - unloading an adapter while a session uses it (run under ASan), and
  *    loads/unloads/rescales on one thread while another selects and
  *    evaluates (every result equals one of the two possible sets);
+ *  - a llama-arch PEFT directory written from stories260K-lora-tim.gguf
+ *    (q/k lora_B rows put back in HF's rotate-half order) gives the GGUF
+ *    form's logits bit for bit;
  *  - errors for an adapter that does not fit the base model name the file
  *    and the tensor. */
 #define _POSIX_C_SOURCE 200809L
@@ -17,7 +20,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "model-fixture.h"
 
@@ -476,6 +481,160 @@ static void test_concurrent_churn(void) {
     fixture_close(&fm);
 }
 
+/* Write stories260K-lora-tim.gguf as a PEFT directory, HF conventions:
+ * shapes [r, in] / [out, r], q/k lora_B rows in rotate-half order (the
+ * inverse of GGUF's interleaving; hf_order = false leaves them in GGUF order,
+ * a deliberately wrong file). Returns the directory (malloc'd) or NULL. */
+static char *write_llama_peft(llmh_model *model, bool hf_order) {
+    char *gguf = llmh_test_shared("models/adapters/stories260K-lora-tim.gguf");
+    llmh_registry *reg = llmh_model_registry(model);
+    llmh_plugin *fp = NULL;
+    llmh_model_file *mf = NULL;
+    const llmh_format_iface *fi = NULL;
+    const llmh_tensor_info *infos = NULL;
+    size_t n_infos = 0;
+    char *dir = NULL;
+    if (llmh_registry_get_format_for(reg, gguf, &fp) != LLMH_OK) goto out;
+    fi = llmh_plugin_iface(fp);
+    if (fi->open(llmh_plugin_state(fp), gguf, NULL, &mf) != LLMH_OK) goto out;
+    if (fi->get_tensors(mf, &infos, &n_infos) != LLMH_OK) goto out;
+    const llmh_model_desc *d = llmh_model_describe(model);
+    static const struct { const char *gguf, *hf; int qk; } map[] = {
+        {"attn_q.weight", "self_attn.q_proj", 1}, {"attn_k.weight", "self_attn.k_proj", 2},
+        {"attn_v.weight", "self_attn.v_proj", 0}, {"attn_output.weight", "self_attn.o_proj", 0},
+        {"ffn_gate.weight", "mlp.gate_proj", 0},  {"ffn_up.weight", "mlp.up_proj", 0},
+        {"ffn_down.weight", "mlp.down_proj", 0},
+    };
+    char hdr[65536];
+    size_t ho = (size_t)snprintf(hdr, sizeof hdr, "{");
+    size_t data_len = 0;
+    for (size_t i = 0; i < n_infos; i++) data_len += (size_t)(infos[i].ne[0] * infos[i].ne[1]) * sizeof(float);
+    float *data = malloc(data_len), *tmp = malloc(data_len);
+    if (!data || !tmp) { free(data); free(tmp); goto out; }
+    size_t off = 0;
+    for (size_t i = 0; i < n_infos; i++) {
+        const llmh_tensor_info *t = &infos[i];
+        int layer = -1, end = 0;
+        char base[64];
+        if (sscanf(t->name, "blk.%d.%63[a-z_.]%n", &layer, base, &end) != 2) continue;
+        size_t bl = strlen(base);
+        bool is_b = bl > 7 && !strcmp(base + bl - 7, ".lora_b");
+        base[bl - 7] = 0;
+        int k = 0;
+        while (k < 7 && strcmp(map[k].gguf, base)) k++;
+        if (k == 7) continue;
+        int64_t ne0 = t->ne[0], ne1 = t->ne[1], elems = ne0 * ne1;
+        if (llmh_dequantize(t->type, t->data, tmp, elems) != LLMH_OK) memcpy(tmp, t->data, (size_t)elems * 4);
+        float *dst = data + off / sizeof(float);
+        if (is_b && map[k].qk && hf_order) { /* rows of ne0 floats; GGUF row h*hd+2i+j <- HF row h*hd+j*half+i */
+            int64_t heads = map[k].qk == 1 ? d->n_head : d->n_head_kv, hd = ne1 / heads, half = hd / 2;
+            for (int64_t h = 0; h < heads; h++)
+                for (int64_t ii = 0; ii < half; ii++)
+                    for (int64_t j = 0; j < 2; j++)
+                        memcpy(dst + (h * hd + j * half + ii) * ne0, tmp + (h * hd + 2 * ii + j) * ne0,
+                               (size_t)ne0 * sizeof(float));
+        } else {
+            memcpy(dst, tmp, (size_t)elems * sizeof(float));
+        }
+        ho += (size_t)snprintf(hdr + ho, sizeof hdr - ho,
+                               "%s\"base_model.model.model.layers.%d.%s.lora_%c.weight\":{\"dtype\":\"F32\","
+                               "\"shape\":[%lld,%lld],\"data_offsets\":[%zu,%zu]}",
+                               ho > 1 ? "," : "", layer, map[k].hf, is_b ? 'B' : 'A', (long long)ne1, (long long)ne0,
+                               off, off + (size_t)elems * sizeof(float));
+        off += (size_t)elems * sizeof(float);
+    }
+    ho += (size_t)snprintf(hdr + ho, sizeof hdr - ho, "}");
+    char tmpl[] = "/tmp/llmh-peft-XXXXXX";
+    if (mkdtemp(tmpl)) {
+        dir = strdup(tmpl);
+        char path[512];
+        snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+        FILE *f = fopen(path, "w");
+        if (f) {
+            fputs("{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": 16, \"target_modules\": [\"q_proj\", "
+                  "\"k_proj\", \"v_proj\", \"o_proj\", \"gate_proj\", \"up_proj\", \"down_proj\"]}",
+                  f);
+            fclose(f);
+        }
+        snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+        f = fopen(path, "wb");
+        if (f) {
+            uint64_t hl = ho;
+            fwrite(&hl, 8, 1, f);
+            fwrite(hdr, 1, ho, f);
+            fwrite(data, 1, off, f);
+            fclose(f);
+        }
+    }
+    free(data);
+    free(tmp);
+out:
+    if (mf) fi->close(mf);
+    if (fp) llmh_plugin_release(fp);
+    free(gguf);
+    return dir;
+}
+
+static void remove_peft(char *dir) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    unlink(path);
+    rmdir(dir);
+    free(dir);
+}
+
+/* Logits of `toks` with adapter directory `dir` alone. */
+static void eval_with(fixture_model *fm, const char *name, const char *dir, const llmh_token *toks, size_t n,
+                      float *out, int64_t V) {
+    llmh_status st = llmh_adapter_load(fm->model, name, dir, 1.0f, NULL);
+    if (st) fprintf(stderr, "  %s\n", llmh_last_error());
+    CU_ASSERT_EQUAL_FATAL(st, LLMH_OK);
+    CU_ASSERT_EQUAL_FATAL(llmh_session_set_adapters(fm->session, &name, NULL, 1), LLMH_OK);
+    CU_ASSERT_EQUAL_FATAL(llmh_session_truncate(fm->session, 0), LLMH_OK);
+    CU_ASSERT_EQUAL_FATAL(llmh_session_eval(fm->session, toks, n), LLMH_OK);
+    memcpy(out, llmh_session_logits(fm->session), (size_t)V * sizeof *out);
+}
+
+static double max_abs_diff(const float *a, const float *b, int64_t n) {
+    double m = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (fabs((double)a[i] - b[i]) > m) m = fabs((double)a[i] - b[i]);
+    return m;
+}
+
+static void test_llama_peft(void) {
+    char extra[1024] = "";
+    adapter_tables(extra, sizeof extra, "stories260K-lora-tim.gguf", 1.0, NULL, 0);
+    fixture_model fm;
+    CU_ASSERT_FATAL(fixture_open(&fm, "models/stories260K.gguf", NULL, extra) == 0);
+    char *dir = write_llama_peft(fm.model, true), *wrong = write_llama_peft(fm.model, false);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(wrong);
+    int64_t V = llmh_model_describe(fm.model)->n_vocab;
+    static const llmh_token toks[] = {1, 365, 2, 3, 400, 22, 35};
+    float *ref = malloc((size_t)V * sizeof *ref), *got = malloc((size_t)V * sizeof *got);
+    CU_ASSERT_FATAL(ref && got);
+    CU_ASSERT_EQUAL_FATAL(llmh_session_eval(fm.session, toks, 7), LLMH_OK);
+    memcpy(ref, llmh_session_logits(fm.session), (size_t)V * sizeof *ref);
+    eval_with(&fm, "tim-peft", dir, toks, 7, got, V);
+    double diff = max_abs_diff(got, ref, V);
+    fprintf(stderr, "  llama PEFT vs GGUF form of tim: max |logit diff| = %.2e\n", diff);
+    CU_ASSERT(diff == 0.0);
+    /* control: q/k rows left in GGUF order give other logits, so the
+     * permutation is really exercised */
+    eval_with(&fm, "tim-wrong", wrong, toks, 7, got, V);
+    diff = max_abs_diff(got, ref, V);
+    fprintf(stderr, "  unpermuted rows: max |logit diff| = %.2e\n", diff);
+    CU_ASSERT(diff > 1e-3);
+    free(ref);
+    free(got);
+    remove_peft(dir);
+    remove_peft(wrong);
+    fixture_close(&fm);
+}
+
 /* An adapter for another model: clear errors naming the file and tensor. */
 static void test_errors(void) {
     fixture_model fm;
@@ -541,6 +700,7 @@ int main(void) {
         {"C API: load, list, select, rescale, clear", test_api_select},
         {"unload while in use", test_unload_in_use},
         {"load/unload on one thread, evaluate on another", test_concurrent_churn},
+        {"llama PEFT (q/k rows permuted) equals GGUF", test_llama_peft},
         {"errors name file and tensor", test_errors},
         {NULL, NULL},
     };
