@@ -294,6 +294,9 @@ static llmh_status check_pair(load_ctx *c, int64_t layer, int target) {
     if (A->ne[1] != B->ne[0])
         return llmh__fail(LLMH_ERR_FORMAT, "adapter %s: rank of '%s' %s differs from '%s' %s", c->file, A->name, sa,
                           B->name, sb);
+    if (A->ne[1] > 65536)
+        return llmh__fail(LLMH_ERR_FORMAT, "adapter %s: tensor '%s' has rank %lld; at most 65536 is supported", c->file,
+                          A->name, (long long)A->ne[1]);
     if (c->peft && A->ne[1] != c->peft_rank)
         return llmh__fail(LLMH_ERR_FORMAT, "adapter %s: tensor '%s' has rank %lld but adapter_config.json says r = %lld",
                           c->file, A->name, (long long)A->ne[1], (long long)c->peft_rank);
