@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include "model-internal.h"
@@ -67,6 +68,7 @@ static void adapter_destroy(llmh__adapter *a) {
         m->be_if->buffer_free(m->be, a->buf);
         pthread_mutex_unlock(&m->compute_lock);
     }
+    if (a->host_mem) munmap(a->host_mem, a->host_len); /* after the buffer that wrapped it */
     free(a->a);
     free(a->b);
     free(a->name);
@@ -345,7 +347,10 @@ static void init_f32(llmh_tensor *t, int64_t ne0, int64_t ne1, llmh_buffer *buf,
     t->data = host ? host + off : NULL;
 }
 
-/* Convert every pair to F32 and place it in one backend buffer. */
+/* Convert every pair to F32 and place it in one backend buffer. When the
+ * backend can wrap host memory, the F32 values are written straight into a
+ * pre-faulted anonymous mapping that the buffer wraps (one pass, no page
+ * fault per page); otherwise through buffer_alloc + buffer_write. */
 static llmh_status place_adapter(load_ctx *c, llmh__adapter *ad) {
     llmh_model *m = c->m;
     const llmh_backend_iface *bi = m->be_if;
@@ -362,14 +367,20 @@ static llmh_status place_adapter(load_ctx *c, llmh__adapter *ad) {
         if (ea > max_elems) max_elems = ea;
         if (eb > max_elems) max_elems = eb;
     }
-    float *tmp = malloc(max_elems * sizeof(float) * 2);
+    float *tmp = malloc(max_elems * sizeof(float));
     if (!tmp) return llmh__fail(LLMH_ERR_NO_MEMORY, "adapter %s: out of memory", c->path);
-    llmh_status st = bi->buffer_alloc(m->be, total, LLMH_BUFFER_WEIGHTS, &ad->buf);
-    if (st) {
-        free(tmp);
-        return st;
+    char *wrap = NULL;
+    if (bi->buffer_wrap_host) {
+        void *p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+        if (p != MAP_FAILED) {
+            wrap = p;
+            ad->host_mem = p;
+            ad->host_len = total;
+        }
     }
-    char *host = bi->buffer_host_ptr ? bi->buffer_host_ptr(m->be, ad->buf) : NULL;
+    llmh_status st = LLMH_OK;
+    if (!wrap) st = bi->buffer_alloc(m->be, total, LLMH_BUFFER_WEIGHTS, &ad->buf);
+    /* convert: into the mapping, or through tmp and buffer_write */
     size_t off = 0;
     for (size_t i = 0; i < n && !st; i++) {
         const lora_src *p = &c->src[i];
@@ -378,39 +389,56 @@ static llmh_status place_adapter(load_ctx *c, llmh__adapter *ad) {
         for (int k = 0; k < 2 && !st; k++) {
             const llmh_tensor_info *ti = k ? p->b : p->a;
             int64_t elems = ti->ne[0] * ti->ne[1];
-            float *f = tmp;
-            if (ti->type == LLMH_DTYPE_F32) memcpy(f, ti->data, (size_t)elems * sizeof(float));
-            else if ((st = llmh_dequantize(ti->type, ti->data, f, elems)))
-                st = llmh__fail(st, "adapter %s: tensor '%s': cannot convert %s to f32", c->file, ti->name,
-                                llmh_dtype_name(ti->type));
-            if (st) break;
-            if (k == 1 && c->peft && m->hp.arch == LLMH__ARCH_LLAMA &&
-                (target == LLMH__LORA_Q || target == LLMH__LORA_K)) {
-                int64_t heads = target == LLMH__LORA_Q ? m->hp.n_head : m->hp.n_head_kv;
-                permute_rows(tmp + max_elems, f, ti->ne[1], ti->ne[0], heads);
-                f = tmp + max_elems;
-            }
-            llmh_tensor *t = k ? &ad->b[i] : &ad->a[i];
-            init_f32(t, ti->ne[0], ti->ne[1], ad->buf, off, host);
-            t->name = k ? "lora_b" : "lora_a";
-            if ((st = bi->buffer_write(m->be, ad->buf, off, f, (size_t)elems * sizeof(float)))) break;
-            off += align256((size_t)elems * sizeof(float));
-            if (bi->weight_prepare && (st = bi->weight_prepare(m->be, t))) {
-                t->buffer = NULL; /* not prepared: nothing to release */
+            bool permute = k == 1 && c->peft && m->hp.arch == LLMH__ARCH_LLAMA &&
+                           (target == LLMH__LORA_Q || target == LLMH__LORA_K);
+            float *dst = wrap ? (float *)(wrap + off) : tmp;
+            float *conv = permute ? tmp : dst;
+            if (permute && !wrap) conv = (float *)malloc((size_t)elems * sizeof(float));
+            if (!conv) {
+                st = llmh__fail(LLMH_ERR_NO_MEMORY, "adapter %s: out of memory", c->path);
                 break;
             }
+            if (ti->type == LLMH_DTYPE_F32) memcpy(conv, ti->data, (size_t)elems * sizeof(float));
+            else if ((st = llmh_dequantize(ti->type, ti->data, conv, elems)))
+                st = llmh__fail(st, "adapter %s: tensor '%s': cannot convert %s to f32", c->file, ti->name,
+                                llmh_dtype_name(ti->type));
+            if (!st && permute) {
+                int64_t heads = target == LLMH__LORA_Q ? m->hp.n_head : m->hp.n_head_kv;
+                permute_rows(dst, conv, ti->ne[1], ti->ne[0], heads);
+            }
+            if (permute && !wrap) free(conv);
+            if (!st && !wrap) st = bi->buffer_write(m->be, ad->buf, off, dst, (size_t)elems * sizeof(float));
+            off += align256((size_t)elems * sizeof(float));
         }
     }
     free(tmp);
+    if (!st && wrap) st = bi->buffer_wrap_host(m->be, wrap, total, LLMH_BUFFER_WEIGHTS, &ad->buf);
+    /* tensors, then the backend's preparation */
+    char *host = !st && bi->buffer_host_ptr ? bi->buffer_host_ptr(m->be, ad->buf) : NULL;
+    off = 0;
+    for (size_t i = 0; i < n && !st; i++) {
+        const lora_src *p = &c->src[i];
+        if (!p->a) continue;
+        for (int k = 0; k < 2 && !st; k++) {
+            const llmh_tensor_info *ti = k ? p->b : p->a;
+            llmh_tensor *t = k ? &ad->b[i] : &ad->a[i];
+            init_f32(t, ti->ne[0], ti->ne[1], ad->buf, off, host);
+            t->name = k ? "lora_b" : "lora_a";
+            off += align256((size_t)(ti->ne[0] * ti->ne[1]) * sizeof(float));
+            if (bi->weight_prepare && (st = bi->weight_prepare(m->be, t))) t->buffer = NULL; /* not prepared */
+        }
+    }
     if (st) {
-        /* release what was prepared, then the buffer */
+        /* release what was prepared, then the buffer and the mapping */
         if (bi->weight_release)
             for (size_t i = 0; i < n; i++) {
                 if (ad->a[i].ne[0] && ad->a[i].buffer) bi->weight_release(m->be, &ad->a[i]);
                 if (ad->b[i].ne[0] && ad->b[i].buffer) bi->weight_release(m->be, &ad->b[i]);
             }
-        bi->buffer_free(m->be, ad->buf);
+        if (ad->buf) bi->buffer_free(m->be, ad->buf);
         ad->buf = NULL;
+        if (ad->host_mem) munmap(ad->host_mem, ad->host_len);
+        ad->host_mem = NULL;
         memset(ad->a, 0, n * sizeof *ad->a);
         memset(ad->b, 0, n * sizeof *ad->b);
     }

@@ -37,6 +37,8 @@ typedef struct llmh__adapter {
     int users;              /* sessions holding it */
     llmh_tensor *a, *b;     /* [n_layer * LLMH__LORA_N] */
     llmh_buffer *buf;
+    void *host_mem;         /* F32 values the buffer wraps (mmap), or NULL */
+    size_t host_len;
 } llmh__adapter;
 
 typedef struct llmh__hparams {
