@@ -194,7 +194,26 @@ static void check_backend(const char *backend) {
     fixture_close(&fm);
 }
 
-static void test_backend_onednn(void) { check_backend("onednn"); }
+#if defined(__SANITIZE_ADDRESS__)
+#define LLMH_FABRIC_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LLMH_FABRIC_UNDER_ASAN 1
+#endif
+#endif
+
+static void test_backend_onednn(void) {
+#ifdef LLMH_FABRIC_UNDER_ASAN
+    /* oneDNN starts libgomp worker threads that outlive the test, and
+     * LeakSanitizer's tracer crashes at exit with them alive. The release
+     * build runs this case; the ASan build keeps leak checking for the
+     * fabric itself (and runs oneDNN in the conformance suite). */
+    fprintf(stderr, "  skipped under AddressSanitizer (LeakSanitizer cannot stop libgomp's threads)\n");
+    return;
+#else
+    check_backend("onednn");
+#endif
+}
 static void test_backend_vulkan(void) { check_backend("vulkan"); }
 
 static void test_qwen2_gguf_a(void) {
