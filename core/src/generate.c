@@ -4,15 +4,8 @@
 #define _GNU_SOURCE /* memmem */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "model-internal.h"
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* Bytes at the end of buf[0..n) that form an incomplete UTF-8 sequence. */
 static size_t utf8_incomplete_tail(const char *buf, size_t n) {
@@ -79,7 +72,7 @@ llmh_status llmh_generate(llmh_session *s, llmh_sampler_chain *chain, const llmh
     res->tokens = malloc(cap_tokens * sizeof *res->tokens);
     if (!res->tokens) return LLMH_ERR_NO_MEMORY;
 
-    double t0 = now_seconds();
+    double t0 = llmh__now_seconds();
     if (n_prompt) {
         if ((st = llmh_session_eval(s, prompt, n_prompt))) {
             free(res->tokens);
@@ -89,7 +82,7 @@ llmh_status llmh_generate(llmh_session *s, llmh_sampler_chain *chain, const llmh
         for (size_t i = 0; i < n_prompt; i++) llmh_sampler_chain_accept(chain, prompt[i]);
     }
     res->n_prompt = (int64_t)n_prompt;
-    double t1 = now_seconds();
+    double t1 = llmh__now_seconds();
     res->prompt_seconds = t1 - t0;
     res->finish = LLMH_FINISH_LENGTH;
 
@@ -164,7 +157,7 @@ llmh_status llmh_generate(llmh_session *s, llmh_sampler_chain *chain, const llmh
     }
     if (!st && pending.n) emit(params, &pending, pending.n);
     free(pending.p);
-    res->gen_seconds = now_seconds() - t1;
+    res->gen_seconds = llmh__now_seconds() - t1;
     if (st) {
         free(res->tokens);
         res->tokens = NULL;

@@ -3,10 +3,18 @@
 #define LLMH_INTERNAL_H
 
 #include <stdarg.h>
+#include <time.h>
 
 #include "llmh.h"
 
 void llmh__logv(llmh_log_level level, const char *component, const char *fmt, va_list ap);
+
+/* Monotonic wall time in seconds (for load/prefill/decode timings). */
+static inline double llmh__now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 #define LLMH_LOGD(...) llmh_log(LLMH_LOG_DEBUG, "core", __VA_ARGS__)
 #define LLMH_LOGI(...) llmh_log(LLMH_LOG_INFO, "core", __VA_ARGS__)

@@ -5,15 +5,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "model-internal.h"
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static char *dup_str(const char *s, size_t n) {
     char *d = malloc(n + 1);
@@ -391,7 +384,7 @@ static llmh_status open_backend(llmh_model *m, const llmh_config *cfg) {
 llmh_status llmh_model_load(const llmh_model_params *params, llmh_model **out) {
     if (!params || !params->manifest || !out) return llmh__fail(LLMH_ERR_INVALID_ARG, "llmh_model_load: NULL argument");
     *out = NULL;
-    double t0 = now_seconds();
+    double t0 = llmh__now_seconds();
     const llmh_config *cfg = llmh_manifest_config(params->manifest);
     llmh_model *m = calloc(1, sizeof *m);
     if (!m) return llmh__fail(LLMH_ERR_NO_MEMORY, "out of memory");
@@ -463,7 +456,7 @@ llmh_status llmh_model_load(const llmh_model_params *params, llmh_model **out) {
         if (t != m->tok_embd || m->output == m->tok_embd) d->weight_bytes += tensor_bytes(t);
         else d->weight_bytes += t->nb[1];
     }
-    d->load_seconds = now_seconds() - t0;
+    d->load_seconds = llmh__now_seconds() - t0;
     LLMH_LOGI("loaded %s model '%s': %lld layers, dim %lld, vocab %lld, %.1f MB of weights in %.3f s",
               m->arch_name, d->name, (long long)d->n_layer, (long long)d->n_embd, (long long)d->n_vocab,
               (double)d->weight_bytes / 1e6, d->load_seconds);
