@@ -917,56 +917,21 @@ static llmh_status bpe_create(void *state, const llmh_kv_list *meta, const llmh_
     return LLMH_OK;
 }
 
-static int32_t bpe_n_vocab(const llmh_tokenizer *t) { return t ? t->v.n_vocab : 0; }
-
-static llmh_status bpe_token_to_piece(const llmh_tokenizer *t, llmh_token id, uint32_t flags, char *buf,
-                                      size_t cap, size_t *n_out) {
-    return tokc_token_to_piece(&t->v, id, flags, buf, cap, n_out);
-}
-
-static const char *bpe_token_text(const llmh_tokenizer *t, llmh_token id, size_t *len) {
-    if (!t || id < 0 || id >= t->v.n_vocab) { if (len) *len = 0; return NULL; }
-    return tokc_strtab_get(&t->v.tab, id, len);
-}
-
-static int32_t bpe_token_type(const llmh_tokenizer *t, llmh_token id) {
-    if (!t || id < 0 || id >= t->v.n_vocab) return 0;
-    return t->v.type[id];
-}
-
-static llmh_token bpe_special(const llmh_tokenizer *t, llmh_special_token which) {
-    if (!t || (int)which < 0 || (int)which >= TOKC_N_SPECIAL) return -1;
-    return t->v.special[which];
-}
-
-static int32_t bpe_add_bos_default(const llmh_tokenizer *t) { return t ? t->v.add_bos : 0; }
-
-static llmh_status bpe_decode(const llmh_tokenizer *t, const llmh_token *ids, size_t n, uint32_t flags, char *buf,
-                              size_t cap, size_t *n_out) {
-    return tokc_decode(&t->v, ids, n, flags, buf, cap, n_out);
-}
-
-static llmh_status bpe_init(const llmh_host_api *host, void **state) {
-    tokc_host = host;
-    *state = NULL;
-    return LLMH_OK;
-}
-
 static const llmh_tokenizer_iface bpe_iface = {
     sizeof(llmh_tokenizer_iface),
     bpe_probe,
     bpe_create,
     bpe_destroy,
-    bpe_n_vocab,
+    tokc_if_n_vocab,
     bpe_encode,
-    bpe_token_to_piece,
-    bpe_token_text,
-    bpe_token_type,
-    bpe_special,
-    bpe_add_bos_default,
-    bpe_decode,
+    tokc_if_token_to_piece,
+    tokc_if_token_text,
+    tokc_if_token_type,
+    tokc_if_special,
+    tokc_if_add_bos_default,
+    tokc_if_decode,
 };
 
 LLMH_PLUGIN_DEFINE(LLMH_PLUGIN_TOKENIZER, "bpe", "1.0.0", "MIT",
                    "Byte-level BPE (GPT-2/Llama 3/Qwen) from GGUF metadata or tokenizer.json", 50, NULL,
-                   bpe_init, NULL, &bpe_iface, NULL)
+                   tokc_plugin_init, NULL, &bpe_iface, NULL)

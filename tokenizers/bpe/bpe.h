@@ -47,7 +47,8 @@ typedef struct bpe_cache_entry {
 } bpe_cache_entry;
 
 struct llmh_tokenizer {
-    tokc_vocab v;          /* v.tab also holds "virtual" symbols past n_vocab:
+    tokc_vocab v;          /* must stay first (tok-common reads it through the
+                              handle); v.tab also holds "virtual" symbols past n_vocab:
                               merge operands/results absent from the vocab */
     int32_t *tok_of_sym;   /* tab.n entries: token id a symbol outputs, or -1 */
     bpe_merge *merges;     /* open-addressing table */

@@ -501,3 +501,46 @@ llmh_status tokc_decode(const tokc_vocab *v, const llmh_token *ids, size_t n, ui
     }
     return LLMH_OK;
 }
+
+/* ------------------------------------------------------------------------ */
+/* Interface slots shared by the bpe and spm plugins (see tok-common.h)       */
+/* ------------------------------------------------------------------------ */
+static const tokc_vocab *vocab_of(const llmh_tokenizer *t) { return (const tokc_vocab *)(const void *)t; }
+
+llmh_status tokc_plugin_init(const llmh_host_api *host, void **state) {
+    tokc_host = host;
+    *state = NULL;
+    return LLMH_OK;
+}
+
+int32_t tokc_if_n_vocab(const llmh_tokenizer *t) { return t ? vocab_of(t)->n_vocab : 0; }
+
+llmh_status tokc_if_token_to_piece(const llmh_tokenizer *t, llmh_token id, uint32_t flags, char *buf, size_t cap,
+                                   size_t *n_out) {
+    return tokc_token_to_piece(vocab_of(t), id, flags, buf, cap, n_out);
+}
+
+const char *tokc_if_token_text(const llmh_tokenizer *t, llmh_token id, size_t *len) {
+    if (!t || id < 0 || id >= vocab_of(t)->n_vocab) {
+        if (len) *len = 0;
+        return NULL;
+    }
+    return tokc_strtab_get(&vocab_of(t)->tab, id, len);
+}
+
+int32_t tokc_if_token_type(const llmh_tokenizer *t, llmh_token id) {
+    if (!t || id < 0 || id >= vocab_of(t)->n_vocab) return 0;
+    return vocab_of(t)->type[id];
+}
+
+llmh_token tokc_if_special(const llmh_tokenizer *t, llmh_special_token which) {
+    if (!t || (int)which < 0 || (int)which >= TOKC_N_SPECIAL) return -1;
+    return vocab_of(t)->special[which];
+}
+
+int32_t tokc_if_add_bos_default(const llmh_tokenizer *t) { return t ? vocab_of(t)->add_bos : 0; }
+
+llmh_status tokc_if_decode(const llmh_tokenizer *t, const llmh_token *ids, size_t n, uint32_t flags, char *buf,
+                           size_t cap, size_t *n_out) {
+    return tokc_decode(vocab_of(t), ids, n, flags, buf, cap, n_out);
+}

@@ -179,4 +179,20 @@ llmh_status tokc_token_to_piece(const tokc_vocab *v, llmh_token id, uint32_t fla
 llmh_status tokc_decode(const tokc_vocab *v, const llmh_token *ids, size_t n, uint32_t flags,
                         char *buf, size_t cap, size_t *n_out);
 
+
+/* Interface slots every tokenizer built on tokc_vocab shares. Each plugin's
+ * struct llmh_tokenizer must have `tokc_vocab v` as its FIRST member: a
+ * pointer to a struct converts to a pointer to its first member (C11
+ * 6.7.2.1p15), so these read the vocab through the plugin's handle. */
+llmh_status tokc_plugin_init(const llmh_host_api *host, void **state);
+int32_t tokc_if_n_vocab(const llmh_tokenizer *t);
+llmh_status tokc_if_token_to_piece(const llmh_tokenizer *t, llmh_token id, uint32_t flags, char *buf, size_t cap,
+                                   size_t *n_out);
+const char *tokc_if_token_text(const llmh_tokenizer *t, llmh_token id, size_t *len);
+int32_t tokc_if_token_type(const llmh_tokenizer *t, llmh_token id);
+llmh_token tokc_if_special(const llmh_tokenizer *t, llmh_special_token which);
+int32_t tokc_if_add_bos_default(const llmh_tokenizer *t);
+llmh_status tokc_if_decode(const llmh_tokenizer *t, const llmh_token *ids, size_t n, uint32_t flags, char *buf,
+                           size_t cap, size_t *n_out);
+
 #endif

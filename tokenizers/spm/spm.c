@@ -18,7 +18,7 @@
 #include "tok-common.h"
 
 struct llmh_tokenizer {
-    tokc_vocab v;
+    tokc_vocab v; /* must stay first: tok-common reads it through the handle */
     float *score;               /* n_vocab piece scores */
     llmh_token byte_tok[256];   /* <0xXX> token of each byte, or -1 */
     int add_space_prefix;
@@ -438,56 +438,21 @@ static llmh_status spm_create(void *state, const llmh_kv_list *meta, const llmh_
     return LLMH_OK;
 }
 
-static int32_t spm_n_vocab(const llmh_tokenizer *t) { return t ? t->v.n_vocab : 0; }
-
-static llmh_status spm_token_to_piece(const llmh_tokenizer *t, llmh_token id, uint32_t flags, char *buf,
-                                      size_t cap, size_t *n_out) {
-    return tokc_token_to_piece(&t->v, id, flags, buf, cap, n_out);
-}
-
-static const char *spm_token_text(const llmh_tokenizer *t, llmh_token id, size_t *len) {
-    if (!t || id < 0 || id >= t->v.n_vocab) { if (len) *len = 0; return NULL; }
-    return tokc_strtab_get(&t->v.tab, id, len);
-}
-
-static int32_t spm_token_type(const llmh_tokenizer *t, llmh_token id) {
-    if (!t || id < 0 || id >= t->v.n_vocab) return 0;
-    return t->v.type[id];
-}
-
-static llmh_token spm_special(const llmh_tokenizer *t, llmh_special_token which) {
-    if (!t || (int)which < 0 || (int)which >= TOKC_N_SPECIAL) return -1;
-    return t->v.special[which];
-}
-
-static int32_t spm_add_bos_default(const llmh_tokenizer *t) { return t ? t->v.add_bos : 0; }
-
-static llmh_status spm_decode(const llmh_tokenizer *t, const llmh_token *ids, size_t n, uint32_t flags, char *buf,
-                              size_t cap, size_t *n_out) {
-    return tokc_decode(&t->v, ids, n, flags, buf, cap, n_out);
-}
-
-static llmh_status spm_init(const llmh_host_api *host, void **state) {
-    tokc_host = host;
-    *state = NULL;
-    return LLMH_OK;
-}
-
 static const llmh_tokenizer_iface spm_iface = {
     sizeof(llmh_tokenizer_iface),
     spm_probe,
     spm_create,
     spm_destroy,
-    spm_n_vocab,
+    tokc_if_n_vocab,
     spm_encode,
-    spm_token_to_piece,
-    spm_token_text,
-    spm_token_type,
-    spm_special,
-    spm_add_bos_default,
-    spm_decode,
+    tokc_if_token_to_piece,
+    tokc_if_token_text,
+    tokc_if_token_type,
+    tokc_if_special,
+    tokc_if_add_bos_default,
+    tokc_if_decode,
 };
 
 LLMH_PLUGIN_DEFINE(LLMH_PLUGIN_TOKENIZER, "spm", "1.0.0", "MIT",
-                   "SentencePiece BPE (llama-spm) from GGUF metadata", 50, NULL, spm_init, NULL, &spm_iface,
+                   "SentencePiece BPE (llama-spm) from GGUF metadata", 50, NULL, tokc_plugin_init, NULL, &spm_iface,
                    NULL)
