@@ -1,6 +1,7 @@
 /* backend-util.c — see backend-util.h. */
 #define _GNU_SOURCE
 #include "backend-util.h"
+#include "testutil.h"
 
 #include <dlfcn.h>
 #include <stdio.h>
@@ -13,31 +14,9 @@
 #endif
 
 int bu_plugin_load(bu_plugin *p) {
-    char path[4096];
-    const char *env = getenv("LLMH_PLUGIN_PATH");
     memset(p, 0, sizeof *p);
-    /* each $LLMH_PLUGIN_PATH entry, then the file the build produced */
-    while (env && *env && !p->dl) {
-        size_t n = strcspn(env, ":");
-        snprintf(path, sizeof path, "%.*s/libllmh-backend-cpu.so", (int)n, env);
-        p->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-        env += n;
-        if (*env == ':') env++;
-    }
-    if (!p->dl) {
-        snprintf(path, sizeof path, "%s", BU_PLUGIN_FILE);
-        p->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    }
-    if (!p->dl) {
-        fprintf(stderr, "cannot load the cpu backend (%s): %s\n", path, dlerror());
-        return -1;
-    }
-    llmh_plugin_describe_fn fn = (llmh_plugin_describe_fn)dlsym(p->dl, LLMH_PLUGIN_SYMBOL);
-    if (!fn) return -1;
-    p->desc = fn();
-    if (!p->desc || p->desc->kind != LLMH_PLUGIN_BACKEND) return -1;
+    if (llmh_test_plugin_open("libllmh-backend-cpu.so", BU_PLUGIN_FILE, LLMH_PLUGIN_BACKEND, &p->dl, &p->desc, &p->state)) return -1;
     p->be = (const llmh_backend_iface *)p->desc->iface;
-    if (p->desc->init && p->desc->init(llmh_host_api_get(), &p->state) != LLMH_OK) return -1;
     return 0;
 }
 
@@ -100,16 +79,9 @@ void bu_tensor_free(bu_plugin *p, llmh_backend *be, bu_tensor *t) {
     free(t);
 }
 
-uint32_t bu_rand(uint64_t *s) {
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *s = x;
-    return (uint32_t)(x >> 32);
-}
+uint32_t bu_rand(uint64_t *s) { return llmh_test_rand(s); }
 
-float bu_randf(uint64_t *s) { return (float)((double)bu_rand(s) / 2147483648.0 - 1.0); }
+float bu_randf(uint64_t *s) { return llmh_test_randf(s); }
 
 static void put_f16(uint8_t *p, float v) {
     uint16_t h = llmh_fp32_to_fp16(v);

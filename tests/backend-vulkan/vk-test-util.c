@@ -1,6 +1,7 @@
 /* vk-test-util.c — see vk-test-util.h. */
 #define _GNU_SOURCE
 #include "vk-test-util.h"
+#include "testutil.h"
 
 #include <dlfcn.h>
 #include <stdio.h>
@@ -12,33 +13,9 @@
 #endif
 
 int vt_plugin_load(vt_plugin *p) {
-    char path[4096];
-    const char *env = getenv("LLMH_PLUGIN_PATH");
     memset(p, 0, sizeof *p);
-    while (env && *env && !p->dl) {
-        size_t n = strcspn(env, ":");
-        snprintf(path, sizeof path, "%.*s/libllmh-backend-vulkan.so", (int)n, env);
-        p->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-        env += n;
-        if (*env == ':') env++;
-    }
-    if (!p->dl) {
-        snprintf(path, sizeof path, "%s", VK_PLUGIN_FILE);
-        p->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    }
-    if (!p->dl) {
-        fprintf(stderr, "cannot load the vulkan backend (%s): %s\n", path, dlerror());
-        return -1;
-    }
-    llmh_plugin_describe_fn fn = (llmh_plugin_describe_fn)dlsym(p->dl, LLMH_PLUGIN_SYMBOL);
-    if (!fn) return -1;
-    p->desc = fn();
-    if (!p->desc || p->desc->kind != LLMH_PLUGIN_BACKEND) return -1;
+    if (llmh_test_plugin_open("libllmh-backend-vulkan.so", VK_PLUGIN_FILE, LLMH_PLUGIN_BACKEND, &p->dl, &p->desc, &p->state)) return -1;
     p->be = (const llmh_backend_iface *)p->desc->iface;
-    if (p->desc->init && p->desc->init(llmh_host_api_get(), &p->state) != LLMH_OK) {
-        fprintf(stderr, "vulkan plugin init: %s\n", llmh_last_error());
-        return -1;
-    }
     return 0;
 }
 
@@ -139,16 +116,9 @@ void vt_set(const llmh_tensor *t, uint8_t *img, int64_t i0, int64_t i1, int64_t 
     }
 }
 
-uint32_t vt_rand(uint64_t *s) {
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *s = x;
-    return (uint32_t)(x >> 32);
-}
+uint32_t vt_rand(uint64_t *s) { return llmh_test_rand(s); }
 
-float vt_randf(uint64_t *s) { return (float)((double)vt_rand(s) / 2147483648.0 - 1.0); }
+float vt_randf(uint64_t *s) { return llmh_test_randf(s); }
 
 static void put_f16(uint8_t *p, float v) {
     uint16_t h = llmh_fp32_to_fp16(v);

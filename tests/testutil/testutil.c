@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "testutil.h"
 
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,3 +74,51 @@ int llmh_test_main(const llmh_test_suite *suites, size_t n) {
     CU_cleanup_registry();
     return (failed || failed_suites) ? 1 : 0;
 }
+
+int llmh_test_plugin_open(const char *file_name, const char *fallback, llmh_plugin_kind kind, void **dl,
+                          const llmh_plugin_desc **desc, void **state) {
+    char path[4096] = "";
+    const char *env = getenv("LLMH_PLUGIN_PATH");
+    void *h = NULL;
+    *dl = NULL;
+    *desc = NULL;
+    *state = NULL;
+    /* each $LLMH_PLUGIN_PATH entry, then the file the build produced */
+    while (env && *env && !h) {
+        size_t n = strcspn(env, ":");
+        snprintf(path, sizeof path, "%.*s/%s", (int)n, env, file_name);
+        h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        env += n;
+        if (*env == ':') env++;
+    }
+    if (!h) {
+        snprintf(path, sizeof path, "%s", fallback);
+        h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    }
+    if (!h) {
+        fprintf(stderr, "cannot load plugin %s (%s): %s\n", file_name, path, dlerror());
+        return -1;
+    }
+    *dl = h;
+    llmh_plugin_describe_fn fn = (llmh_plugin_describe_fn)dlsym(h, LLMH_PLUGIN_SYMBOL);
+    if (!fn) return -1;
+    const llmh_plugin_desc *d = fn();
+    if (!d || d->kind != kind) return -1;
+    *desc = d;
+    if (d->init && d->init(llmh_host_api_get(), state) != LLMH_OK) {
+        fprintf(stderr, "%s: init failed: %s\n", path, llmh_last_error());
+        return -1;
+    }
+    return 0;
+}
+
+uint32_t llmh_test_rand(uint64_t *s) {
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *s = x;
+    return (uint32_t)(x >> 32);
+}
+
+float llmh_test_randf(uint64_t *s) { return (float)((double)llmh_test_rand(s) / 2147483648.0 - 1.0); }

@@ -35,4 +35,14 @@ typedef struct llmh_test_suite {
 } llmh_test_suite;
 int llmh_test_main(const llmh_test_suite *suites, size_t n);
 
+/* dlopen plugin `file_name` from each $LLMH_PLUGIN_PATH entry, else from
+ * `fallback` (the path the build produced); check it describes a plugin of
+ * `kind` and run its init. Returns 0, or -1 with a message on stderr. */
+int llmh_test_plugin_open(const char *file_name, const char *fallback, llmh_plugin_kind kind, void **dl,
+                          const llmh_plugin_desc **desc, void **state);
+
+/* xorshift64 test RNG: 32 random bits, and a float uniform in [-1, 1). */
+uint32_t llmh_test_rand(uint64_t *s);
+float llmh_test_randf(uint64_t *s);
+
 #endif
