@@ -268,6 +268,21 @@ LLMH_API int64_t llmh_session_pos(const llmh_session *s);
 /* Drop cached tokens from position `pos` on (0 = clear). */
 LLMH_API llmh_status llmh_session_truncate(llmh_session *s, int64_t pos);
 
+/* One session's part of a batched step: n_tokens new tokens appended to its
+ * cache (1 for a decode step). */
+typedef struct llmh_batch_item {
+    llmh_session *session;
+    const llmh_token *tokens;
+    size_t n_tokens;
+} llmh_batch_item;
+/* Evaluate several sessions of the same model in one step: the weights are
+ * read once for all of them (the sessions' adapter sets may differ). Each
+ * item's session must appear once; afterwards each has its own logits, as if
+ * llmh_session_eval() had been called per item. All-or-nothing per item:
+ * a failure (context full, bad token) names the item and leaves every
+ * session unchanged. Thread-safe against other calls on other sessions. */
+LLMH_API llmh_status llmh_session_eval_batch(const llmh_batch_item *items, size_t n_items);
+
 /* Registry the model was loaded with (borrowed). */
 LLMH_API llmh_registry *llmh_model_registry(const llmh_model *model);
 /* Decode tokens to text (exact bytes; may end in partial UTF-8). *out is
@@ -391,6 +406,22 @@ LLMH_API llmh_status llmh_session_set_adapters(llmh_session *s, const char *cons
                                                size_t n);
 /* Turn every adapter off for this session (the plain base model). */
 LLMH_API void llmh_session_clear_adapters(llmh_session *s);
+
+/* A request to the router: adapters by name (with scales) and/or by
+ * namespace. Which adapters turn on, and how strongly, is the router
+ * plugin's decision (static: the named ones; namespace: those registered
+ * under the named namespaces; gated: per token). */
+typedef struct llmh_adapter_request {
+    const char *const *names;
+    const float *scales;          /* NULL = 1.0 each */
+    size_t n_names;
+    const char *const *namespaces;
+    size_t n_namespaces;
+} llmh_adapter_request;
+/* Route `req` (NULL or all-empty = every adapter in the store) and make the
+ * result the session's adapter set (llmh_session_set_adapters is this with
+ * names only). */
+LLMH_API llmh_status llmh_session_select_adapters(llmh_session *s, const llmh_adapter_request *req);
 
 #ifdef __cplusplus
 }

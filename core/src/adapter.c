@@ -703,8 +703,10 @@ llmh_status llmh_adapter_list(llmh_model *m, llmh_adapter_info **out, size_t *n)
     return LLMH_OK;
 }
 
-llmh_status llmh__fabric_select(llmh_model *m, const char *const *names, const float *scales, size_t n_names,
-                                llmh__adapter ***out, float **mult_out, size_t *n_out) {
+llmh_status llmh__fabric_select(llmh_model *m, const llmh_adapter_request *req, llmh__adapter ***out, float **mult_out,
+                                size_t *n_out) {
+    const char *const *names = req->names;
+    size_t n_names = req->n_names;
     *out = NULL;
     *mult_out = NULL;
     *n_out = 0;
@@ -712,6 +714,9 @@ llmh_status llmh__fabric_select(llmh_model *m, const char *const *names, const f
     llmh_status st = LLMH_OK;
     size_t n = m->n_adapters;
     if (n == 0) {
+        if (req->n_namespaces && !n_names)
+            st = llmh__fail(LLMH_ERR_NOT_FOUND, "namespace '%s' has no adapters (the adapter store is empty)",
+                            req->namespaces[0] ? req->namespaces[0] : "(null)");
         if (n_names)
             st = llmh__fail(LLMH_ERR_NOT_FOUND, "adapter '%s' is not loaded (the adapter store is empty)",
                             names[0] ? names[0] : "(null)");
@@ -729,9 +734,9 @@ llmh_status llmh__fabric_select(llmh_model *m, const char *const *names, const f
             const llmh__adapter *a = m->adapters[i];
             desc[i] = (llmh_adapter_desc){sizeof desc[i], a->name, a->ns, a->scale, a->alpha, a->rank, 0, 0, NULL, NULL};
         }
-        llmh_route_request req = {sizeof req, names, scales, n_names, NULL, 0};
+        llmh_route_request rr = {sizeof rr, names, req->scales, n_names, req->namespaces, req->n_namespaces};
         llmh_clear_error();
-        st = m->router_if->route(m->router, &req, desc, n, gates);
+        st = m->router_if->route(m->router, &rr, desc, n, gates);
         if (st && !*llmh_last_error()) llmh_set_error("router '%s' failed: %s", m->router_name ? m->router_name : "static",
                                                       llmh_status_str(st));
     }

@@ -39,6 +39,10 @@ typedef struct llmh__adapter {
     llmh_buffer *buf;
     void *host_mem;         /* F32 values the buffer wraps (mmap), or NULL */
     size_t host_len;
+    /* learned gate (gated router), host memory, or NULL: gate_w
+     * [gate_layers][n_embd], gate_b [gate_layers]; docs/memory-fabric.md */
+    float *gate_w, *gate_b;
+    int32_t gate_layers;
 } llmh__adapter;
 
 typedef struct llmh__hparams {
@@ -131,8 +135,8 @@ void llmh__fabric_free(llmh_model *m);
 /* Route a selection (n_names = 0: every adapter) and retain the adapters it
  * turns on: *out (malloc'd) holds *n_out adapters and *mult_out their
  * multiplier gate * store scale (the per-tensor alpha/r comes on top). */
-llmh_status llmh__fabric_select(llmh_model *m, const char *const *names, const float *scales, size_t n_names,
-                                llmh__adapter ***out, float **mult_out, size_t *n_out);
+llmh_status llmh__fabric_select(llmh_model *m, const llmh_adapter_request *req, llmh__adapter ***out, float **mult_out,
+                                size_t *n_out);
 void llmh__adapter_release(llmh__adapter *a);
 /* Effective scale of one adapted tensor pair for multiplier `mult`:
  * mult * alpha / r (mult alone when alpha is 0), as llama.cpp computes it. */

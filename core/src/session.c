@@ -19,51 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model-internal.h"
-
-/* Activation tensors of one batch of up to n_batch tokens (all F32). */
-typedef struct act {
-    llmh_tensor ids;    /* I32 (n_batch) */
-    llmh_tensor pos;    /* I32 (n_batch) */
-    llmh_tensor x;      /* (n_embd, n_batch) residual stream */
-    llmh_tensor xn;     /* (n_embd, n_batch) normalized */
-    llmh_tensor q;      /* (head_dim, n_head, n_batch) */
-    llmh_tensor k;      /* (head_dim, n_head_kv, n_batch) */
-    llmh_tensor v;      /* (head_dim, n_head_kv, n_batch) */
-    llmh_tensor att;    /* (head_dim, n_head, n_batch) */
-    llmh_tensor o;      /* (n_embd, n_batch) projection output */
-    llmh_tensor g;      /* (n_ff, n_batch) */
-    llmh_tensor u;      /* (n_ff, n_batch) */
-    llmh_tensor logits; /* (n_vocab, 1) */
-} act;
-
-struct llmh_session {
-    llmh_model *model;
-    int64_t n_ctx;
-    int32_t n_batch;
-    int64_t pos;            /* tokens in the cache */
-    llmh_dtype kv_type;
-    llmh_buffer *kv_buf;    /* K and V of every layer */
-    llmh_tensor *k_cache;   /* per layer: (head_dim, n_head_kv, n_ctx) */
-    llmh_tensor *v_cache;   /* per layer: (head_dim, n_head_kv, n_ctx) */
-    llmh_buffer *act_buf;
-    act a;
-    llmh_node *nodes;       /* graph storage */
-    size_t cap_nodes;
-    llmh_tensor *views;     /* view storage for the graph being built */
-    size_t cap_views, n_views;
-    float *logits;          /* (n_vocab) host copy of the last token's logits */
-    int32_t *host_i32;      /* (n_batch) staging for ids/pos */
-
-    /* memory fabric: the adapters this session selected (it holds a
-     * reference to each) and their multipliers gate * store scale */
-    llmh__adapter **lora;
-    float *lora_mult;
-    size_t n_lora;
-    llmh_buffer *lora_buf;  /* scratch: lora_r (r_max, n_batch), lora_y (out_max, n_batch) */
-    llmh_tensor lora_r, lora_y;
-    int64_t lora_rmax;
-};
+#include "session-internal.h"
 
 /* ------------------------------------------------------------------------ */
 /* tensor helpers                                                             */
@@ -92,11 +48,14 @@ static size_t bytes_of(llmh_dtype type, int64_t n) { return llmh_dtype_type_size
 static size_t align_up(size_t x) { return (x + 255) & ~(size_t)255; }
 
 /* A view of t with new shape (ne0, ne1, ne2) and strides (nb1, nb2) starting
- * `byte_off` bytes in. Stored in the session's view pool. */
-static llmh_tensor *view3(llmh_session *s, const llmh_tensor *t, int64_t ne0, int64_t ne1, int64_t ne2,
-                          size_t nb1, size_t nb2, size_t byte_off) {
-    if (s->n_views >= s->cap_views) return NULL;
-    llmh_tensor *v = &s->views[s->n_views++];
+ * `byte_off` bytes in. Stored in the graph's view pool (NULL when full). */
+llmh_tensor *llmh__g_view3(llmh__gb *g, const llmh_tensor *t, int64_t ne0, int64_t ne1, int64_t ne2, size_t nb1,
+                           size_t nb2, size_t byte_off) {
+    if (g->n_views >= g->cap_views) {
+        g->overflow = true;
+        return NULL;
+    }
+    llmh_tensor *v = &g->views[g->n_views++];
     *v = *t;
     v->ne[0] = ne0;
     v->ne[1] = ne1;
@@ -113,9 +72,9 @@ static llmh_tensor *view3(llmh_session *s, const llmh_tensor *t, int64_t ne0, in
 }
 
 /* The first n columns of a 2-D/3-D activation (same strides). */
-static llmh_tensor *cols(llmh_session *s, const llmh_tensor *t, int64_t n) {
-    if (t->ne[2] > 1) return view3(s, t, t->ne[0], t->ne[1], n, t->nb[1], t->nb[2], 0);
-    return view3(s, t, t->ne[0], n, 1, t->nb[1], t->nb[1] * (size_t)n, 0);
+static llmh_tensor *cols(llmh__gb *g, const llmh_tensor *t, int64_t n) {
+    if (t->ne[2] > 1) return llmh__g_view3(g, t, t->ne[0], t->ne[1], n, t->nb[1], t->nb[2], 0);
+    return llmh__g_view3(g, t, t->ne[0], n, 1, t->nb[1], t->nb[1] * (size_t)n, 0);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -221,19 +180,13 @@ void llmh_session_free(llmh_session *s) {
 /* ------------------------------------------------------------------------ */
 /* graph                                                                      */
 /* ------------------------------------------------------------------------ */
-typedef struct gb {
-    llmh_session *s;
-    size_t n;
-    bool overflow;
-} gb;
-
-static llmh_node *node(gb *g, llmh_op op, llmh_tensor *dst, const llmh_tensor *a, const llmh_tensor *b,
-                       const llmh_tensor *c) {
-    if (g->n >= g->s->cap_nodes || !dst) {
+llmh_node *llmh__g_node(llmh__gb *g, llmh_op op, llmh_tensor *dst, const llmh_tensor *a, const llmh_tensor *b,
+                        const llmh_tensor *c) {
+    if (g->n >= g->cap_nodes || !dst) {
         g->overflow = true;
         return NULL;
     }
-    llmh_node *nd = &g->s->nodes[g->n++];
+    llmh_node *nd = &g->nodes[g->n++];
     memset(nd, 0, sizeof *nd);
     nd->struct_size = sizeof *nd;
     nd->op = op;
@@ -244,16 +197,15 @@ static llmh_node *node(gb *g, llmh_op op, llmh_tensor *dst, const llmh_tensor *a
     return nd;
 }
 
-static void rms_norm(gb *g, llmh_tensor *dst, const llmh_tensor *src, const llmh_tensor *w, float eps) {
-    llmh_node *nd = node(g, LLMH_OP_RMS_NORM, dst, src, w, NULL);
+void llmh__g_rms_norm(llmh__gb *g, llmh_tensor *dst, const llmh_tensor *src, const llmh_tensor *w, float eps) {
+    llmh_node *nd = llmh__g_node(g, LLMH_OP_RMS_NORM, dst, src, w, NULL);
     if (nd) nd->fp[0] = eps;
 }
 
 /* y += s_i * B_i (A_i x) for every selected adapter that adapts this
  * projection (as llama.cpp: the two F32 products, then the scale, then the
  * add). dst is (out, n) contiguous; x is (in, n). */
-static void lora(gb *g, llmh_tensor *dst, const llmh_tensor *x, int64_t layer, int target) {
-    llmh_session *s = g->s;
+static void lora(llmh__gb *g, llmh_session *s, llmh_tensor *dst, const llmh_tensor *x, int64_t layer, int target) {
     int64_t n = dst->ne[1];
     size_t idx = (size_t)layer * LLMH__LORA_N + (size_t)target;
     for (size_t i = 0; i < s->n_lora; i++) {
@@ -261,30 +213,30 @@ static void lora(gb *g, llmh_tensor *dst, const llmh_tensor *x, int64_t layer, i
         const llmh_tensor *A = &ad->a[idx], *B = &ad->b[idx];
         if (!A->ne[0]) continue;
         int64_t r = A->ne[1], out = B->ne[1];
-        llmh_tensor *t_r = view3(s, &s->lora_r, r, n, 1, sizeof(float) * (size_t)r, sizeof(float) * (size_t)(r * n), 0);
+        llmh_tensor *t_r = llmh__g_view3(g, &s->lora_r, r, n, 1, sizeof(float) * (size_t)r, sizeof(float) * (size_t)(r * n), 0);
         llmh_tensor *t_y =
-            view3(s, &s->lora_y, out, n, 1, sizeof(float) * (size_t)out, sizeof(float) * (size_t)(out * n), 0);
+            llmh__g_view3(g, &s->lora_y, out, n, 1, sizeof(float) * (size_t)out, sizeof(float) * (size_t)(out * n), 0);
         if (!t_r || !t_y) {
             g->overflow = true;
             return;
         }
-        node(g, LLMH_OP_MUL_MAT, t_r, A, x, NULL);
-        node(g, LLMH_OP_MUL_MAT, t_y, B, t_r, NULL);
-        llmh_node *sc = node(g, LLMH_OP_SCALE, t_y, t_y, NULL, NULL);
+        llmh__g_node(g, LLMH_OP_MUL_MAT, t_r, A, x, NULL);
+        llmh__g_node(g, LLMH_OP_MUL_MAT, t_y, B, t_r, NULL);
+        llmh_node *sc = llmh__g_node(g, LLMH_OP_SCALE, t_y, t_y, NULL, NULL);
         if (sc) sc->fp[0] = llmh__adapter_pair_scale(ad, idx, s->lora_mult[i]);
-        node(g, LLMH_OP_ADD, dst, dst, t_y, NULL);
+        llmh__g_node(g, LLMH_OP_ADD, dst, dst, t_y, NULL);
     }
 }
 
-static void matmul_bias(gb *g, llmh_tensor *dst, const llmh_tensor *w, const llmh_tensor *x, const llmh_tensor *b,
-                        int64_t layer, int target) {
-    node(g, LLMH_OP_MUL_MAT, dst, w, x, NULL);
-    if (g->s->n_lora) lora(g, dst, x, layer, target);
-    if (b) node(g, LLMH_OP_ADD, dst, dst, b, NULL);
+void llmh__g_matmul(llmh__gb *g, llmh_session *s, llmh_tensor *dst, const llmh_tensor *w, const llmh_tensor *x,
+                    const llmh_tensor *b, int64_t layer, int target) {
+    llmh__g_node(g, LLMH_OP_MUL_MAT, dst, w, x, NULL);
+    if (s && s->n_lora) lora(g, s, dst, x, layer, target);
+    if (b) llmh__g_node(g, LLMH_OP_ADD, dst, dst, b, NULL);
 }
 
-static void rope(gb *g, llmh_tensor *x, const llmh_tensor *pos, const llmh_model *m) {
-    llmh_node *nd = node(g, LLMH_OP_ROPE, x, x, pos, m->rope_freqs);
+void llmh__g_rope(llmh__gb *g, llmh_tensor *x, const llmh_tensor *pos, const llmh_model *m) {
+    llmh_node *nd = llmh__g_node(g, LLMH_OP_ROPE, x, x, pos, m->rope_freqs);
     if (!nd) return;
     nd->ip[0] = (int32_t)m->hp.n_rot;
     nd->ip[1] = m->hp.rope_mode;
@@ -293,74 +245,71 @@ static void rope(gb *g, llmh_tensor *x, const llmh_tensor *pos, const llmh_model
 }
 
 /* Build the graph for n tokens at cache position s->pos. */
-static llmh_status build_graph(llmh_session *s, int64_t n, gb *g) {
+static llmh_status build_graph(llmh_session *s, int64_t n, llmh__gb *g) {
     llmh_model *m = s->model;
     const llmh__hparams *hp = &m->hp;
-    act *a = &s->a;
-    s->n_views = 0;
-    g->s = s;
-    g->n = 0;
-    g->overflow = false;
+    llmh__act *a = &s->a;
+    *g = (llmh__gb){s->nodes, s->cap_nodes, 0, s->views, s->cap_views, 0, false};
     int64_t D = hp->head_dim, H = hp->n_head, HKV = hp->n_head_kv, E = hp->n_embd;
     int64_t n_kv = s->pos + n;
 
-    llmh_tensor *ids = view3(s, &a->ids, n, 1, 1, a->ids.nb[1], a->ids.nb[2], 0);
-    llmh_tensor *pos = view3(s, &a->pos, n, 1, 1, a->pos.nb[1], a->pos.nb[2], 0);
-    llmh_tensor *x = cols(s, &a->x, n), *xn = cols(s, &a->xn, n);
-    llmh_tensor *q = cols(s, &a->q, n), *k = cols(s, &a->k, n), *v = cols(s, &a->v, n);
-    llmh_tensor *att = cols(s, &a->att, n), *o = cols(s, &a->o, n);
-    llmh_tensor *gt = cols(s, &a->g, n), *ut = cols(s, &a->u, n);
+    llmh_tensor *ids = llmh__g_view3(g, &a->ids, n, 1, 1, a->ids.nb[1], a->ids.nb[2], 0);
+    llmh_tensor *pos = llmh__g_view3(g, &a->pos, n, 1, 1, a->pos.nb[1], a->pos.nb[2], 0);
+    llmh_tensor *x = cols(g, &a->x, n), *xn = cols(g, &a->xn, n);
+    llmh_tensor *q = cols(g, &a->q, n), *k = cols(g, &a->k, n), *v = cols(g, &a->v, n);
+    llmh_tensor *att = cols(g, &a->att, n), *o = cols(g, &a->o, n);
+    llmh_tensor *gt = cols(g, &a->g, n), *ut = cols(g, &a->u, n);
     if (!ids || !pos || !x || !xn || !q || !k || !v || !att || !o || !gt || !ut)
         return llmh__fail(LLMH_ERR_INTERNAL, "graph view pool exhausted");
     /* 2-D aliases of q/k/v/att: (D*heads, n) for matmul outputs */
-    llmh_tensor *q2 = view3(s, q, D * H, n, 1, q->nb[2], q->nb[2] * (size_t)n, 0);
-    llmh_tensor *k2 = view3(s, k, D * HKV, n, 1, k->nb[2], k->nb[2] * (size_t)n, 0);
-    llmh_tensor *v2 = view3(s, v, D * HKV, n, 1, v->nb[2], v->nb[2] * (size_t)n, 0);
-    llmh_tensor *att2 = view3(s, att, D * H, n, 1, att->nb[2], att->nb[2] * (size_t)n, 0);
+    llmh_tensor *q2 = llmh__g_view3(g, q, D * H, n, 1, q->nb[2], q->nb[2] * (size_t)n, 0);
+    llmh_tensor *k2 = llmh__g_view3(g, k, D * HKV, n, 1, k->nb[2], k->nb[2] * (size_t)n, 0);
+    llmh_tensor *v2 = llmh__g_view3(g, v, D * HKV, n, 1, v->nb[2], v->nb[2] * (size_t)n, 0);
+    llmh_tensor *att2 = llmh__g_view3(g, att, D * H, n, 1, att->nb[2], att->nb[2] * (size_t)n, 0);
     /* per-head rows for qwen3's q/k norm: (D, heads*n) */
-    llmh_tensor *qh = view3(s, q, D, H * n, 1, q->nb[1], q->nb[1] * (size_t)(H * n), 0);
-    llmh_tensor *kh = view3(s, k, D, HKV * n, 1, k->nb[1], k->nb[1] * (size_t)(HKV * n), 0);
+    llmh_tensor *qh = llmh__g_view3(g, q, D, H * n, 1, q->nb[1], q->nb[1] * (size_t)(H * n), 0);
+    llmh_tensor *kh = llmh__g_view3(g, k, D, HKV * n, 1, k->nb[1], k->nb[1] * (size_t)(HKV * n), 0);
 
-    node(g, LLMH_OP_GET_ROWS, x, m->tok_embd, ids, NULL);
+    llmh__g_node(g, LLMH_OP_GET_ROWS, x, m->tok_embd, ids, NULL);
     for (int64_t l = 0; l < hp->n_layer; l++) {
         const llmh__layer *L = &m->layers[l];
-        rms_norm(g, xn, x, L->attn_norm, hp->norm_eps);
-        matmul_bias(g, q2, L->wq, xn, L->bq, l, LLMH__LORA_Q);
-        matmul_bias(g, k2, L->wk, xn, L->bk, l, LLMH__LORA_K);
-        matmul_bias(g, v2, L->wv, xn, L->bv, l, LLMH__LORA_V);
-        if (L->q_norm) rms_norm(g, qh, qh, L->q_norm, hp->norm_eps);
-        if (L->k_norm) rms_norm(g, kh, kh, L->k_norm, hp->norm_eps);
-        rope(g, q, pos, m);
-        rope(g, k, pos, m);
+        llmh__g_rms_norm(g, xn, x, L->attn_norm, hp->norm_eps);
+        llmh__g_matmul(g, s, q2, L->wq, xn, L->bq, l, LLMH__LORA_Q);
+        llmh__g_matmul(g, s, k2, L->wk, xn, L->bk, l, LLMH__LORA_K);
+        llmh__g_matmul(g, s, v2, L->wv, xn, L->bv, l, LLMH__LORA_V);
+        if (L->q_norm) llmh__g_rms_norm(g, qh, qh, L->q_norm, hp->norm_eps);
+        if (L->k_norm) llmh__g_rms_norm(g, kh, kh, L->k_norm, hp->norm_eps);
+        llmh__g_rope(g, q, pos, m);
+        llmh__g_rope(g, k, pos, m);
         /* write this batch's K and V into the cache at rows pos .. pos+n */
         const llmh_tensor *kc = &s->k_cache[l], *vc = &s->v_cache[l];
-        llmh_tensor *k_dst = view3(s, kc, D, HKV, n, kc->nb[1], kc->nb[2], kc->nb[2] * (size_t)s->pos);
-        llmh_tensor *v_dst = view3(s, vc, D, HKV, n, vc->nb[1], vc->nb[2], vc->nb[2] * (size_t)s->pos);
-        llmh_tensor *k_all = view3(s, kc, D, HKV, n_kv, kc->nb[1], kc->nb[2], 0);
-        llmh_tensor *v_all = view3(s, vc, D, HKV, n_kv, vc->nb[1], vc->nb[2], 0);
+        llmh_tensor *k_dst = llmh__g_view3(g, kc, D, HKV, n, kc->nb[1], kc->nb[2], kc->nb[2] * (size_t)s->pos);
+        llmh_tensor *v_dst = llmh__g_view3(g, vc, D, HKV, n, vc->nb[1], vc->nb[2], vc->nb[2] * (size_t)s->pos);
+        llmh_tensor *k_all = llmh__g_view3(g, kc, D, HKV, n_kv, kc->nb[1], kc->nb[2], 0);
+        llmh_tensor *v_all = llmh__g_view3(g, vc, D, HKV, n_kv, vc->nb[1], vc->nb[2], 0);
         if (!k_dst || !v_dst || !k_all || !v_all) return llmh__fail(LLMH_ERR_INTERNAL, "graph view pool exhausted");
-        node(g, LLMH_OP_CPY, k_dst, k, NULL, NULL);
-        node(g, LLMH_OP_CPY, v_dst, v, NULL, NULL);
-        llmh_node *an = node(g, LLMH_OP_ATTENTION, att, q, k_all, v_all);
+        llmh__g_node(g, LLMH_OP_CPY, k_dst, k, NULL, NULL);
+        llmh__g_node(g, LLMH_OP_CPY, v_dst, v, NULL, NULL);
+        llmh_node *an = llmh__g_node(g, LLMH_OP_ATTENTION, att, q, k_all, v_all);
         if (an) {
             an->ip[0] = (int32_t)s->pos;
             an->fp[0] = 1.0f / sqrtf((float)D);
         }
-        matmul_bias(g, o, L->wo, att2, NULL, l, LLMH__LORA_O);
-        node(g, LLMH_OP_ADD, x, x, o, NULL);
-        rms_norm(g, xn, x, L->ffn_norm, hp->norm_eps);
-        matmul_bias(g, gt, L->w_gate, xn, NULL, l, LLMH__LORA_GATE);
-        matmul_bias(g, ut, L->w_up, xn, NULL, l, LLMH__LORA_UP);
-        node(g, LLMH_OP_SWIGLU, gt, gt, ut, NULL);
-        matmul_bias(g, o, L->w_down, gt, NULL, l, LLMH__LORA_DOWN);
-        node(g, LLMH_OP_ADD, x, x, o, NULL);
+        llmh__g_matmul(g, s, o, L->wo, att2, NULL, l, LLMH__LORA_O);
+        llmh__g_node(g, LLMH_OP_ADD, x, x, o, NULL);
+        llmh__g_rms_norm(g, xn, x, L->ffn_norm, hp->norm_eps);
+        llmh__g_matmul(g, s, gt, L->w_gate, xn, NULL, l, LLMH__LORA_GATE);
+        llmh__g_matmul(g, s, ut, L->w_up, xn, NULL, l, LLMH__LORA_UP);
+        llmh__g_node(g, LLMH_OP_SWIGLU, gt, gt, ut, NULL);
+        llmh__g_matmul(g, s, o, L->w_down, gt, NULL, l, LLMH__LORA_DOWN);
+        llmh__g_node(g, LLMH_OP_ADD, x, x, o, NULL);
     }
     /* logits of the last token only */
-    llmh_tensor *x_last = view3(s, &a->x, E, 1, 1, a->x.nb[1], a->x.nb[1], a->x.nb[1] * (size_t)(n - 1));
-    llmh_tensor *xn_last = view3(s, &a->xn, E, 1, 1, a->xn.nb[1], a->xn.nb[1], 0);
+    llmh_tensor *x_last = llmh__g_view3(g, &a->x, E, 1, 1, a->x.nb[1], a->x.nb[1], a->x.nb[1] * (size_t)(n - 1));
+    llmh_tensor *xn_last = llmh__g_view3(g, &a->xn, E, 1, 1, a->xn.nb[1], a->xn.nb[1], 0);
     if (!x_last || !xn_last) return llmh__fail(LLMH_ERR_INTERNAL, "graph view pool exhausted");
-    rms_norm(g, xn_last, x_last, m->output_norm, hp->norm_eps);
-    node(g, LLMH_OP_MUL_MAT, &a->logits, m->output, xn_last, NULL);
+    llmh__g_rms_norm(g, xn_last, x_last, m->output_norm, hp->norm_eps);
+    llmh__g_node(g, LLMH_OP_MUL_MAT, &a->logits, m->output, xn_last, NULL);
     if (g->overflow) return llmh__fail(LLMH_ERR_INTERNAL, "graph node pool exhausted");
     return LLMH_OK;
 }
@@ -378,7 +327,7 @@ static llmh_status eval_chunk(llmh_session *s, const llmh_token *tokens, int64_t
                               tokens[i], (long long)i, (long long)m->hp.n_vocab - 1);
         s->host_i32[i] = tokens[i];
     }
-    gb g;
+    llmh__gb g;
     pthread_mutex_lock(&m->compute_lock);
     if ((st = bi->buffer_write(m->be, s->act_buf, s->a.ids.offset,
                                s->host_i32, (size_t)n * sizeof(int32_t))))
@@ -387,7 +336,7 @@ static llmh_status eval_chunk(llmh_session *s, const llmh_token *tokens, int64_t
     if ((st = bi->buffer_write(m->be, s->act_buf, s->a.pos.offset, s->host_i32, (size_t)n * sizeof(int32_t))))
         goto out;
     if ((st = build_graph(s, n, &g))) goto out;
-    llmh_graph graph = {sizeof graph, g.n, s->nodes};
+    llmh_graph graph = {sizeof graph, g.n, g.nodes};
     if ((st = bi->graph_compute(m->be, &graph))) goto out;
     st = bi->buffer_read(m->be, s->act_buf, s->a.logits.offset, s->logits, (size_t)m->hp.n_vocab * sizeof(float));
     if (st == LLMH_OK) s->pos += n;
@@ -443,12 +392,22 @@ void llmh_session_clear_adapters(llmh_session *s) {
 
 llmh_status llmh_session_set_adapters(llmh_session *s, const char *const *names, const float *scales, size_t n) {
     if (!s || (n && !names)) return llmh__fail(LLMH_ERR_INVALID_ARG, "llmh_session_set_adapters: NULL argument");
+    llmh_adapter_request req = {names, scales, n, NULL, 0};
+    return llmh_session_select_adapters(s, &req);
+}
+
+llmh_status llmh_session_select_adapters(llmh_session *s, const llmh_adapter_request *req) {
+    static const llmh_adapter_request all = {NULL, NULL, 0, NULL, 0};
+    if (!s) return llmh__fail(LLMH_ERR_INVALID_ARG, "llmh_session_select_adapters: NULL session");
+    if (!req) req = &all;
+    if ((req->n_names && !req->names) || (req->n_namespaces && !req->namespaces))
+        return llmh__fail(LLMH_ERR_INVALID_ARG, "llmh_session_select_adapters: NULL names or namespaces");
     llmh_model *m = s->model;
     const llmh__hparams *hp = &m->hp;
     llmh__adapter **sel = NULL;
     float *mult = NULL;
     size_t n_sel = 0;
-    llmh_status st = llmh__fabric_select(m, names, scales, n, &sel, &mult, &n_sel);
+    llmh_status st = llmh__fabric_select(m, req, &sel, &mult, &n_sel);
     if (st) return st;
     /* scratch for the largest rank; per-node and per-view room for 4 nodes
      * and 2 views per adapted projection */

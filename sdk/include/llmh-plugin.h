@@ -348,7 +348,22 @@ typedef enum llmh_op {
     LLMH_OP_SILU = 12,
     /* dst = gelu(src0) (tanh approximation) */
     LLMH_OP_GELU = 13,
-    LLMH_OP_COUNT = 14     /* one past the last op; grows */
+    /* LoRA delta accumulated into dst (the memory fabric's unmerged adapters):
+     *   r[R, N]   = src0[K, R] x src1[K, N]      (A x, shapes as MUL_MAT)
+     *   y[M, N]   = src2[R, M] x r               (B r)
+     *   dst[:, t] += (fp[0] * g[t]) * y[:, t]    g = src3 (F32 [N]) or 1 when src3 is NULL
+     * src0 (A) and src2 (B) are F32, F16 or BF16 (both the same type); src1
+     * and dst are F32; dst is contiguous [M, N] and is also read (it holds
+     * W x already). fp[0] is the adapter's effective scale.
+     * Precision (normative): adapter values are widened exactly to F32, the
+     * activations stay F32 (no dot-type conversion), r is kept in F32 and
+     * both products accumulate in F32 or wider. With F32 adapters and g = 1
+     * this is llama.cpp's --lora result (two F32 products, scale, add).
+     * Tokens whose gate g[t] is 0 leave dst[:, t] unchanged (a backend may
+     * skip them). A backend may fuse consecutive LORA nodes that share dst
+     * and src1. supports(LORA, t0 = adapter type, t1 = F32). */
+    LLMH_OP_LORA = 14,
+    LLMH_OP_COUNT = 15     /* one past the last op; grows */
 } llmh_op;
 
 #define LLMH_ROPE_NORMAL 0
