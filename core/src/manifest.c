@@ -597,6 +597,7 @@ static const mf_key model_keys[] = {
     {"format", MF_NAME, 0, 0, 0},
     {"context", MF_INT, MF_LO | MF_HI, 1, 2147483647.0},
     {"kv_type", MF_NAME, 0, 0, 0},   /* "f16" (default) or "f32" */
+    {"adapter_type", MF_NAME, 0, 0, 0}, /* "auto" (default), "f32", "f16" or "bf16" */
     {"url", MF_STRING, 0, 0, 0},     /* reserved for downloads: kept in model.options */
     {"sha256", MF_HEX64, 0, 0, 0},   /* reserved */
     {"size", MF_INT, MF_LO, 0, 0},   /* reserved */
@@ -1100,11 +1101,18 @@ static llmh_status mf_build_model(mf_build *b, const llmh_toml_node *t) {
     if (!(c->model.kv_type = mf_str_or(b, kvt, "f16"))) return mf_oom();
     if (strcmp(c->model.kv_type, "f16") != 0 && strcmp(c->model.kv_type, "f32") != 0)
         return mf_fail_node(kvt, 0, "model.kv_type must be \"f16\" or \"f32\", got \"%s\"", c->model.kv_type);
+    const llmh_toml_node *adt = mf_found(model_keys, f, "adapter_type");
+    if (!(c->model.adapter_type = mf_str_or(b, adt, "auto"))) return mf_oom();
+    if (strcmp(c->model.adapter_type, "auto") != 0 && strcmp(c->model.adapter_type, "f32") != 0 &&
+        strcmp(c->model.adapter_type, "f16") != 0 && strcmp(c->model.adapter_type, "bf16") != 0)
+        return mf_fail_node(adt, 0, "model.adapter_type must be \"auto\", \"f32\", \"f16\" or \"bf16\", got \"%s\"",
+                            c->model.adapter_type);
 
     mf_kvvec vec = {0};
     if ((st = mf_push_str(&vec, "path", c->model.path)) || (st = mf_push_str(&vec, "format", c->model.format)) ||
         (st = mf_push_int(&vec, "context", c->model.context)) ||
-        (st = mf_push_str(&vec, "kv_type", c->model.kv_type)))
+        (st = mf_push_str(&vec, "kv_type", c->model.kv_type)) ||
+        (st = mf_push_str(&vec, "adapter_type", c->model.adapter_type)))
         goto fail;
     const llmh_toml_node *n;
     if ((n = mf_found(model_keys, f, "url"))) {
