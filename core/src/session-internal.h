@@ -67,6 +67,9 @@ llmh_tensor *llmh__g_view3(llmh__gb *g, const llmh_tensor *t, int64_t ne0, int64
                            size_t nb2, size_t byte_off);
 void llmh__g_rms_norm(llmh__gb *g, llmh_tensor *dst, const llmh_tensor *src, const llmh_tensor *w, float eps);
 void llmh__g_rope(llmh__gb *g, llmh_tensor *x, const llmh_tensor *pos, const llmh_model *m);
+/* dst += the LoRA deltas of session s's adapters for (layer, target). dst
+ * (out, n) contiguous, x (in, n); may be column views of a larger batch. */
+void llmh__g_lora(llmh__gb *g, llmh_session *s, llmh_tensor *dst, const llmh_tensor *x, int64_t layer, int target);
 /* dst = w x (+ the LoRA deltas of session s's adapters for (layer, target);
  * s may be NULL for none) (+ b). dst (out, n) contiguous, x (in, n). */
 void llmh__g_matmul(llmh__gb *g, llmh_session *s, llmh_tensor *dst, const llmh_tensor *w, const llmh_tensor *x,

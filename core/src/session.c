@@ -205,7 +205,7 @@ void llmh__g_rms_norm(llmh__gb *g, llmh_tensor *dst, const llmh_tensor *src, con
 /* y += s_i * B_i (A_i x) for every selected adapter that adapts this
  * projection (as llama.cpp: the two F32 products, then the scale, then the
  * add). dst is (out, n) contiguous; x is (in, n). */
-static void lora(llmh__gb *g, llmh_session *s, llmh_tensor *dst, const llmh_tensor *x, int64_t layer, int target) {
+void llmh__g_lora(llmh__gb *g, llmh_session *s, llmh_tensor *dst, const llmh_tensor *x, int64_t layer, int target) {
     int64_t n = dst->ne[1];
     size_t idx = (size_t)layer * LLMH__LORA_N + (size_t)target;
     for (size_t i = 0; i < s->n_lora; i++) {
@@ -231,7 +231,7 @@ static void lora(llmh__gb *g, llmh_session *s, llmh_tensor *dst, const llmh_tens
 void llmh__g_matmul(llmh__gb *g, llmh_session *s, llmh_tensor *dst, const llmh_tensor *w, const llmh_tensor *x,
                     const llmh_tensor *b, int64_t layer, int target) {
     llmh__g_node(g, LLMH_OP_MUL_MAT, dst, w, x, NULL);
-    if (s && s->n_lora) lora(g, s, dst, x, layer, target);
+    if (s && s->n_lora) llmh__g_lora(g, s, dst, x, layer, target);
     if (b) llmh__g_node(g, LLMH_OP_ADD, dst, dst, b, NULL);
 }
 
