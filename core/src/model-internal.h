@@ -128,6 +128,7 @@ struct llmh_model {
     const llmh_router_iface *router_if;
     llmh_router *router;
     char *router_name;
+    struct llmh__batch_ctx *batch; /* session-batch.c: scratch of batched steps (compute_lock) */
 };
 
 /* Memory fabric (adapter.c). */
@@ -151,4 +152,6 @@ bool llmh__meta_i64(const llmh_model *m, const char *key, int64_t *out);
 /* The model a session belongs to. */
 llmh_model *llmh__session_model(const llmh_session *s);
 
+/* Free the batched-step scratch (session-batch.c); before the backend goes. */
+void llmh__batch_free(llmh_model *m);
 #endif

@@ -473,6 +473,7 @@ fail:
 void llmh_model_free(llmh_model *m) {
     if (!m) return;
     llmh__fabric_free(m);
+    llmh__batch_free(m);
     if (m->be) {
         if (m->be_if->weight_release)
             for (size_t i = 0; i < m->n_tensors; i++)
