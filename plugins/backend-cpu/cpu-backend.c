@@ -336,7 +336,7 @@ static void graph_task(void *arg, int ith, int nth) {
     (void)nth;
     for (size_t i = 0; i < run->n_steps; i++) {
         cpu_step *st = &run->be->steps[i];
-        cpu_exec ex = {run->be, st->node};
+        cpu_exec ex = {run->be, st->node, st->n_nodes};
         for (;;) {
             int64_t u0 = atomic_fetch_add(&st->next, st->grain);
             if (u0 >= st->units) break;
@@ -359,10 +359,19 @@ static llmh_status cpu_graph_compute(llmh_backend *be, const llmh_graph *g) {
     /* weights recorded for packing at load are packed on first use */
     llmh_status pst = cpu_pack_pending(be, g);
     if (pst != LLMH_OK) return pst;
-    for (size_t i = 0; i < g->n_nodes; i++) {
-        size_t w = cpu_op_work_size(be, &g->nodes[i]);
+    /* consecutive LORA nodes on one dst and x run as one step (cpu-lora.c) */
+    for (size_t i = 0; i < g->n_nodes;) {
+        size_t len = 1, w;
+        if (g->nodes[i].op == LLMH_OP_LORA) {
+            len = cpu_lora_run_length(g->nodes, g->n_nodes, i);
+            w = cpu_lora_work_size(be, &g->nodes[i], len);
+            n_steps += (size_t)cpu_lora_phases(be, &g->nodes[i], len);
+        } else {
+            w = cpu_op_work_size(be, &g->nodes[i]);
+            n_steps += (size_t)cpu_op_phases(be, &g->nodes[i]);
+        }
         if (w > need) need = w;
-        n_steps += (size_t)cpu_op_phases(be, &g->nodes[i]);
+        i += len;
     }
     need += 64;
     if (need > be->work_size) {
@@ -386,16 +395,20 @@ static llmh_status cpu_graph_compute(llmh_backend *be, const llmh_graph *g) {
         be->steps_cap = n_steps;
     }
     size_t k = 0;
-    for (size_t i = 0; i < g->n_nodes; i++) {
-        int nph = cpu_op_phases(be, &g->nodes[i]);
+    for (size_t i = 0; i < g->n_nodes;) {
+        const llmh_node *nd = &g->nodes[i];
+        size_t len = nd->op == LLMH_OP_LORA ? cpu_lora_run_length(g->nodes, g->n_nodes, i) : 1;
+        int nph = len > 1 ? cpu_lora_phases(be, nd, len) : cpu_op_phases(be, nd);
         for (int ph = 0; ph < nph; ph++) {
             cpu_step *st = &be->steps[k++];
-            st->node = &g->nodes[i];
+            st->node = nd;
+            st->n_nodes = len;
             st->phase = ph;
-            st->units = cpu_op_units(be, &g->nodes[i], ph, &st->grain);
+            st->units = len > 1 ? cpu_lora_units(be, nd, len, ph, &st->grain) : cpu_op_units(be, nd, ph, &st->grain);
             atomic_init(&st->next, 0);
             atomic_init(&st->done, 0);
         }
+        i += len;
     }
     atomic_store(&be->err_status, LLMH_OK);
     be->graph_serial++;

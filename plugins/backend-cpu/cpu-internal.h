@@ -155,8 +155,19 @@ typedef struct cpu_packed {
 typedef void (*cpu_mm_packed_fn)(int64_t k, const uint8_t *p, int64_t n_panels, const uint8_t *a,
                                  size_t a_stride, int n_cols, float *dst, size_t dst_stride);
 
+/* LORA's B side (cpu-lora.c): dst[i] += s * dot(row i of w, r) for
+ * i < n_rows; rows of k elements of the adapter type (F32, F16 or BF16)
+ * w_stride bytes apart, widened exactly to f32; products and sums in f32,
+ * then the scale, then the add (as the MUL_MAT/SCALE/ADD fallback). */
+typedef void (*cpu_lora_acc_fn)(int64_t k, const uint8_t *w, size_t w_stride, int64_t n_rows,
+                                const float *r, float s, float *dst);
+
 typedef struct cpu_kernels {
     const char *name;                      /* "scalar", "avx2", "avx512" */
+    /* LORA: the A side (r = A x, F32 activations, no dot-type rounding; the
+     * cpu_mm_fn contract with plain f32 columns) and the B side */
+    cpu_mm_fn lora_a[LLMH_DTYPE_COUNT];
+    cpu_lora_acc_fn lora_acc[LLMH_DTYPE_COUNT];
     cpu_mm_packed_fn mm_packed[LLMH_DTYPE_COUNT]; /* NULL = no repacking for the type */
     cpu_mm_fn mm[LLMH_DTYPE_COUNT];        /* NULL = type not supported */
     cpu_act_kind act[LLMH_DTYPE_COUNT];    /* activation layout per weight type */
@@ -200,6 +211,7 @@ struct llmh_buffer {
  * time from `next`; the phase is complete when `done` reaches `units`. */
 typedef struct cpu_step {
     const llmh_node *node;
+    size_t n_nodes;           /* > 1: a fused run of LORA nodes starting at node */
     int phase;
     int64_t units, grain;
     _Alignas(64) atomic_llong next;
@@ -247,6 +259,7 @@ void cpu_fail(llmh_backend *be, llmh_status st, const char *fmt, ...)
 typedef struct cpu_exec {
     llmh_backend *be;
     const llmh_node *node;
+    size_t n_nodes;           /* nodes run as one (a fused LORA run), else 1 */
 } cpu_exec;
 
 /* Work division. A node runs in cpu_op_phases() phases (MUL_MAT: convert
@@ -273,6 +286,15 @@ const cpu_packed *cpu_packed_for(const llmh_backend *be, const llmh_tensor *w);
 /* Pack every weight the graph multiplies by that is still pending (runs on
  * the pool; call before scheduling the graph). */
 llmh_status cpu_pack_pending(llmh_backend *be, const llmh_graph *g);
+
+/* cpu-lora.c: LORA nodes. Consecutive LORA nodes with the same dst and src1
+ * run as one step (cpu_lora_run_length), so k adapters on a projection cost
+ * one synchronization point in decode. */
+size_t cpu_lora_run_length(const llmh_node *nodes, size_t n_nodes, size_t i);
+size_t cpu_lora_work_size(const llmh_backend *be, const llmh_node *nodes, size_t n);
+int cpu_lora_phases(const llmh_backend *be, const llmh_node *nodes, size_t n);
+int64_t cpu_lora_units(const llmh_backend *be, const llmh_node *nodes, size_t n, int phase, int64_t *grain);
+void cpu_lora(const cpu_exec *ex, int phase, int64_t u0, int64_t u1, int ith);
 
 /* cpu-matmul.c */
 size_t cpu_mul_mat_work_size(const llmh_backend *be, const llmh_node *node);

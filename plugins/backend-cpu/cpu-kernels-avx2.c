@@ -245,6 +245,54 @@ FLOAT_KERNEL(mm_f16, LOAD8_F16, LOAD1_F16)
 FLOAT_KERNEL(mm_bf16, LOAD8_BF16, LOAD1_BF16)
 
 /* ------------------------------------------------------------------------ */
+/* LORA's B side: dst[r] += s * dot(row r, x), 8 rows at a time              */
+/* ------------------------------------------------------------------------ */
+/* The eight horizontal sums of a[0..7] as the lanes of one vector. */
+AI __m256 hsum8x8(const __m256 *a) {
+    __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+    __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+    __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+#define LORA_ACC_KERNEL(NAME, LOAD8, LOAD1)                                                       \
+    static void NAME(int64_t k, const uint8_t *w, size_t ws, int64_t nr, const float *x, float s, \
+                     float *dst) {                                                                \
+        int64_t k8 = k & ~(int64_t)7, r = 0;                                                      \
+        const __m256 vs = _mm256_set1_ps(s);                                                      \
+        for (; r + 8 <= nr; r += 8) {                                                              \
+            __m256 acc[8];                                                                         \
+            for (int q = 0; q < 8; q++) acc[q] = _mm256_setzero_ps();                              \
+            for (int64_t i = 0; i < k8; i += 8) {                                                  \
+                __m256 xv = _mm256_loadu_ps(x + i);                                                \
+                for (int q = 0; q < 8; q++)                                                        \
+                    acc[q] = _mm256_fmadd_ps(LOAD8(w + (size_t)(r + q) * ws, i), xv, acc[q]);      \
+            }                                                                                      \
+            __m256 sum = hsum8x8(acc);                                                             \
+            if (k8 < k) {                                                                          \
+                float t[8];                                                                        \
+                _mm256_storeu_ps(t, sum);                                                          \
+                for (int q = 0; q < 8; q++)                                                        \
+                    for (int64_t i = k8; i < k; i++) t[q] += LOAD1(w + (size_t)(r + q) * ws, i) * x[i]; \
+                sum = _mm256_loadu_ps(t);                                                          \
+            }                                                                                      \
+            _mm256_storeu_ps(dst + r, _mm256_add_ps(_mm256_loadu_ps(dst + r), _mm256_mul_ps(vs, sum))); \
+        }                                                                                          \
+        for (; r < nr; r++) {                                                                      \
+            const uint8_t *wr = w + (size_t)r * ws;                                                \
+            __m256 acc = _mm256_setzero_ps();                                                      \
+            for (int64_t i = 0; i < k8; i += 8) acc = _mm256_fmadd_ps(LOAD8(wr, i), _mm256_loadu_ps(x + i), acc); \
+            float t = hsum256(acc);                                                                \
+            for (int64_t i = k8; i < k; i++) t += LOAD1(wr, i) * x[i];                             \
+            dst[r] += s * t;                                                                       \
+        }                                                                                          \
+    }
+
+LORA_ACC_KERNEL(lora_acc_f32, LOAD8_F32, LOAD1_F32)
+LORA_ACC_KERNEL(lora_acc_f16, LOAD8_F16, LOAD1_F16)
+LORA_ACC_KERNEL(lora_acc_bf16, LOAD8_BF16, LOAD1_BF16)
+
+/* ------------------------------------------------------------------------ */
 /* 32-element blocks                                                          */
 /* ------------------------------------------------------------------------ */
 /* Q8_0: |w| x sign(a, w) */
@@ -521,6 +569,12 @@ void cpu_kernels_init_avx2(cpu_kernels *k) {
     k->mm[LLMH_DTYPE_Q4_K] = mm_q4_k;
     k->mm[LLMH_DTYPE_Q5_K] = mm_q5_k;
     k->mm[LLMH_DTYPE_Q6_K] = mm_q6_k;
+    k->lora_a[LLMH_DTYPE_F32] = mm_f32;
+    k->lora_a[LLMH_DTYPE_F16] = mm_f16;
+    k->lora_a[LLMH_DTYPE_BF16] = mm_bf16;
+    k->lora_acc[LLMH_DTYPE_F32] = lora_acc_f32;
+    k->lora_acc[LLMH_DTYPE_F16] = lora_acc_f16;
+    k->lora_acc[LLMH_DTYPE_BF16] = lora_acc_bf16;
     k->silu_row = silu_row_avx2;
     k->f16_to_f32 = f16_to_f32_avx2;
     k->dot = dot_avx2;

@@ -447,6 +447,103 @@ DISPATCH_NC(mm_q8_0, C_Q8_0)
 DISPATCH_NC(mm_q4_0, C_Q4_0)
 DISPATCH_NC(mm_q5_0, C_Q5_0)
 
+/* ------------------------------------------------------------------------ */
+/* LORA: float adapters (F32/F16/BF16) against f32 activations, 16 lanes,     */
+/* the last partial vector through masked loads (masked-off lanes are 0)      */
+/* ------------------------------------------------------------------------ */
+#define LD16_F32(p, i, m) _mm512_maskz_loadu_ps((m), (const float *)(p) + (i))
+#define LD16_F16(p, i, m) _mm512_cvtph_ps(_mm256_maskz_loadu_epi16((m), (const void *)((p) + 2 * (i))))
+#define LD16_BF16(p, i, m) \
+    _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16((m), (const void *)((p) + 2 * (i)))), 16))
+
+AI __mmask16 tail_mask(int64_t left) { return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u); }
+
+/* The eight horizontal sums of a[0..7] as the lanes of one 256-bit vector. */
+AI __m256 hsum8x8_512(const __m512 *a) {
+    __m256 h[8];
+    for (int q = 0; q < 8; q++)
+        h[q] = _mm256_add_ps(_mm512_castps512_ps256(a[q]), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a[q]), 1)));
+    __m256 t0 = _mm256_hadd_ps(h[0], h[1]), t1 = _mm256_hadd_ps(h[2], h[3]);
+    __m256 t2 = _mm256_hadd_ps(h[4], h[5]), t3 = _mm256_hadd_ps(h[6], h[7]);
+    __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+/* A side (cpu_mm_fn contract, plain f32 columns): two accumulators per column. */
+#define LORA_A_KERNEL(NAME, LD16)                                                                 \
+    AI void NAME##_n(int64_t k, const uint8_t *w, size_t ws, int64_t nr, const uint8_t *a,        \
+                     size_t as, const int nc, float *dst, size_t ds) {                            \
+        for (int64_t r = 0; r < nr; r++) {                                                        \
+            const uint8_t *wr = w + (size_t)r * ws;                                                \
+            __m512 acc0[4], acc1[4];                                                               \
+            for (int c = 0; c < nc; c++) acc0[c] = acc1[c] = _mm512_setzero_ps();                  \
+            int64_t i = 0;                                                                         \
+            for (; i + 32 <= k; i += 32) {                                                         \
+                __m512 w0 = LD16(wr, i, 0xffff), w1 = LD16(wr, i + 16, 0xffff);                    \
+                for (int c = 0; c < nc; c++) {                                                     \
+                    const float *ac = (const float *)(a + (size_t)c * as);                        \
+                    acc0[c] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(ac + i), acc0[c]);               \
+                    acc1[c] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(ac + i + 16), acc1[c]);          \
+                }                                                                                  \
+            }                                                                                      \
+            for (; i < k; i += 16) {                                                               \
+                __mmask16 m = tail_mask(k - i);                                                    \
+                __m512 w0 = LD16(wr, i, m);                                                        \
+                for (int c = 0; c < nc; c++) {                                                     \
+                    const float *ac = (const float *)(a + (size_t)c * as);                        \
+                    acc0[c] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, ac + i), acc0[c]);      \
+                }                                                                                  \
+            }                                                                                      \
+            for (int c = 0; c < nc; c++)                                                           \
+                dst[(size_t)c * ds + (size_t)r] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[c], acc1[c])); \
+        }                                                                                          \
+    }                                                                                              \
+    static void NAME(int64_t k, const uint8_t *w, size_t ws, int64_t nr, const uint8_t *a, size_t as, \
+                     int nc, float *dst, size_t ds) {                                              \
+        switch (nc) {                                                                              \
+        case 1: NAME##_n(k, w, ws, nr, a, as, 1, dst, ds); break;                                  \
+        case 2: NAME##_n(k, w, ws, nr, a, as, 2, dst, ds); break;                                  \
+        case 3: NAME##_n(k, w, ws, nr, a, as, 3, dst, ds); break;                                  \
+        default: NAME##_n(k, w, ws, nr, a, as, 4, dst, ds); break;                                 \
+        }                                                                                          \
+    }
+
+/* B side: dst[r] += s * dot(row r, x), 8 rows at a time. */
+#define LORA_ACC_KERNEL(NAME, LD16)                                                               \
+    static void NAME(int64_t k, const uint8_t *w, size_t ws, int64_t nr, const float *x, float s, \
+                     float *dst) {                                                                \
+        int64_t r = 0;                                                                             \
+        const __m256 vs = _mm256_set1_ps(s);                                                      \
+        for (; r + 8 <= nr; r += 8) {                                                              \
+            __m512 acc[8];                                                                         \
+            for (int q = 0; q < 8; q++) acc[q] = _mm512_setzero_ps();                              \
+            for (int64_t i = 0; i < k; i += 16) {                                                  \
+                __mmask16 m = tail_mask(k - i);                                                    \
+                __m512 xv = _mm512_maskz_loadu_ps(m, x + i);                                       \
+                for (int q = 0; q < 8; q++)                                                        \
+                    acc[q] = _mm512_fmadd_ps(LD16(w + (size_t)(r + q) * ws, i, m), xv, acc[q]);    \
+            }                                                                                      \
+            __m256 sum = hsum8x8_512(acc);                                                         \
+            _mm256_storeu_ps(dst + r, _mm256_add_ps(_mm256_loadu_ps(dst + r), _mm256_mul_ps(vs, sum))); \
+        }                                                                                          \
+        for (; r < nr; r++) {                                                                      \
+            const uint8_t *wr = w + (size_t)r * ws;                                                \
+            __m512 acc = _mm512_setzero_ps();                                                      \
+            for (int64_t i = 0; i < k; i += 16) {                                                  \
+                __mmask16 m = tail_mask(k - i);                                                    \
+                acc = _mm512_fmadd_ps(LD16(wr, i, m), _mm512_maskz_loadu_ps(m, x + i), acc);       \
+            }                                                                                      \
+            dst[r] += s * _mm512_reduce_add_ps(acc);                                               \
+        }                                                                                          \
+    }
+
+LORA_A_KERNEL(lora_a_f32, LD16_F32)
+LORA_A_KERNEL(lora_a_f16, LD16_F16)
+LORA_A_KERNEL(lora_a_bf16, LD16_BF16)
+LORA_ACC_KERNEL(lora_acc_f32, LD16_F32)
+LORA_ACC_KERNEL(lora_acc_f16, LD16_F16)
+LORA_ACC_KERNEL(lora_acc_bf16, LD16_BF16)
+
 void cpu_kernels_init_avx512(cpu_kernels *k) {
     k->name = "avx512";
     k->mm[LLMH_DTYPE_Q8_0] = mm_q8_0;
@@ -457,6 +554,12 @@ void cpu_kernels_init_avx512(cpu_kernels *k) {
     k->mm_packed[LLMH_DTYPE_Q5_0] = mmp_q5_0;
     k->mm_packed[LLMH_DTYPE_Q4_K] = mmp_q4_k;
     k->mm_packed[LLMH_DTYPE_Q6_K] = mmp_q6_k;
+    k->lora_a[LLMH_DTYPE_F32] = lora_a_f32;
+    k->lora_a[LLMH_DTYPE_F16] = lora_a_f16;
+    k->lora_a[LLMH_DTYPE_BF16] = lora_a_bf16;
+    k->lora_acc[LLMH_DTYPE_F32] = lora_acc_f32;
+    k->lora_acc[LLMH_DTYPE_F16] = lora_acc_f16;
+    k->lora_acc[LLMH_DTYPE_BF16] = lora_acc_bf16;
 }
 #else
 typedef int cpu_kernels_avx512_unused; /* non-x86: nothing to build */

@@ -399,6 +399,19 @@ SCALAR_MM(mm_q4_k, dot_q4_k)
 SCALAR_MM(mm_q5_k, dot_q5_k)
 SCALAR_MM(mm_q6_k, dot_q6_k)
 
+/* ------------------------------------------------------------------------ */
+/* LORA's B side: dst[r] += s * dot(row r, x) (f32 products and sums)         */
+/* ------------------------------------------------------------------------ */
+#define SCALAR_LORA_ACC(NAME, DOT)                                                                \
+    static void NAME(int64_t k, const uint8_t *w, size_t ws, int64_t nr, const float *x, float s, \
+                     float *dst) {                                                                \
+        for (int64_t r = 0; r < nr; r++) dst[r] += s * DOT(k, w + (size_t)r * ws, (const uint8_t *)x); \
+    }
+
+SCALAR_LORA_ACC(lora_acc_f32, dot_f32)
+SCALAR_LORA_ACC(lora_acc_f16, dot_f16)
+SCALAR_LORA_ACC(lora_acc_bf16, dot_bf16)
+
 void cpu_kernels_init_scalar(cpu_kernels *k) {
     memset(k, 0, sizeof *k);
     k->name = "scalar";
@@ -415,6 +428,12 @@ void cpu_kernels_init_scalar(cpu_kernels *k) {
     k->mm[LLMH_DTYPE_Q4_K] = mm_q4_k;
     k->mm[LLMH_DTYPE_Q5_K] = mm_q5_k;
     k->mm[LLMH_DTYPE_Q6_K] = mm_q6_k;
+    k->lora_a[LLMH_DTYPE_F32] = mm_f32;
+    k->lora_a[LLMH_DTYPE_F16] = mm_f16;
+    k->lora_a[LLMH_DTYPE_BF16] = mm_bf16;
+    k->lora_acc[LLMH_DTYPE_F32] = lora_acc_f32;
+    k->lora_acc[LLMH_DTYPE_F16] = lora_acc_f16;
+    k->lora_acc[LLMH_DTYPE_BF16] = lora_acc_bf16;
     for (int t = 0; t < LLMH_DTYPE_COUNT; t++) k->act[t] = CPU_ACT_F32;
     k->act[LLMH_DTYPE_Q8_0] = k->act[LLMH_DTYPE_Q4_0] = k->act[LLMH_DTYPE_Q4_1] = CPU_ACT_Q8;
     k->act[LLMH_DTYPE_Q5_0] = k->act[LLMH_DTYPE_Q5_1] = CPU_ACT_Q8;

@@ -24,7 +24,7 @@
 static const char *op_name(llmh_op op) {
     static const char *names[] = {"NONE", "GET_ROWS", "MUL_MAT", "ADD", "MUL", "SCALE",
                                   "RMS_NORM", "ROPE", "SWIGLU", "SOFTMAX", "CPY", "ATTENTION",
-                                  "SILU", "GELU"};
+                                  "SILU", "GELU", "LORA"};
     if ((unsigned)op < sizeof names / sizeof names[0]) return names[op];
     return "unknown";
 }
@@ -117,6 +117,8 @@ int cpu_op_supported(const llmh_backend *be, llmh_op op, llmh_dtype t0, llmh_dty
     case LLMH_OP_CPY: /* t1: the destination type (F32 when not given) */
         return is_float_type(t0) && is_float_type(t1);
     case LLMH_OP_ATTENTION: return t0 == LLMH_DTYPE_F32 && is_float_type(t1);
+    case LLMH_OP_LORA: /* t0: the adapter type */
+        return is_float_type(t0) && t1 == LLMH_DTYPE_F32 && be->kern.lora_a[t0] && be->kern.lora_acc[t0];
     default: return 0;
     }
 }
@@ -206,6 +208,7 @@ llmh_status cpu_op_validate(llmh_backend *be, const llmh_node *n, size_t index) 
     if ((st = check_tensor(be, index, n, "src0", a)) != LLMH_OK) return st;
     if (b && (st = check_tensor(be, index, n, "src1", b)) != LLMH_OK) return st;
     if (c && (st = check_tensor(be, index, n, "src2", c)) != LLMH_OK) return st;
+    if (n->src[3] && (st = check_tensor(be, index, n, "src3", n->src[3])) != LLMH_OK) return st;
     llmh_dtype t1 = b ? b->type : LLMH_DTYPE_F32;
     if (n->op == LLMH_OP_CPY) t1 = d->type;
     if (!cpu_op_supported(be, n->op, a->type, t1)) {
@@ -301,6 +304,39 @@ llmh_status cpu_op_validate(llmh_backend *be, const llmh_node *n, size_t index) 
         if (n->ip[1] < 0) return vfail(be, index, n, "sliding window must be >= 0");
         break;
     }
+    case LLMH_OP_LORA: {
+        const llmh_tensor *g = n->src[3];
+        if (!b || !c) return vfail(be, index, n, "x (src1) and B (src2) are required");
+        if (c->type != a->type)
+            return vfail(be, index, n, "A is %s but B is %s (both must be the same type)", llmh_dtype_name(a->type),
+                         llmh_dtype_name(c->type));
+        if (a->ne[0] != b->ne[0] || c->ne[0] != a->ne[1] || d->ne[0] != c->ne[1] || d->ne[1] != b->ne[1] ||
+            a->ne[2] * a->ne[3] * b->ne[2] * b->ne[3] * c->ne[2] * c->ne[3] * d->ne[2] * d->ne[3] != 1)
+            return vfail(be, index, n,
+                         "shapes: A [%lld, %lld], x [%lld, %lld], B [%lld, %lld] -> dst [%lld, %lld] "
+                         "(want A [K, R], x [K, N], B [R, M], dst [M, N])",
+                         (long long)a->ne[0], (long long)a->ne[1], (long long)b->ne[0], (long long)b->ne[1],
+                         (long long)c->ne[0], (long long)c->ne[1], (long long)d->ne[0], (long long)d->ne[1]);
+        if (a->nb[0] != llmh_dtype_type_size(a->type) || c->nb[0] != llmh_dtype_type_size(c->type))
+            return vfail(be, index, n, "A and B rows must be contiguous");
+        if (d->nb[0] != 4 || d->nb[1] % 4 != 0 || ((uintptr_t)d->data) % 4 != 0)
+            return vfail(be, index, n, "dst must be contiguous along ne[0] with 4-byte aligned rows");
+        if (b->nb[0] % 4 != 0 || b->nb[1] % 4 != 0 || ((uintptr_t)b->data) % 4 != 0)
+            return vfail(be, index, n, "x (src1) is not 4-byte aligned");
+        if (g && (g->type != LLMH_DTYPE_F32 || g->ne[0] != b->ne[1] || g->ne[1] * g->ne[2] * g->ne[3] != 1 ||
+                  g->nb[0] % 4 != 0 || ((uintptr_t)g->data) % 4 != 0))
+            return vfail(be, index, n, "gates (src3) must be f32 [%lld]", (long long)b->ne[1]);
+        /* dst is written while other threads still read x and the gates */
+        const uint8_t *d0 = (const uint8_t *)d->data, *d1 = d0 + (size_t)(d->ne[1] - 1) * d->nb[1] + (size_t)d->ne[0] * 4;
+        for (int s = 1; s <= 3; s += 2) {
+            const llmh_tensor *t = n->src[s];
+            if (!t) continue;
+            const uint8_t *t0 = (const uint8_t *)t->data;
+            const uint8_t *t1e = t0 + (size_t)(t->ne[0] - 1) * t->nb[0] + (size_t)(t->ne[1] - 1) * t->nb[1] + 4;
+            if (t0 < d1 && d0 < t1e) return vfail(be, index, n, "dst overlaps src%d", s);
+        }
+        break;
+    }
     default: break;
     }
     return LLMH_OK;
@@ -323,6 +359,7 @@ size_t cpu_op_work_size(const llmh_backend *be, const llmh_node *n) {
     size_t nth = (size_t)be->n_threads;
     switch (n->op) {
     case LLMH_OP_MUL_MAT: return cpu_mul_mat_work_size(be, n);
+    case LLMH_OP_LORA: return cpu_lora_work_size(be, n, 1);
     case LLMH_OP_ROPE: return nth * (size_t)n->ip[0] * sizeof(float) + 64 * nth;
     case LLMH_OP_ATTENTION: return nth * ((size_t)n->src[0]->ne[0] * 3 + att_score_slots(n)) * sizeof(float) + 64 * nth;
     default: return 0;
@@ -672,6 +709,7 @@ static void op_attention(const cpu_exec *ex, int64_t a, int64_t b, int ith) {
 /* Work division                                                              */
 /* ------------------------------------------------------------------------ */
 int cpu_op_phases(const llmh_backend *be, const llmh_node *n) {
+    if (n->op == LLMH_OP_LORA) return cpu_lora_phases(be, n, 1);
     return n->op == LLMH_OP_MUL_MAT ? cpu_mul_mat_phases(be, n) : 1;
 }
 
@@ -686,6 +724,7 @@ int64_t cpu_op_units(const llmh_backend *be, const llmh_node *n, int phase, int6
     switch (n->op) {
     case LLMH_OP_NONE: return 0;
     case LLMH_OP_MUL_MAT: return cpu_mul_mat_units(be, n, phase, grain);
+    case LLMH_OP_LORA: return cpu_lora_units(be, n, 1, phase, grain);
     case LLMH_OP_GET_ROWS:
         *grain = grain_for(d->ne[0], 16384);
         return d->ne[1];
@@ -721,6 +760,7 @@ void cpu_op_run(const cpu_exec *ex, int phase, int64_t a, int64_t b, int ith) {
     case LLMH_OP_ROPE: op_rope(ex, a, b, ith); break;
     case LLMH_OP_CPY: op_cpy(ex, a, b, ith); break;
     case LLMH_OP_ATTENTION: op_attention(ex, a, b, ith); break;
+    case LLMH_OP_LORA: cpu_lora(ex, phase, a, b, ith); break;
     default: break;
     }
 }

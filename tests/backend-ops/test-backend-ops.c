@@ -1009,6 +1009,216 @@ static void test_repack_option(void) {
     plug.be->destroy(be);
 }
 
+
+/* ------------------------------------------------------------------------ */
+/* LORA: dst[:, t] += (fp[0] * g[t]) * B (A x[:, t]), runs of nodes fused    */
+/* ------------------------------------------------------------------------ */
+enum { X_CONTIG = 0, X_COLVIEW = 1, X_TRANSPOSED = 2 };
+enum { G_NONE = 0, G_MIXED = 1 };
+
+/* n_ad adapters (ranks rk[i]) on one dst/x, as consecutive nodes; returns
+ * the number of mismatches against a double-precision reference over every
+ * config. Zero-gate columns must be left bit for bit. */
+static int lora_case(llmh_dtype t, int64_t K, int64_t M, int64_t N, int n_ad, const int64_t *rk, int xmode,
+                     int gmode, uint64_t seed) {
+    int bad = 0;
+    for (size_t c = 0; c < N_CFG; c++) {
+        llmh_backend *be = cfgs[c].be;
+        if (!be) continue;
+        uint64_t s = seed;
+        bu_tensor *A[4], *B[4], *G[4];
+        float *af[4], *bf[4];
+        llmh_node nodes[4];
+        /* x: contiguous, a column view of a wider matrix, or transposed */
+        bu_tensor *xs = xmode == X_TRANSPOSED ? bu_tensor_new(&plug, be, LLMH_DTYPE_F32, N, K, 1, 1)
+                                              : bu_tensor_new(&plug, be, LLMH_DTYPE_F32, K + 5 * (xmode == X_COLVIEW), N, 1, 1);
+        fill(xs, &s, 1.0f);
+        llmh_tensor x = xs->t;
+        x.ne[0] = K;
+        x.ne[1] = N;
+        if (xmode == X_TRANSPOSED) {
+            x.nb[0] = (size_t)N * sizeof(float);
+            x.nb[1] = sizeof(float);
+        }
+        bu_tensor *d = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, M, N, 1, 1);
+        fill(d, &s, 1.0f);
+        float *d0 = malloc((size_t)(M * N) * sizeof(float));
+        memcpy(d0, d->t.data, (size_t)(M * N) * sizeof(float));
+        for (int i = 0; i < n_ad; i++) {
+            A[i] = bu_tensor_new(&plug, be, t, K, rk[i], 1, 1);
+            B[i] = bu_tensor_new(&plug, be, t, rk[i], M, 1, 1);
+            fill(A[i], &s, 0.5f);
+            fill(B[i], &s, 0.5f);
+            af[i] = malloc((size_t)(K * rk[i]) * sizeof(float));
+            bf[i] = malloc((size_t)(rk[i] * M) * sizeof(float));
+            llmh_dequantize(t, A[i]->t.data, af[i], K * rk[i]);
+            llmh_dequantize(t, B[i]->t.data, bf[i], rk[i] * M);
+            G[i] = NULL;
+            if (gmode == G_MIXED) {
+                G[i] = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, N, 1, 1, 1);
+                float *g = G[i]->t.data;
+                /* column 1 is off for every adapter; others vary */
+                for (int64_t j = 0; j < N; j++) g[j] = j == 1 ? 0.0f : (j + i) % 3 == 0 ? 0.0f : 0.25f + 0.5f * (float)((j + i) % 4);
+            }
+            llmh_node nd = {sizeof nd, LLMH_OP_LORA, &d->t, {&A[i]->t, &x, &B[i]->t, G[i] ? &G[i]->t : NULL}, {0},
+                            {0.75f - 0.5f * (float)i}};
+            nodes[i] = nd;
+        }
+        llmh_graph g = {sizeof g, (size_t)n_ad, nodes};
+        CU_ASSERT_EQUAL(plug.be->graph_compute(be, &g), LLMH_OK);
+        const float *xd = xs->t.data, *dv = d->t.data;
+        for (int64_t tok = 0; tok < N; tok++) {
+            double *acc = calloc((size_t)M, sizeof(double)), *mag = calloc((size_t)M, sizeof(double));
+            int any = 0;
+            for (int i = 0; i < n_ad; i++) {
+                double gi = G[i] ? ((const float *)G[i]->t.data)[tok] : 1.0;
+                if (gi == 0.0) continue;
+                any = 1;
+                double cf = (double)nodes[i].fp[0] * gi;
+                for (int64_t j = 0; j < rk[i]; j++) {
+                    double r = 0, ra = 0;
+                    for (int64_t k = 0; k < K; k++) {
+                        double xv = xmode == X_TRANSPOSED ? xd[k * N + tok] : xd[tok * xs->t.ne[0] + k];
+                        r += (double)af[i][j * K + k] * xv;
+                        ra += fabs((double)af[i][j * K + k] * xv);
+                    }
+                    for (int64_t m = 0; m < M; m++) {
+                        acc[m] += cf * bf[i][m * rk[i] + j] * r;
+                        mag[m] += fabs(cf * bf[i][m * rk[i] + j]) * ra;
+                    }
+                }
+            }
+            for (int64_t m = 0; m < M; m++) {
+                size_t o = (size_t)(tok * M + m);
+                if (!any) {
+                    if (memcmp(&dv[o], &d0[o], sizeof(float)) != 0) {
+                        if (bad < 3) fprintf(stderr, "lora: zero-gate column %lld changed\n", (long long)tok);
+                        bad++;
+                    }
+                    continue;
+                }
+                double ref = d0[o] + acc[m], tol = 1e-6 + 2e-6 * fabs(d0[o]) + 3e-6 * mag[m];
+                if (!(fabs(dv[o] - ref) <= tol)) {
+                    if (bad < 3)
+                        fprintf(stderr, "lora %s K=%lld M=%lld N=%lld n=%d x=%d g=%d %s/%d [%lld,%lld]: %.9g vs %.9g\n",
+                                llmh_dtype_name(t), (long long)K, (long long)M, (long long)N, n_ad, xmode, gmode,
+                                cfgs[c].kernels, cfgs[c].threads, (long long)m, (long long)tok, dv[o], ref);
+                    bad++;
+                }
+            }
+            free(acc);
+            free(mag);
+        }
+        for (int i = 0; i < n_ad; i++) {
+            bu_tensor_free(&plug, be, A[i]);
+            bu_tensor_free(&plug, be, B[i]);
+            if (G[i]) bu_tensor_free(&plug, be, G[i]);
+            free(af[i]);
+            free(bf[i]);
+        }
+        bu_tensor_free(&plug, be, xs);
+        bu_tensor_free(&plug, be, d);
+        free(d0);
+    }
+    return bad;
+}
+
+static void test_lora(void) {
+    static const llmh_dtype types[] = {LLMH_DTYPE_F32, LLMH_DTYPE_F16, LLMH_DTYPE_BF16};
+    static const int64_t r1[] = {16}, r3[] = {16, 1, 17}, r4[] = {8, 16, 3, 33};
+    for (size_t ti = 0; ti < 3; ti++) {
+        llmh_dtype t = types[ti];
+        /* one adapter: decode and prefill sizes, odd widths (tails) */
+        CU_ASSERT_EQUAL(lora_case(t, 64, 48, 1, 1, r1, X_CONTIG, G_NONE, 1), 0);
+        CU_ASSERT_EQUAL(lora_case(t, 1, 9, 3, 1, r1, X_CONTIG, G_NONE, 2), 0);
+        CU_ASSERT_EQUAL(lora_case(t, 257, 130, 7, 1, r1, X_CONTIG, G_NONE, 3), 0);
+        CU_ASSERT_EQUAL(lora_case(t, 33, 64, 33, 1, r1, X_COLVIEW, G_MIXED, 4), 0);
+        /* fused runs of several nodes, gates with zeros, strided x */
+        CU_ASSERT_EQUAL(lora_case(t, 100, 70, 1, 3, r3, X_CONTIG, G_MIXED, 5), 0);
+        CU_ASSERT_EQUAL(lora_case(t, 100, 70, 4, 4, r4, X_COLVIEW, G_MIXED, 6), 0);
+        CU_ASSERT_EQUAL(lora_case(t, 96, 31, 9, 4, r4, X_TRANSPOSED, G_MIXED, 7), 0);
+        CU_ASSERT_EQUAL(lora_case(t, 48, 200, 2, 3, r3, X_TRANSPOSED, G_NONE, 8), 0);
+    }
+}
+
+/* Two fused runs back to back (different dst), then a MUL_MAT reading the
+ * result: runs must not merge across dst and the graph order holds. */
+static void test_lora_graph(void) {
+    for (size_t c = 0; c < N_CFG; c++) {
+        llmh_backend *be = cfgs[c].be;
+        if (!be) continue;
+        const int64_t K = 40, M = 24, N = 2, R = 4;
+        uint64_t s = 99;
+        bu_tensor *x = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, K, N, 1, 1);
+        bu_tensor *d1 = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, M, N, 1, 1);
+        bu_tensor *d2 = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, M, N, 1, 1);
+        bu_tensor *a = bu_tensor_new(&plug, be, LLMH_DTYPE_F16, K, R, 1, 1);
+        bu_tensor *b = bu_tensor_new(&plug, be, LLMH_DTYPE_F16, R, M, 1, 1);
+        bu_tensor *w = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, M, 3, 1, 1);
+        bu_tensor *o = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, 3, N, 1, 1);
+        fill(x, &s, 1.0f);
+        fill(a, &s, 1.0f);
+        fill(b, &s, 1.0f);
+        fill(w, &s, 1.0f);
+        memset(d1->t.data, 0, (size_t)(M * N) * sizeof(float));
+        memset(d2->t.data, 0, (size_t)(M * N) * sizeof(float));
+        llmh_node nodes[] = {
+            {sizeof(llmh_node), LLMH_OP_LORA, &d1->t, {&a->t, &x->t, &b->t, NULL}, {0}, {1.0f}},
+            {sizeof(llmh_node), LLMH_OP_LORA, &d1->t, {&a->t, &x->t, &b->t, NULL}, {0}, {1.0f}},
+            {sizeof(llmh_node), LLMH_OP_LORA, &d2->t, {&a->t, &x->t, &b->t, NULL}, {0}, {3.0f}},
+            {sizeof(llmh_node), LLMH_OP_MUL_MAT, &o->t, {&w->t, &d1->t, NULL, NULL}, {0}, {0}},
+            {sizeof(llmh_node), LLMH_OP_LORA, &d1->t, {&a->t, &x->t, &b->t, NULL}, {0}, {1.0f}},
+        };
+        llmh_graph g = {sizeof g, 5, nodes};
+        CU_ASSERT_EQUAL(plug.be->graph_compute(be, &g), LLMH_OK);
+        /* d1 = 3 y after the last node, d2 = 3 y, o = W^T (2 y) */
+        const float *v1 = d1->t.data, *v2 = d2->t.data, *ov = o->t.data, *wv = w->t.data;
+        for (int64_t i = 0; i < M * N; i++) CU_ASSERT(fabsf(v1[i] - v2[i]) <= 1e-4f * (1.0f + fabsf(v2[i])));
+        for (int64_t tkn = 0; tkn < N; tkn++)
+            for (int j = 0; j < 3; j++) {
+                double ref = 0;
+                for (int64_t m = 0; m < M; m++) ref += (double)wv[j * M + m] * (2.0 / 3.0) * v2[tkn * M + m];
+                CU_ASSERT(fabs(ov[tkn * 3 + j] - ref) <= 1e-3 * (1.0 + fabs(ref)));
+            }
+        bu_tensor *ts[] = {x, d1, d2, a, b, w, o};
+        for (size_t i = 0; i < 7; i++) bu_tensor_free(&plug, be, ts[i]);
+    }
+}
+
+static void test_lora_errors(void) {
+    llmh_backend *be = cfgs[0].be;
+    CU_ASSERT(plug.be->supports(be, LLMH_OP_LORA, LLMH_DTYPE_F32, LLMH_DTYPE_F32));
+    CU_ASSERT(plug.be->supports(be, LLMH_OP_LORA, LLMH_DTYPE_F16, LLMH_DTYPE_F32));
+    CU_ASSERT(plug.be->supports(be, LLMH_OP_LORA, LLMH_DTYPE_BF16, LLMH_DTYPE_F32));
+    CU_ASSERT(!plug.be->supports(be, LLMH_OP_LORA, LLMH_DTYPE_Q8_0, LLMH_DTYPE_F32));
+    CU_ASSERT(!plug.be->supports(be, LLMH_OP_LORA, LLMH_DTYPE_F16, LLMH_DTYPE_F16));
+    bu_tensor *x = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, 8, 2, 1, 1);
+    bu_tensor *a = bu_tensor_new(&plug, be, LLMH_DTYPE_F16, 8, 2, 1, 1);
+    bu_tensor *b = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, 2, 8, 1, 1);
+    bu_tensor *b16 = bu_tensor_new(&plug, be, LLMH_DTYPE_F16, 2, 8, 1, 1);
+    bu_tensor *d = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, 8, 2, 1, 1);
+    bu_tensor *g = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, 3, 1, 1, 1);
+    llmh_node n = {sizeof n, LLMH_OP_LORA, &d->t, {&a->t, &x->t, &b->t, NULL}, {0}, {1.0f}};
+    CU_ASSERT_EQUAL(run1(be, &n), LLMH_ERR_INVALID_ARG); /* A f16, B f32 */
+    CU_ASSERT(strstr(llmh_last_error(), "LORA") != NULL);
+    n.src[2] = &b16->t;
+    n.src[3] = &g->t;
+    CU_ASSERT_EQUAL(run1(be, &n), LLMH_ERR_INVALID_ARG); /* 3 gates for 2 tokens */
+    CU_ASSERT(strstr(llmh_last_error(), "gates") != NULL);
+    n.src[3] = NULL;
+    n.src[1] = &d->t; /* in place: dst is x */
+    CU_ASSERT_EQUAL(run1(be, &n), LLMH_ERR_INVALID_ARG);
+    CU_ASSERT(strstr(llmh_last_error(), "overlaps") != NULL);
+    n.src[1] = &x->t;
+    n.src[2] = &a->t; /* B of the wrong shape */
+    CU_ASSERT_EQUAL(run1(be, &n), LLMH_ERR_INVALID_ARG);
+    n.src[2] = &b16->t;
+    memset(x->t.data, 0, 64);
+    CU_ASSERT_EQUAL(run1(be, &n), LLMH_OK);
+    bu_tensor *ts[] = {x, a, b, b16, d, g};
+    for (size_t i = 0; i < 6; i++) bu_tensor_free(&plug, be, ts[i]);
+}
+
 int main(void) {
     static const llmh_test_case quant_cases[] = {
         {"known blocks: f32/f16/bf16", test_known_plain},
@@ -1045,11 +1255,17 @@ int main(void) {
         {"MUL_MAT prepared weight through another view", test_mul_mat_prepared_view},
         {"option repack", test_repack_option},
         {NULL, NULL}};
+    static const llmh_test_case lora_cases[] = {
+        {"LORA f32/f16/bf16, gates, strided x, fused runs", test_lora},
+        {"LORA runs in a graph", test_lora_graph},
+        {"LORA supports and errors", test_lora_errors},
+        {NULL, NULL}};
     static const llmh_test_suite suites[] = {
         {"quant-ref", quant_cases, NULL, NULL},
         {"backend", backend_cases, suite_init, suite_cleanup},
         {"ops", op_cases, suite_init, suite_cleanup},
         {"matmul", mm_cases, suite_init, suite_cleanup},
+        {"lora", lora_cases, suite_init, suite_cleanup},
     };
     return llmh_test_main(suites, sizeof suites / sizeof suites[0]);
 }

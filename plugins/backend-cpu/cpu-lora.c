@@ -1,0 +1,195 @@
+/* cpu-lora.c — LLMH_OP_LORA: dst[:, t] += (fp[0] * g[t]) * B (A x[:, t]),
+ * the memory fabric's unmerged adapters (contract in llmh-plugin.h).
+ *
+ * A run of consecutive LORA nodes on the same dst and src1 (the adapters of
+ * one projection) executes as one step of the graph:
+ * - decode-sized (N <= CPU_LORA_PRIVATE_N columns): a single phase. Each
+ *   thread, on its first unit, computes r_i = A_i x for every adapter i of
+ *   the run into a private slice (a few microseconds of duplicated work, as
+ *   MUL_MAT's private conversion), then units are row chunks of dst: the
+ *   rows of every B_i dotted with r_i, scaled and added in node order. k
+ *   adapters therefore cost one synchronization point, not 2k.
+ * - prefill: phase 0 (units = groups of 4 columns) computes every r_i into
+ *   shared scratch, phase 1 (units = row chunks) applies the B_i.
+ * Columns whose gate is 0 are skipped (dst untouched). Per element of dst
+ * the adapters are added in node order, so a fused run equals the nodes run
+ * one after another.
+ */
+#include <string.h>
+
+#include "cpu-internal.h"
+
+#define CPU_LORA_PRIVATE_N 4
+#define CPU_LORA_COLS 4 /* columns per A-side kernel call (CPU_MM_MAX_COLS) */
+
+static size_t align64(size_t x) { return (x + 63) & ~(size_t)63; }
+
+/* Same view: same memory, shape and strides. */
+static int same_view(const llmh_tensor *a, const llmh_tensor *b) {
+    if (a == b) return 1;
+    if (!a || !b || a->data != b->data || a->type != b->type) return 0;
+    for (int d = 0; d < LLMH_MAX_DIMS; d++)
+        if (a->ne[d] != b->ne[d] || a->nb[d] != b->nb[d]) return 0;
+    return 1;
+}
+
+size_t cpu_lora_run_length(const llmh_node *nodes, size_t n_nodes, size_t i) {
+    size_t j = i + 1;
+    while (j < n_nodes && nodes[j].op == LLMH_OP_LORA && same_view(nodes[j].dst, nodes[i].dst) &&
+           same_view(nodes[j].src[1], nodes[i].src[1]))
+        j++;
+    return j - i;
+}
+
+typedef struct lora_run {
+    const llmh_node *nodes;
+    size_t n;
+    int64_t k, m, cols;       /* K (input width), M (dst rows), N (tokens) */
+    int64_t sum_r;            /* total rank of the run */
+    int x_strided;            /* src1 ne[0] is not contiguous: columns are gathered */
+} lora_run;
+
+static void run_get(const llmh_node *nodes, size_t n, lora_run *r) {
+    r->nodes = nodes;
+    r->n = n;
+    const llmh_tensor *x = nodes[0].src[1], *d = nodes[0].dst;
+    r->k = x->ne[0];
+    r->m = d->ne[0];
+    r->cols = d->ne[1];
+    r->sum_r = 0;
+    for (size_t i = 0; i < n; i++) r->sum_r += nodes[i].src[0]->ne[1];
+    r->x_strided = x->nb[0] != sizeof(float);
+}
+
+static int private_r(const lora_run *r) { return r->cols <= CPU_LORA_PRIVATE_N; }
+
+/* Scratch: r values [cols][sum_r] (per thread when private), and a gather
+ * area of CPU_LORA_COLS columns of K floats per thread when x is strided. */
+static size_t r_bytes(const lora_run *r) { return align64((size_t)r->sum_r * (size_t)r->cols * sizeof(float)); }
+static size_t gather_bytes(const lora_run *r) {
+    return r->x_strided ? align64((size_t)r->k * CPU_LORA_COLS * sizeof(float)) : 0;
+}
+
+size_t cpu_lora_work_size(const llmh_backend *be, const llmh_node *nodes, size_t n) {
+    lora_run r;
+    run_get(nodes, n, &r);
+    size_t nth = (size_t)be->n_threads;
+    if (private_r(&r)) return (r_bytes(&r) + gather_bytes(&r)) * nth + 64;
+    return r_bytes(&r) + gather_bytes(&r) * nth + 64;
+}
+
+int cpu_lora_phases(const llmh_backend *be, const llmh_node *nodes, size_t n) {
+    (void)be;
+    lora_run r;
+    run_get(nodes, n, &r);
+    return private_r(&r) ? 1 : 2;
+}
+
+/* Rows of dst per unit: ~4 chunks per thread, at least 8, a multiple of 8. */
+static int64_t chunk_rows(const llmh_backend *be, const lora_run *r) {
+    int64_t per = (r->m + (int64_t)be->n_threads * 4 - 1) / ((int64_t)be->n_threads * 4);
+    if (per < 8) per = 8;
+    return (per + 7) & ~(int64_t)7;
+}
+
+int64_t cpu_lora_units(const llmh_backend *be, const llmh_node *nodes, size_t n, int phase, int64_t *grain) {
+    lora_run r;
+    run_get(nodes, n, &r);
+    *grain = 1;
+    if (!private_r(&r) && phase == 0) return (r.cols + CPU_LORA_COLS - 1) / CPU_LORA_COLS;
+    int64_t rows = chunk_rows(be, &r);
+    return (r.m + rows - 1) / rows;
+}
+
+static float gate_at(const llmh_node *nd, int64_t t) {
+    const llmh_tensor *g = nd->src[3];
+    if (!g) return 1.0f;
+    float v;
+    memcpy(&v, (const uint8_t *)g->data + (size_t)t * g->nb[0], sizeof v);
+    return v;
+}
+
+/* r[t * sum_r + off_i + j] = dot(A_i row j, x[:, t]) for columns
+ * t in [c0, c0 + nc), nc <= CPU_LORA_COLS. Adapters whose gates are all 0
+ * on these columns are skipped (their r is never read). */
+static void compute_r(const llmh_backend *be, const lora_run *r, int64_t c0, int nc, float *rbuf,
+                      float *gather) {
+    const llmh_tensor *x = r->nodes[0].src[1];
+    const uint8_t *xp;
+    size_t xs;
+    if (r->x_strided) {
+        for (int c = 0; c < nc; c++) {
+            const uint8_t *col = (const uint8_t *)x->data + (size_t)(c0 + c) * x->nb[1];
+            float *gc = gather + (size_t)c * (size_t)r->k;
+            for (int64_t i = 0; i < r->k; i++) memcpy(&gc[i], col + (size_t)i * x->nb[0], sizeof(float));
+        }
+        xp = (const uint8_t *)gather;
+        xs = (size_t)r->k * sizeof(float);
+    } else {
+        xp = (const uint8_t *)x->data + (size_t)c0 * x->nb[1];
+        xs = x->nb[1];
+    }
+    int64_t off = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        const llmh_node *nd = &r->nodes[i];
+        const llmh_tensor *A = nd->src[0];
+        int any = 0;
+        for (int c = 0; c < nc && !any; c++) any = gate_at(nd, c0 + c) != 0.0f;
+        if (any)
+            be->kern.lora_a[A->type](r->k, (const uint8_t *)A->data, A->nb[1], A->ne[1], xp, xs, nc,
+                                     rbuf + (size_t)c0 * (size_t)r->sum_r + (size_t)off, (size_t)r->sum_r);
+        off += A->ne[1];
+    }
+}
+
+/* dst rows [r0, r0 + nr) of every column: += c_it * B_i r_i, in node order. */
+static void apply_b(const llmh_backend *be, const lora_run *r, int64_t r0, int64_t nr, const float *rbuf) {
+    llmh_tensor *d = r->nodes[0].dst;
+    for (int64_t t = 0; t < r->cols; t++) {
+        float *dp = (float *)((uint8_t *)d->data + (size_t)t * d->nb[1]) + r0;
+        const float *rt = rbuf + (size_t)t * (size_t)r->sum_r;
+        for (size_t i = 0; i < r->n; i++) {
+            const llmh_node *nd = &r->nodes[i];
+            const llmh_tensor *A = nd->src[0], *B = nd->src[2];
+            float g = gate_at(nd, t);
+            if (g != 0.0f)
+                be->kern.lora_acc[B->type](B->ne[0], (const uint8_t *)B->data + (size_t)r0 * B->nb[1], B->nb[1], nr, rt,
+                                           nd->fp[0] * g, dp);
+            rt += A->ne[1];
+        }
+    }
+}
+
+void cpu_lora(const cpu_exec *ex, int phase, int64_t u0, int64_t u1, int ith) {
+    llmh_backend *be = ex->be;
+    lora_run r;
+    run_get(ex->node, ex->n_nodes ? ex->n_nodes : 1, &r);
+    float *rbuf;
+    if (private_r(&r)) {
+        /* this thread's r for every adapter, computed on its first unit */
+        uint8_t *slice = be->work + 64 + (r_bytes(&r) + gather_bytes(&r)) * (size_t)ith;
+        rbuf = (float *)slice;
+        cpu_conv_mark *mk = &be->conv_mark[ith];
+        if (mk->serial != be->graph_serial || mk->node != ex->node) {
+            compute_r(be, &r, 0, (int)r.cols, rbuf, (float *)(slice + r_bytes(&r)));
+            mk->serial = be->graph_serial;
+            mk->node = ex->node;
+        }
+    } else {
+        rbuf = (float *)(be->work + 64);
+        if (phase == 0) {
+            float *gather = (float *)(be->work + 64 + r_bytes(&r) + gather_bytes(&r) * (size_t)ith);
+            for (int64_t u = u0; u < u1; u++) {
+                int64_t c0 = u * CPU_LORA_COLS;
+                int nc = (int)(r.cols - c0 < CPU_LORA_COLS ? r.cols - c0 : CPU_LORA_COLS);
+                compute_r(be, &r, c0, nc, rbuf, gather);
+            }
+            return;
+        }
+    }
+    int64_t rows = chunk_rows(be, &r);
+    for (int64_t u = u0; u < u1; u++) {
+        int64_t r0 = u * rows, nr = r.m - r0 < rows ? r.m - r0 : rows;
+        apply_b(be, &r, r0, nr, rbuf);
+    }
+}
