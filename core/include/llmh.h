@@ -153,12 +153,23 @@ typedef struct llmh_adapter_config {
 typedef struct llmh_config {
     const char *file;              /* the manifest's absolute path */
     struct {
-        const char *path;          /* required: file or HF directory */
+        const char *path;          /* file or HF directory; with url and no path: its cache location */
         const char *format;        /* "auto" (default) or a format plugin name */
         int64_t context;           /* KV cache size in tokens (default 4096; a warning is logged past the training context) */
         const char *kv_type;       /* KV cache element type: "f16" (default, as llama.cpp) or "f32" */
         const char *adapter_type;  /* LoRA adapter storage: "auto" (default: the backend's choice), "f32", "f16", "bf16" */
         llmh_kv_list options;      /* every [model] key (for the format plugin) */
+        /* Download (llmh-fetch.h): llmh_model_load fetches what is missing into path. */
+        const char *url;           /* file URL, or the base URL of files; hf:// expanded; NULL when none */
+        const char *sha256;        /* expected SHA-256 of url (lower-case hex), or NULL */
+        int64_t size;              /* expected size of url in bytes, or -1 */
+        const struct llmh_model_file {
+            const char *name;      /* file name inside the directory model.path */
+            const char *url;       /* where it is fetched from */
+            const char *sha256;    /* lower-case hex, or NULL */
+            int64_t size;          /* or -1 */
+        } *files;                  /* [model] files: an HF directory fetched file by file */
+        size_t n_files;
     } model;
     struct {
         const char *plugin;        /* default "cpu" */

@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fetch-internal.h"
 #include "internal.h"
 #include "toml-shim.h"
 
@@ -577,6 +578,7 @@ typedef enum mf_kind {
     MF_STRINGS,  /* array of strings */
     MF_NAMES,    /* non-empty array of plugin names */
     MF_PATHS,    /* array of paths */
+    MF_FILES,    /* [model] files: array of tables {name, sha256, size, url} */
     MF_OPEN      /* the open table: any keys, passed to the plugin */
 } mf_kind;
 
@@ -598,9 +600,10 @@ static const mf_key model_keys[] = {
     {"context", MF_INT, MF_LO | MF_HI, 1, 2147483647.0},
     {"kv_type", MF_NAME, 0, 0, 0},   /* "f16" (default) or "f32" */
     {"adapter_type", MF_NAME, 0, 0, 0}, /* "auto" (default), "f32", "f16" or "bf16" */
-    {"url", MF_STRING, 0, 0, 0},     /* reserved for downloads: kept in model.options */
-    {"sha256", MF_HEX64, 0, 0, 0},   /* reserved */
-    {"size", MF_INT, MF_LO, 0, 0},   /* reserved */
+    {"url", MF_STRING, 0, 0, 0},     /* download: https://, hf://owner/repo[@rev]/file, http:// on loopback */
+    {"sha256", MF_HEX64, 0, 0, 0},   /* the file's SHA-256 (verified before it enters the cache) */
+    {"size", MF_INT, MF_LO, 0, 0},   /* the file's size in bytes */
+    {"files", MF_FILES, 0, 0, 0},    /* a directory: files fetched from url/<name> */
     {"options", MF_OPEN, 0, 0, 0},
     {NULL, MF_STRING, 0, 0, 0},
 };
@@ -687,6 +690,7 @@ static const char *mf_article(mf_kind k) {
     case MF_STRINGS: return "an array of strings";
     case MF_NAMES: return "an array of names";
     case MF_PATHS: return "an array of paths";
+    case MF_FILES: return "an array of tables ({ name = \"...\", sha256 = \"...\" })";
     case MF_OPEN: return "a table";
     }
     return "a value";
@@ -801,6 +805,11 @@ static llmh_status mf_check_value(const char *dotted, const mf_key *k, const llm
             if (st) return st;
         }
         return LLMH_OK;
+    case MF_FILES:
+        if (v->type != LLMH_TOML_ARRAY)
+            return mf_fail_node(v, 0, "%s must be %s, got %s", dotted, mf_article(k->kind),
+                                llmh__toml_type_name(v->type));
+        return LLMH_OK; /* elements: mf_build_files */
     case MF_OPEN:
         if (v->type != LLMH_TOML_TABLE)
             return mf_fail_node(v, 0, "%s must be a table, got %s", dotted, llmh__toml_type_name(v->type));
@@ -1081,19 +1090,149 @@ static const char *const *mf_string_array(mf_build *b, const llmh_toml_node *arr
     return (const char *const *)v;
 }
 
+static const mf_key file_keys[] = {
+    {"name", MF_STRING, 0, 0, 0},
+    {"sha256", MF_HEX64, 0, 0, 0},
+    {"size", MF_INT, MF_LO, 0, 0},
+    {"url", MF_STRING, 0, 0, 0},
+    {NULL, MF_STRING, 0, 0, 0},
+};
+
+/* Expand and check a URL node (hf:// shorthand, https, loopback http). */
+static llmh_status mf_url(mf_build *b, const llmh_toml_node *n, const char *what, bool allow_base, const char **out) {
+    char *full = NULL;
+    if (llmh_fetch_expand_url(n->str, allow_base, &full) != LLMH_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", llmh_last_error());
+        return mf_fail_node(n, 0, "%s: %s", what, msg);
+    }
+    *out = mf_strdup(&b->chunks, full);
+    free(full);
+    return *out ? LLMH_OK : mf_oom();
+}
+
+static const char *mf_lower_hex(mf_build *b, const llmh_toml_node *n) {
+    char *s = mf_strndup(&b->chunks, n->str, n->len);
+    if (s)
+        for (char *p = s; *p; p++) *p = (char)tolower((unsigned char)*p);
+    return s;
+}
+
+/* [model] files = [{ name, sha256, size, url }, ...]: each fetched from
+ * url/<name> (or its own url) into the directory model.path. */
+static llmh_status mf_build_files(mf_build *b, const llmh_toml_node *arr, const char *base) {
+    llmh_config *c = &b->cfg;
+    if (arr->n == 0) return mf_fail_node(arr, 0, "model.files must list at least one file");
+    if (arr->n > 4096) return mf_fail_node(arr, 0, "model.files lists %zu files (limit 4096)", arr->n);
+    struct llmh_model_file *files = mf_alloc(&b->chunks, arr->n * sizeof *files);
+    if (!files) return mf_oom();
+    for (size_t i = 0; i < arr->n; i++) {
+        const llmh_toml_node *t = arr->items[i];
+        char prefix[48], what[96];
+        snprintf(prefix, sizeof prefix, "model.files[%zu]", i);
+        if (t->type != LLMH_TOML_TABLE)
+            return mf_fail_node(t, 0, "%s must be a table ({ name = \"...\", sha256 = \"...\" }), got %s", prefix,
+                                llmh__toml_type_name(t->type));
+        const llmh_toml_node *f[8];
+        llmh_status st = mf_scan_table("model.files", prefix, t, file_keys, f);
+        if (st) return st;
+        const llmh_toml_node *name = mf_found(file_keys, f, "name"), *sha = mf_found(file_keys, f, "sha256");
+        const llmh_toml_node *size = mf_found(file_keys, f, "size"), *url = mf_found(file_keys, f, "url");
+        if (!name) return mf_fail_node(t, 0, "missing required key 'name' in %s", prefix);
+        if (!llmh__fetch_valid_name(name->str))
+            return mf_fail_node(name, 0, "%s.name must be a plain file name (no '/', not '.' or '..'), got '%s'", prefix,
+                                name->str);
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(files[j].name, name->str))
+                return mf_fail_node(name, 0, "%s.name: '%s' is listed twice", prefix, name->str);
+        if (!(files[i].name = mf_str_or(b, name, NULL))) return mf_oom();
+        files[i].sha256 = sha ? mf_lower_hex(b, sha) : NULL;
+        if (sha && !files[i].sha256) return mf_oom();
+        files[i].size = size ? size->i : -1;
+        if (url) {
+            snprintf(what, sizeof what, "%s.url", prefix);
+            if ((st = mf_url(b, url, what, false, &files[i].url))) return st;
+        } else {
+            size_t need = strlen(base) + strlen(files[i].name) + 2;
+            char *u = mf_alloc(&b->chunks, need);
+            if (!u) return mf_oom();
+            snprintf(u, need, "%s%s%s", base, base[0] && base[strlen(base) - 1] == '/' ? "" : "/", files[i].name);
+            files[i].url = u;
+        }
+    }
+    c->model.files = files;
+    c->model.n_files = arr->n;
+    return LLMH_OK;
+}
+
+/* model.path of a url model without a path: its place in the cache. */
+static llmh_status mf_cache_path(mf_build *b, const llmh_toml_node *url_node) {
+    llmh_config *c = &b->cfg;
+    char *p = NULL;
+    llmh_status st;
+    if (c->model.n_files) {
+        const char **names = calloc(c->model.n_files * 3, sizeof *names);
+        if (!names) return mf_oom();
+        for (size_t i = 0; i < c->model.n_files; i++) {
+            names[i] = c->model.files[i].name;
+            names[c->model.n_files + i] = c->model.files[i].sha256;
+            names[2 * c->model.n_files + i] = c->model.files[i].url;
+        }
+        st = llmh__fetch_dir_path(c->model.url, names, names + c->model.n_files, names + 2 * c->model.n_files,
+                                  c->model.n_files, &p);
+        free(names);
+    } else {
+        st = llmh_fetch_cache_path(c->model.url, c->model.sha256, NULL, &p);
+    }
+    if (st) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", llmh_last_error());
+        return mf_fail_node(url_node, 1, "model.url: %s", msg);
+    }
+    c->model.path = mf_strdup(&b->chunks, p);
+    free(p);
+    return c->model.path ? LLMH_OK : mf_oom();
+}
+
 static llmh_status mf_build_model(mf_build *b, const llmh_toml_node *t) {
-    const llmh_toml_node *f[8];
+    const llmh_toml_node *f[16];
     llmh_status st;
     if (!t) {
         const mf_origin *o = b->m->root;
-        llmh_set_error("%s:1:1: missing [model] table: model.path is required", o ? o->name : "manifest");
+        llmh_set_error("%s:1:1: missing [model] table: model.path is required (or model.url to download)",
+                       o ? o->name : "manifest");
         return LLMH_ERR_CONFIG;
     }
     if ((st = mf_scan_table("[model]", "model", t, model_keys, f))) return st;
     const llmh_toml_node *path = mf_found(model_keys, f, "path");
-    if (!path) return mf_fail_node(t, 0, "missing required key 'path' in [model] (model.path)");
+    const llmh_toml_node *url = mf_found(model_keys, f, "url"), *sha = mf_found(model_keys, f, "sha256");
+    const llmh_toml_node *size = mf_found(model_keys, f, "size"), *files = mf_found(model_keys, f, "files");
+    if (!path && !url)
+        return mf_fail_node(t, 0, "missing required key 'path' in [model] (model.path, or model.url to download)");
     llmh_config *c = &b->cfg;
-    if (!(c->model.path = mf_path(b, path))) return mf_oom();
+    c->model.size = -1;
+    if (files && !url)
+        return mf_fail_node(files, 1, "model.files needs model.url, the base URL its files are fetched from");
+    if (url) {
+        if ((st = mf_url(b, url, "model.url", files != NULL, &c->model.url))) return st;
+        if (files) {
+            if (sha) return mf_fail_node(sha, 1, "model.sha256 does not go with model.files: give each file its sha256");
+            if (size) return mf_fail_node(size, 1, "model.size does not go with model.files: give each file its size");
+            if ((st = mf_build_files(b, files, c->model.url))) return st;
+        } else {
+            if (sha && !(c->model.sha256 = mf_lower_hex(b, sha))) return mf_oom();
+            if (size) c->model.size = size->i;
+        }
+    } else {
+        /* without a url they are recorded (options, dump) but nothing downloads or checks the file */
+        if (sha && !(c->model.sha256 = mf_lower_hex(b, sha))) return mf_oom();
+        if (size) c->model.size = size->i;
+    }
+    if (path) {
+        if (!(c->model.path = mf_path(b, path))) return mf_oom();
+    } else if ((st = mf_cache_path(b, url))) {
+        return st;
+    }
     if (!(c->model.format = mf_str_or(b, mf_found(model_keys, f, "format"), "auto"))) return mf_oom();
     const llmh_toml_node *ctx = mf_found(model_keys, f, "context");
     c->model.context = ctx ? ctx->i : 4096;
@@ -1114,20 +1253,11 @@ static llmh_status mf_build_model(mf_build *b, const llmh_toml_node *t) {
         (st = mf_push_str(&vec, "kv_type", c->model.kv_type)) ||
         (st = mf_push_str(&vec, "adapter_type", c->model.adapter_type)))
         goto fail;
-    const llmh_toml_node *n;
-    if ((n = mf_found(model_keys, f, "url"))) {
-        const char *s = mf_str_or(b, n, NULL);
-        if (!s || (st = mf_push_str(&vec, "url", s))) goto fail_oom;
-    }
-    if ((n = mf_found(model_keys, f, "sha256"))) {
-        const char *s = mf_str_or(b, n, NULL);
-        if (!s || (st = mf_push_str(&vec, "sha256", s))) goto fail_oom;
-    }
-    if ((n = mf_found(model_keys, f, "size")) && (st = mf_push_int(&vec, "size", n->i))) goto fail;
+    if (c->model.url && (st = mf_push_str(&vec, "url", c->model.url))) goto fail;
+    if (c->model.sha256 && (st = mf_push_str(&vec, "sha256", c->model.sha256))) goto fail;
+    if (c->model.size >= 0 && (st = mf_push_int(&vec, "size", c->model.size))) goto fail;
     return mf_section_options(b, &vec, "model", model_keys, mf_found(model_keys, f, "options"), &c->model.options,
                               &b->n_known[MF_SEC_MODEL]);
-fail_oom:
-    if (!st) st = mf_oom();
 fail:
     free(vec.v);
     return st;
@@ -1686,6 +1816,20 @@ void llmh_manifest_dump(const llmh_manifest *m, FILE *out) {
 
     fputs("[model]\n", out);
     mf_dump_kvs(out, &c->model.options, 0, m->n_known[MF_SEC_MODEL]);
+    if (c->model.n_files) {
+        fputs("files = [\n", out);
+        for (size_t i = 0; i < c->model.n_files; i++) {
+            const struct llmh_model_file *mf = &c->model.files[i];
+            fputs("  { name = ", out);
+            mf_dump_string(out, mf->name, strlen(mf->name));
+            fputs(", url = ", out);
+            mf_dump_string(out, mf->url, strlen(mf->url));
+            if (mf->sha256) fprintf(out, ", sha256 = \"%s\"", mf->sha256);
+            if (mf->size >= 0) fprintf(out, ", size = %lld", (long long)mf->size);
+            fputs(" },\n", out);
+        }
+        fputs("]\n", out);
+    }
     mf_dump_open(out, "model", &c->model.options, m->n_known[MF_SEC_MODEL]);
 
     fputs("\n[backend]\n", out);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "llmh-fetch.h"
 #include "model-internal.h"
 
 static char *dup_str(const char *s, size_t n) {
@@ -386,6 +387,10 @@ llmh_status llmh_model_load(const llmh_model_params *params, llmh_model **out) {
     *out = NULL;
     double t0 = llmh__now_seconds();
     const llmh_config *cfg = llmh_manifest_config(params->manifest);
+    if (cfg->model.url) { /* a model by URL: download what is missing into model.path (llmh-fetch.h) */
+        llmh_status fst = llmh_fetch_model(cfg);
+        if (fst) return fst;
+    }
     llmh_model *m = calloc(1, sizeof *m);
     if (!m) return llmh__fail(LLMH_ERR_NO_MEMORY, "out of memory");
     pthread_mutex_init(&m->compute_lock, NULL);
