@@ -34,5 +34,7 @@ int llmh_cmd_inspect(int argc, char **argv);      /* cli-inspect.c */
 int llmh_cmd_generate(int argc, char **argv);     /* cli-generate.c */
 int llmh_cmd_chat(int argc, char **argv);         /* cli-chat.c */
 int llmh_cmd_bench(int argc, char **argv);        /* cli-bench.c */
+int llmh_cmd_export_lora(int argc, char **argv);  /* cli-export-lora.c */
+int llmh_cmd_lora_gate(int argc, char **argv);    /* cli-lora-gate.c */
 
 #endif

@@ -19,6 +19,8 @@ static const struct {
     {"inspect", llmh_cmd_inspect, "describe a model file or HF directory"},
     {"plugins", llmh_cmd_plugins, "list plugins found, and why any file was refused"},
     {"plugin", llmh_cmd_plugin, "plugin check FILE: validate and describe one plugin"},
+    {"export-lora", llmh_cmd_export_lora, "merge LoRA adapters into the model and write a new GGUF"},
+    {"lora-gate", llmh_cmd_lora_gate, "attach gate vectors (gated router) to a LoRA adapter file"},
 };
 
 static void usage(FILE *out) {
