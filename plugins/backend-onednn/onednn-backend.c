@@ -29,7 +29,7 @@
 const char *od_op_name(llmh_op op) {
     static const char *names[] = {"NONE", "GET_ROWS", "MUL_MAT", "ADD", "MUL", "SCALE",
                                   "RMS_NORM", "ROPE", "SWIGLU", "SOFTMAX", "CPY", "ATTENTION",
-                                  "SILU", "GELU"};
+                                  "SILU", "GELU", "LORA"};
     if ((unsigned)op < sizeof names / sizeof names[0]) return names[op];
     return "unknown";
 }
@@ -321,6 +321,7 @@ int od_supported(const llmh_backend *be, llmh_op op, llmh_dtype t0, llmh_dtype t
     case LLMH_OP_ROPE: return t0 == F && t1 == LLMH_DTYPE_I32;
     case LLMH_OP_CPY: return od_float_type(t0) && od_float_type(t1);
     case LLMH_OP_ATTENTION: return t0 == F && (t1 == F || t1 == LLMH_DTYPE_F16);
+    case LLMH_OP_LORA: return od_float_type(t0) && t1 == F;
     default: return 0;
     }
 }
@@ -476,10 +477,11 @@ static llmh_status validate(llmh_backend *be, const llmh_node *n, size_t index) 
         be->host->set_error("onednn backend: node %zu: unknown op %d", index, (int)n->op);
         return LLMH_ERR_UNSUPPORTED;
     }
-    const llmh_tensor *d = n->dst, *a = n->src[0], *b = n->src[1], *c = n->src[2];
+    const llmh_tensor *d = n->dst, *a = n->src[0], *b = n->src[1], *c = n->src[2], *e = n->src[3];
     if ((rc = check_view(be, index, n, "dst", d)) || (rc = check_view(be, index, n, "src0", a))) return rc;
     if (b && (rc = check_view(be, index, n, "src1", b))) return rc;
     if (c && (rc = check_view(be, index, n, "src2", c))) return rc;
+    if (e && (rc = check_view(be, index, n, "src3", e))) return rc;
     llmh_dtype t1 = b ? b->type : LLMH_DTYPE_F32;
     if (n->op == LLMH_OP_CPY) t1 = d->type;
     if (!od_supported(be, n->op, a->type, t1)) {
@@ -490,8 +492,8 @@ static llmh_status validate(llmh_backend *be, const llmh_node *n, size_t index) 
     if (n->op != LLMH_OP_CPY && d->type != LLMH_DTYPE_F32)
         return nfail(be, index, n, "dst must be f32, not %s", llmh_dtype_name(d->type));
     /* f32 views are read as floats: keep them 4-byte aligned */
-    const llmh_tensor *all[4] = {d, a, b, c};
-    for (int i = 0; i < 4; i++) {
+    const llmh_tensor *all[5] = {d, a, b, c, e};
+    for (int i = 0; i < 5; i++) {
         const llmh_tensor *t = all[i];
         if (!t) continue;
         size_t al = t->type == LLMH_DTYPE_F32 || t->type == LLMH_DTYPE_I32 ? 4
@@ -574,6 +576,26 @@ static llmh_status validate(llmh_backend *be, const llmh_node *n, size_t index) 
         if (n->ip[1] < 0) return nfail(be, index, n, "sliding window must be >= 0");
         break;
     }
+    case LLMH_OP_LORA: {
+        if (!b || !c) return nfail(be, index, n, "x (src1) and B (src2) are required");
+        if (c->type != a->type)
+            return nfail(be, index, n, "A (src0, %s) and B (src2, %s) must have the same type", llmh_dtype_name(a->type),
+                         llmh_dtype_name(c->type));
+        int64_t K = a->ne[0], R = a->ne[1], M = c->ne[1], N = b->ne[1];
+        if (b->ne[0] != K || c->ne[0] != R || d->ne[0] != M || d->ne[1] != N)
+            return nfail(be, index, n,
+                         "shapes: A [%lld, %lld], x [%lld, %lld], B [%lld, %lld] -> dst [%lld, %lld]",
+                         (long long)K, (long long)R, (long long)b->ne[0], (long long)N, (long long)c->ne[0],
+                         (long long)M, (long long)d->ne[0], (long long)d->ne[1]);
+        const llmh_tensor *flat[4] = {a, b, c, d};
+        for (int i = 0; i < 4; i++)
+            if (flat[i]->ne[2] != 1 || flat[i]->ne[3] != 1) return nfail(be, index, n, "A, x, B and dst must be 2-D");
+        if (a->nb[0] != llmh_dtype_type_size(a->type) || c->nb[0] != llmh_dtype_type_size(c->type))
+            return nfail(be, index, n, "A and B rows must be contiguous");
+        if (e && (e->type != LLMH_DTYPE_F32 || e->ne[0] != N || e->ne[1] * e->ne[2] * e->ne[3] != 1))
+            return nfail(be, index, n, "gate src3 must be f32 [%lld]", (long long)N);
+        break;
+    }
     default: break;
     }
     return LLMH_OK;
@@ -591,7 +613,14 @@ static llmh_status od_graph_compute(llmh_backend *be, const llmh_graph *g) {
         const llmh_node *n = &g->nodes[i];
         be->err_set = 0;
         be->err_status = LLMH_OK;
-        llmh_status rc = n->op == LLMH_OP_MUL_MAT ? od_mul_mat(be, n) : od_run_op(be, n);
+        llmh_status rc;
+        if (n->op == LLMH_OP_LORA) {
+            size_t cnt = od_lora_group(n, g->n_nodes - i); /* consecutive adapters on one dst */
+            rc = od_lora(be, n, cnt);
+            i += cnt - 1;
+        } else {
+            rc = n->op == LLMH_OP_MUL_MAT ? od_mul_mat(be, n) : od_run_op(be, n);
+        }
         if (rc == LLMH_OK && be->err_set) {
             be->host->set_error("onednn backend: node %zu (%s): %s", i, od_op_name(n->op), be->err_msg);
             rc = be->err_status;

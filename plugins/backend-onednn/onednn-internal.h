@@ -8,6 +8,8 @@
  * onednn-quant.c:   MUL_MAT for GGUF 32-element block types with the
  *                   plugin's own int8 dot (weights repacked at load,
  *                   activations quantized to Q8_0 exactly as llama.cpp).
+ * onednn-lora.c:    LORA (the memory fabric's adapters) in plain C,
+ *                   consecutive adapters on one dst fused.
  * onednn-ops.c:     the other ops in plain C, threaded with OpenMP (the
  *                   threading runtime Debian's libdnnl is built with).
  */
@@ -152,7 +154,12 @@ int od_vnni_available(void);
 void od_vnni_panel(int64_t k, const uint8_t *panel, size_t blk_bytes, int mins, const uint8_t *const *cols,
                    int n_cols, float *out);
 
-/* onednn-ops.c: every op but MUL_MAT. */
+/* onednn-lora.c: LORA. od_lora_group: how many nodes from nodes[0] (a
+ * LORA) run as one fused group (>= 1); od_lora runs them. */
+size_t od_lora_group(const llmh_node *nodes, size_t n_nodes);
+llmh_status od_lora(llmh_backend *be, const llmh_node *nodes, size_t count);
+
+/* onednn-ops.c: every op but MUL_MAT and LORA. */
 llmh_status od_run_op(llmh_backend *be, const llmh_node *n);
 
 #endif

@@ -1,0 +1,328 @@
+/* onednn-lora.c — LLMH_OP_LORA (SDK 1.1): dst[:, t] += (fp0 * g[t]) * B (A x[:, t]).
+ *
+ * Plain C loops, not oneDNN: the products are rank-thin (A is K x R, B is
+ * R x M with R typically 8..64), so the work is reading A and B once per
+ * call; a matmul primitive per shape and per thread count would cost more
+ * to create and dispatch than the arithmetic, and oneDNN has no f32-activation
+ * product for f16/bf16 weights (the SDK keeps activations in f32 here).
+ *
+ * Precision (normative, see llmh-plugin.h): adapter values are widened
+ * exactly to f32 (f16 via the hardware conversion where there is one, bf16
+ * by a shift), x stays f32, r = A x is kept in f32, both products accumulate
+ * in f32 (16 partial sums, then a fixed tree), and dst gets
+ * dst + (fp0 * g) * y rounded in that order. Tokens whose gate is 0 are not
+ * touched.
+ *
+ * Fusion: consecutive LORA nodes with the same dst and src1 (several
+ * adapters on one projection) run as one group in one OpenMP region: every
+ * r_i first, then each dst element is read once, gets its adapters' terms
+ * added in node order (the same roundings as running the nodes one by one)
+ * and is written once.
+ *
+ * The two leaf kernels are compiled for x86-64-v4, x86-64-v3 and the
+ * baseline (GCC target_clones, chosen at load by CPUID), so f16 widening uses
+ * F16C and the partial sums are 16-wide vectors where the CPU has them.
+ */
+#include <omp.h>
+#include <string.h>
+
+#include "onednn-internal.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__FLT16_MAX__)
+#define OD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define OD_CLONES
+#endif
+
+/* helpers are inlined into each clone, so they get its instruction set */
+#define OD_INLINE static inline __attribute__((always_inline))
+
+#define OD_LORA_MAX_GROUP 64 /* nodes fused into one group at most */
+#define OD_LANES 16
+
+/* One adapter of a group, as the kernels see it. */
+typedef struct lora_item {
+    llmh_dtype type;       /* A and B: F32, F16 or BF16 */
+    const uint8_t *a, *b;  /* row 0 of A (R rows of K) and of B (M rows of R) */
+    size_t a_ld, b_ld;     /* row strides in bytes */
+    int64_t r;             /* rank */
+    float *rv;             /* r = A x: N columns of R floats */
+    const float *coef;     /* N factors fp0 * g[t] */
+    const uint8_t *on;     /* N flags: token t gets this adapter (g[t] != 0) */
+    int any;               /* some token is on */
+} lora_item;
+
+/* ------------------------------------------------------------------------ */
+/* Widening loads                                                             */
+/* ------------------------------------------------------------------------ */
+OD_INLINE float ld_f32(const uint8_t *p, int64_t i) {
+    float v;
+    memcpy(&v, p + 4 * (size_t)i, 4);
+    return v;
+}
+
+OD_INLINE float ld_f16(const uint8_t *p, int64_t i) {
+#ifdef __FLT16_MAX__
+    _Float16 h;
+    memcpy(&h, p + 2 * (size_t)i, 2);
+    return (float)h; /* exact */
+#else
+    uint16_t h;
+    memcpy(&h, p + 2 * (size_t)i, 2);
+    return llmh_fp16_to_fp32(h);
+#endif
+}
+
+OD_INLINE float ld_bf16(const uint8_t *p, int64_t i) {
+    uint16_t h;
+    memcpy(&h, p + 2 * (size_t)i, 2);
+    uint32_t u = (uint32_t)h << 16;
+    float v;
+    memcpy(&v, &u, 4);
+    return v;
+}
+
+OD_INLINE float hsum16(const float *acc) {
+    float s8[8], s4[4];
+    for (int l = 0; l < 8; l++) s8[l] = acc[l] + acc[l + 8];
+    for (int l = 0; l < 4; l++) s4[l] = s8[l] + s8[l + 4];
+    return (s4[0] + s4[2]) + (s4[1] + s4[3]);
+}
+
+/* dot products of one adapter row `w` (n values of the item's type) with
+ * `nc` (1..4) f32 columns; 16 partial sums per column, then a tree, then
+ * the tail. LD is the widening load. */
+#define OD_DOT_FN(NAME, LD)                                                                          \
+    OD_INLINE void NAME(const uint8_t *w, const float *const *x, int nc, int64_t n, float *out) { \
+        float acc[4][OD_LANES];                                                                      \
+        memset(acc, 0, sizeof acc);                                                                  \
+        int64_t k = 0;                                                                               \
+        if (nc == 4) {                                                                               \
+            const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];                              \
+            for (; k + OD_LANES <= n; k += OD_LANES)                                                 \
+                for (int l = 0; l < OD_LANES; l++) {                                                 \
+                    float a = LD(w, k + l);                                                          \
+                    acc[0][l] += a * x0[k + l];                                                      \
+                    acc[1][l] += a * x1[k + l];                                                      \
+                    acc[2][l] += a * x2[k + l];                                                      \
+                    acc[3][l] += a * x3[k + l];                                                      \
+                }                                                                                    \
+        } else {                                                                                     \
+            for (int c = 0; c < nc; c++) {                                                           \
+                const float *xc = x[c];                                                              \
+                int64_t kk = 0;                                                                      \
+                for (; kk + OD_LANES <= n; kk += OD_LANES)                                           \
+                    for (int l = 0; l < OD_LANES; l++) acc[c][l] += LD(w, kk + l) * xc[kk + l];      \
+                k = kk;                                                                              \
+            }                                                                                        \
+        }                                                                                            \
+        for (int c = 0; c < nc; c++) {                                                               \
+            float tail = 0.0f;                                                                       \
+            for (int64_t i = k; i < n; i++) tail += LD(w, i) * x[c][i];                              \
+            out[c] = hsum16(acc[c]) + tail;                                                          \
+        }                                                                                            \
+    }
+
+OD_DOT_FN(dot_f32, ld_f32)
+OD_DOT_FN(dot_f16, ld_f16)
+OD_DOT_FN(dot_bf16, ld_bf16)
+
+OD_INLINE void dot_any(llmh_dtype t, const uint8_t *w, const float *const *x, int nc, int64_t n, float *out) {
+    if (t == LLMH_DTYPE_F16) dot_f16(w, x, nc, n, out);
+    else if (t == LLMH_DTYPE_BF16) dot_bf16(w, x, nc, n, out);
+    else dot_f32(w, x, nc, n, out);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Leaf kernels (cloned per ISA)                                              */
+/* ------------------------------------------------------------------------ */
+/* r rows [j0, j1) of item `it` for every token (4 at a time): r[t][j] =
+ * A_j . x_t. x column t starts at xs + t * x_ld (contiguous floats). */
+OD_CLONES static void lora_a_rows(const lora_item *it, int64_t j0, int64_t j1, const uint8_t *xs, size_t x_ld,
+                                  int64_t k, int64_t n) {
+    for (int64_t j = j0; j < j1; j++) {
+        const uint8_t *w = it->a + (size_t)j * it->a_ld;
+        for (int64_t t = 0; t < n;) {
+            const float *cols[4];
+            int64_t ts[4];
+            int nc = 0;
+            for (; t < n && nc < 4; t++) {
+                if (!it->on[t]) continue;
+                cols[nc] = (const float *)(const void *)(xs + (size_t)t * x_ld);
+                ts[nc++] = t;
+            }
+            if (!nc) break;
+            float out[4];
+            dot_any(it->type, w, cols, nc, k, out);
+            for (int c = 0; c < nc; c++) it->rv[ts[c] * it->r + j] = out[c];
+        }
+    }
+}
+
+/* dst rows [m0, m1) for every token: each dst element is read once, gets
+ * (coef_i[t] * y_i) added for every item in order, and is written once. */
+OD_CLONES static void lora_b_rows(const lora_item *items, int n_items, int64_t m0, int64_t m1, uint8_t *dst,
+                                  size_t d_nb0, size_t d_nb1, int64_t n) {
+    for (int64_t m = m0; m < m1; m++) {
+        for (int64_t t0 = 0; t0 < n; t0 += 4) {
+            int nc = n - t0 < 4 ? (int)(n - t0) : 4;
+            float v[4];
+            int touched = 0;
+            for (int c = 0; c < nc; c++) memcpy(&v[c], dst + (size_t)(t0 + c) * d_nb1 + (size_t)m * d_nb0, 4);
+            for (int i = 0; i < n_items; i++) {
+                const lora_item *it = &items[i];
+                const float *cols[4];
+                int idx[4], nn = 0;
+                for (int c = 0; c < nc; c++)
+                    if (it->on[t0 + c]) {
+                        cols[nn] = it->rv + (t0 + c) * it->r;
+                        idx[nn++] = c;
+                    }
+                if (!nn) continue;
+                float y[4];
+                dot_any(it->type, it->b + (size_t)m * it->b_ld, cols, nn, it->r, y);
+                for (int q = 0; q < nn; q++) {
+                    float term = it->coef[t0 + idx[q]] * y[q];
+                    v[idx[q]] = v[idx[q]] + term;
+                    touched |= 1 << idx[q];
+                }
+            }
+            for (int c = 0; c < nc; c++)
+                if (touched & (1 << c)) memcpy(dst + (size_t)(t0 + c) * d_nb1 + (size_t)m * d_nb0, &v[c], 4);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Grouping and the op                                                        */
+/* ------------------------------------------------------------------------ */
+static int same_view(const llmh_tensor *a, const llmh_tensor *b) {
+    if (a->data != b->data || a->type != b->type) return 0;
+    for (int d = 0; d < LLMH_MAX_DIMS; d++)
+        if (a->ne[d] != b->ne[d] || a->nb[d] != b->nb[d]) return 0;
+    return 1;
+}
+
+/* [lo, hi) host bytes a view spans */
+static void span(const llmh_tensor *t, uintptr_t *lo, uintptr_t *hi) {
+    size_t ext = llmh_dtype_type_size(t->type);
+    int64_t bs = llmh_dtype_block_size(t->type);
+    for (int d = 0; d < LLMH_MAX_DIMS; d++) {
+        int64_t cnt = d == 0 ? t->ne[0] / bs : t->ne[d];
+        if (cnt > 1) ext += (size_t)(cnt - 1) * t->nb[d];
+    }
+    *lo = (uintptr_t)t->data;
+    *hi = *lo + ext;
+}
+
+static int overlaps(const llmh_tensor *a, const llmh_tensor *b) {
+    if (!a || !b) return 0;
+    uintptr_t alo, ahi, blo, bhi;
+    span(a, &alo, &ahi);
+    span(b, &blo, &bhi);
+    return alo < bhi && blo < ahi;
+}
+
+/* A node whose inputs do not alias its dst (always so in the host's
+ * graphs); only such nodes are fused, since fusing reorders reads of x. */
+static int fusable(const llmh_node *n) {
+    return !overlaps(n->dst, n->src[0]) && !overlaps(n->dst, n->src[1]) && !overlaps(n->dst, n->src[2]) &&
+           !overlaps(n->dst, n->src[3]);
+}
+
+size_t od_lora_group(const llmh_node *nodes, size_t n_nodes) {
+    if (n_nodes == 0 || nodes[0].op != LLMH_OP_LORA) return 0;
+    if (!fusable(&nodes[0])) return 1;
+    size_t g = 1;
+    while (g < n_nodes && g < OD_LORA_MAX_GROUP && nodes[g].op == LLMH_OP_LORA &&
+           same_view(nodes[g].dst, nodes[0].dst) && same_view(nodes[g].src[1], nodes[0].src[1]) &&
+           fusable(&nodes[g]))
+        g++;
+    return g;
+}
+
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+llmh_status od_lora(llmh_backend *be, const llmh_node *nodes, size_t count) {
+    const llmh_tensor *x = nodes[0].src[1];
+    llmh_tensor *d = nodes[0].dst;
+    int64_t K = x->ne[0], N = x->ne[1], M = d->ne[0];
+    /* scratch: packed x (when its rows are strided) | per node: r, coef, on */
+    int pack_x = x->nb[0] != sizeof(float);
+    size_t bytes = pack_x ? align64((size_t)K * (size_t)N * 4) : 0;
+    for (size_t i = 0; i < count; i++)
+        bytes += align64((size_t)nodes[i].src[0]->ne[1] * (size_t)N * 4) + align64((size_t)N * 4) +
+                 align64((size_t)N);
+    bytes += align64(count * sizeof(lora_item));
+    uint8_t *scr = od_scratch(be, bytes);
+    if (!scr) return LLMH_ERR_NO_MEMORY;
+    lora_item *items = (lora_item *)(void *)scr;
+    uint8_t *p = scr + align64(count * sizeof(lora_item));
+    const uint8_t *xs = x->data;
+    size_t x_ld = x->nb[1];
+    if (pack_x) {
+        float *xp = (float *)(void *)p;
+        for (int64_t t = 0; t < N; t++)
+            for (int64_t k = 0; k < K; k++)
+                memcpy(&xp[t * K + k], (const uint8_t *)x->data + (size_t)t * x->nb[1] + (size_t)k * x->nb[0], 4);
+        xs = p;
+        x_ld = (size_t)K * 4;
+        p += align64((size_t)K * (size_t)N * 4);
+    }
+    int n_items = 0;
+    int64_t rows_a = 0;
+    for (size_t i = 0; i < count; i++) {
+        const llmh_node *nd = &nodes[i];
+        const llmh_tensor *a = nd->src[0], *b = nd->src[2], *g = nd->src[3];
+        lora_item *it = &items[n_items];
+        it->type = a->type;
+        it->a = a->data;
+        it->b = b->data;
+        it->a_ld = a->nb[1];
+        it->b_ld = b->nb[1];
+        it->r = a->ne[1];
+        it->rv = (float *)(void *)p;
+        p += align64((size_t)it->r * (size_t)N * 4);
+        float *coef = (float *)(void *)p;
+        p += align64((size_t)N * 4);
+        uint8_t *on = p;
+        p += align64((size_t)N);
+        it->any = 0;
+        for (int64_t t = 0; t < N; t++) {
+            float gt = 1.0f;
+            if (g) memcpy(&gt, (const uint8_t *)g->data + (size_t)t * g->nb[0], 4);
+            on[t] = gt != 0.0f;
+            coef[t] = nd->fp[0] * gt;
+            it->any |= on[t];
+        }
+        it->coef = coef;
+        it->on = on;
+        if (!it->any) continue; /* every token gated off: nothing to do */
+        rows_a += it->r;
+        n_items++;
+    }
+    if (n_items == 0) return LLMH_OK;
+    double work = 0.0;
+    for (int i = 0; i < n_items; i++) work += (double)items[i].r * (double)(K + M);
+    work *= (double)N;
+    int par = work >= (double)OD_PAR_MIN * 8 && be->n_threads > 1;
+    uint8_t *dd = d->data;
+    size_t d_nb0 = d->nb[0], d_nb1 = d->nb[1];
+#pragma omp parallel if(par)
+    {
+        int nt = omp_get_num_threads(), id = omp_get_thread_num();
+        /* phase 1: the rows of every r, split evenly over the threads */
+        int64_t lo = rows_a * id / nt, hi = rows_a * (id + 1) / nt, base = 0;
+        for (int i = 0; i < n_items && base < hi; i++) {
+            int64_t r = items[i].r;
+            int64_t j0 = lo > base ? lo - base : 0, j1 = hi - base < r ? hi - base : r;
+            if (j0 < j1) lora_a_rows(&items[i], j0, j1, xs, x_ld, K, N);
+            base += r;
+        }
+#pragma omp barrier
+        /* phase 2: dst rows split evenly */
+        int64_t m0 = M * id / nt, m1 = M * (id + 1) / nt;
+        if (m0 < m1) lora_b_rows(items, n_items, m0, m1, dd, d_nb0, d_nb1, N);
+    }
+    return LLMH_OK;
+}
