@@ -22,7 +22,7 @@
 static const char *op_name(llmh_op op) {
     static const char *names[] = {"NONE", "GET_ROWS", "MUL_MAT", "ADD", "MUL", "SCALE",
                                   "RMS_NORM", "ROPE", "SWIGLU", "SOFTMAX", "CPY", "ATTENTION",
-                                  "SILU", "GELU"};
+                                  "SILU", "GELU", "LORA"};
     if ((unsigned)op < sizeof names / sizeof names[0]) return names[op];
     return "unknown";
 }
@@ -75,6 +75,7 @@ int vk_op_supported(const llmh_backend *be, llmh_op op, llmh_dtype t0, llmh_dtyp
     case LLMH_OP_ROPE: return t0 == LLMH_DTYPE_F32 && t1 == LLMH_DTYPE_I32;
     case LLMH_OP_CPY: return is_float_type(t0) && is_float_type(t1);
     case LLMH_OP_ATTENTION: return t0 == LLMH_DTYPE_F32 && is_float_type(t1);
+    case LLMH_OP_LORA: return is_float_type(t0) && t1 == LLMH_DTYPE_F32;
     default: return 0;
     }
 }
@@ -169,11 +170,12 @@ static llmh_status validate(llmh_backend *be, const llmh_node *n, size_t index) 
     if (n->op == LLMH_OP_NONE) return LLMH_OK;
     if ((unsigned)n->op >= LLMH_OP_COUNT)
         return nfail(be, index, n, LLMH_ERR_UNSUPPORTED, "unknown op %d", (int)n->op);
-    const llmh_tensor *d = n->dst, *a = n->src[0], *b = n->src[1], *c = n->src[2];
+    const llmh_tensor *d = n->dst, *a = n->src[0], *b = n->src[1], *c = n->src[2], *e = n->src[3];
     if ((st = check_tensor(be, index, n, "dst", d))) return st;
     if ((st = check_tensor(be, index, n, "src0", a))) return st;
     if (b && (st = check_tensor(be, index, n, "src1", b))) return st;
     if (c && (st = check_tensor(be, index, n, "src2", c))) return st;
+    if (e && (st = check_tensor(be, index, n, "src3", e))) return st;
     llmh_dtype t1 = b ? b->type : LLMH_DTYPE_F32;
     if (n->op == LLMH_OP_CPY) t1 = d->type;
     if (!vk_op_supported(be, n->op, a->type, t1))
@@ -265,6 +267,30 @@ static llmh_status validate(llmh_backend *be, const llmh_node *n, size_t index) 
             return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "n_past %d + n_tok %lld exceeds the %lld cached entries",
                          n->ip[0], (long long)T, (long long)b->ne[2]);
         if (n->ip[1] < 0) return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "sliding window must be >= 0");
+        break;
+    }
+    case LLMH_OP_LORA: {
+        if (!b || !c) return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "x (src1) and B (src2) are required");
+        if (c->type != a->type)
+            return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "A (src0, %s) and B (src2, %s) must have the same type",
+                         llmh_dtype_name(a->type), llmh_dtype_name(c->type));
+        int64_t K = a->ne[0], R = a->ne[1], M = c->ne[1], N = b->ne[1];
+        if (b->ne[0] != K || c->ne[0] != R || d->ne[0] != M || d->ne[1] != N)
+            return nfail(be, index, n, LLMH_ERR_INVALID_ARG,
+                         "shapes: A [%lld, %lld], x [%lld, %lld], B [%lld, %lld] -> dst [%lld, %lld]", (long long)K,
+                         (long long)R, (long long)b->ne[0], (long long)N, (long long)c->ne[0], (long long)M,
+                         (long long)d->ne[0], (long long)d->ne[1]);
+        const llmh_tensor *flat[4] = {a, b, c, d};
+        for (int i = 0; i < 4; i++)
+            if (flat[i]->ne[2] != 1 || flat[i]->ne[3] != 1)
+                return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "A, x, B and dst must be 2-D");
+        if (a->nb[0] != llmh_dtype_type_size(a->type) || c->nb[0] != llmh_dtype_type_size(c->type))
+            return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "A and B rows must be contiguous");
+        if (e && (e->type != LLMH_DTYPE_F32 || e->ne[0] != N || e->ne[1] * e->ne[2] * e->ne[3] != 1))
+            return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "gate src3 must be f32 [%lld]", (long long)N);
+        if ((uint64_t)R * (uint64_t)N * 4u > (uint64_t)be->max_range / 2 ||
+            (uint64_t)M * (uint64_t)N * 4u > (uint64_t)be->max_range / 2)
+            return nfail(be, index, n, LLMH_ERR_UNSUPPORTED, "r or y too large for one scratch range");
         break;
     }
     default: break;
@@ -480,6 +506,134 @@ static llmh_status record_mul_mat(llmh_backend *be, rec *rc, const llmh_node *n)
                     ceil_div(M, 64) * ceil_div(N, 64) * B2 * B3);
 }
 
+
+/* ------------------------------------------------------------------------ */
+/* LORA: r = A x (MODE 0), then dst += c * B r (MODE 1). A group of
+ * consecutive LORA nodes on one dst and one x (several adapters on one
+ * projection) is recorded as: every r_i (no barriers between them), every
+ * adapter's term z_i = c_i * B_i r_i into scratch (MODE 2, again
+ * independent), then one MODE 3 pass that adds the z_i to dst in node
+ * order; two barriers per group instead of two per adapter, and the sums
+ * are the same roundings as node by node (dst + z_0 + z_1 + ..., left to
+ * right).                                                                   */
+/* ------------------------------------------------------------------------ */
+#define VK_LORA_MAX_GROUP 32
+
+static int views_overlap(const llmh_tensor *a, const llmh_tensor *b) {
+    if (!a || !b || a->buffer != b->buffer) return 0;
+    size_t alo = a->offset, ahi = alo + view_extent(a), blo = b->offset, bhi = blo + view_extent(b);
+    return alo < bhi && blo < ahi;
+}
+
+static int lora_fusable(const llmh_node *n) {
+    return !views_overlap(n->dst, n->src[0]) && !views_overlap(n->dst, n->src[1]) &&
+           !views_overlap(n->dst, n->src[2]) && !views_overlap(n->dst, n->src[3]);
+}
+
+static VkDeviceSize align256(VkDeviceSize n) { return (n + 255) & ~(VkDeviceSize)255; }
+
+/* Nodes from nodes[0] (a LORA) recorded as one group, and the scratch bytes
+ * the group needs (the r_i, then for a group of several the z_i). */
+static size_t lora_group(const llmh_backend *be, const llmh_node *nodes, size_t n_nodes, VkDeviceSize *bytes) {
+    const llmh_tensor *x = nodes[0].src[1], *d = nodes[0].dst;
+    uint64_t N = (uint64_t)x->ne[1], M = (uint64_t)d->ne[0];
+    VkDeviceSize rbytes = align256((VkDeviceSize)((uint64_t)nodes[0].src[0]->ne[1] * N * 4));
+    size_t g = 1;
+    if (lora_fusable(&nodes[0]))
+        while (g < n_nodes && g < VK_LORA_MAX_GROUP && nodes[g].op == LLMH_OP_LORA &&
+               same_view(nodes[g].dst, d) && same_view(nodes[g].src[1], x) && lora_fusable(&nodes[g]) &&
+               (VkDeviceSize)((g + 1) * M * N * 4) <= be->max_range / 2) {
+            rbytes += align256((VkDeviceSize)((uint64_t)nodes[g].src[0]->ne[1] * N * 4));
+            g++;
+        }
+    *bytes = rbytes + (g > 1 ? align256((VkDeviceSize)(g * M * N * 4)) : 0);
+    return g;
+}
+
+/* A write to `d` invalidates cached MUL_MAT activations it overlaps. */
+static void invalidate_cache(rec *rc, const llmh_tensor *d) {
+    if (rc->cached && d->buffer == rc->cache_src.buffer) {
+        size_t lo = d->offset, hi = d->offset + view_extent(d);
+        size_t clo = rc->cache_src.offset, chi = clo + view_extent(&rc->cache_src);
+        if (lo < chi && clo < hi) rc->cached = 0;
+    }
+}
+
+static llmh_status record_lora(llmh_backend *be, rec *rc, const llmh_node *nodes, size_t cnt, VkDeviceSize bytes) {
+    const llmh_tensor *x = nodes[0].src[1];
+    llmh_tensor *d = nodes[0].dst;
+    uint64_t N = (uint64_t)x->ne[1], M = (uint64_t)d->ne[0], K = (uint64_t)x->ne[0];
+    llmh_status s;
+    invalidate_cache(rc, d);
+    VkDeviceSize base = scratch_alloc(be, rc, bytes), roff[VK_LORA_MAX_GROUP], off = base;
+    for (size_t i = 0; i < cnt; i++) {
+        roff[i] = off;
+        off += align256((VkDeviceSize)((uint64_t)nodes[i].src[0]->ne[1] * N * 4));
+    }
+    VkDeviceSize zoff = off, zbytes = (VkDeviceSize)(cnt * M * N * 4);
+    vk_view xv, dv, av, bv, gv, rv, zv;
+    view_of(be, x, &xv);
+    view_of(be, d, &dv);
+    /* phase 1: every r_i = A_i x */
+    for (size_t i = 0; i < cnt; i++) {
+        const llmh_node *n = &nodes[i];
+        const llmh_tensor *a = n->src[0], *g = n->src[3];
+        uint64_t R = (uint64_t)a->ne[1];
+        vk_pc pc;
+        memset(&pc, 0, sizeof pc);
+        pc.ne[0] = (uint32_t)R;
+        pc.ne[1] = (uint32_t)N;
+        pc.ne[2] = pc.ne[3] = 1;
+        set4(pc.anb, a->nb);
+        set4(pc.bnb, x->nb);
+        pc.x[0] = (uint32_t)K;
+        pc.x[1] = g != NULL;
+        pc.x[2] = g ? (uint32_t)g->nb[0] : 0;
+        view_of(be, a, &av);
+        if (g) view_of(be, g, &gv);
+        view_of_range(be, be->scratch, roff[i], (VkDeviceSize)(R * N * 4), &rv);
+        const vk_view *bp[5] = {&rv, &av, &xv, g ? &gv : NULL, NULL};
+        if ((s = dispatch(be, VK_SH_LORA, (uint32_t)a->type, 0, bp, &pc, R * N))) return s;
+    }
+    /* phase 2: a lone node adds into dst; a group writes every z_i */
+    for (size_t i = 0; i < cnt; i++) {
+        const llmh_node *n = &nodes[i];
+        const llmh_tensor *b = n->src[2], *g = n->src[3];
+        uint64_t R = (uint64_t)b->ne[0];
+        int direct = cnt == 1;
+        vk_pc pc;
+        memset(&pc, 0, sizeof pc);
+        pc.ne[0] = (uint32_t)M;
+        pc.ne[1] = (uint32_t)N;
+        pc.ne[2] = pc.ne[3] = 1;
+        set4(pc.anb, b->nb);
+        set4(pc.dnb, d->nb);
+        pc.x[0] = (uint32_t)R;
+        pc.x[1] = g != NULL;
+        pc.x[2] = g ? (uint32_t)g->nb[0] : 0;
+        pc.fp0 = n->fp[0];
+        view_of(be, b, &bv);
+        if (g) view_of(be, g, &gv);
+        view_of_range(be, be->scratch, roff[i], (VkDeviceSize)(R * N * 4), &rv);
+        vk_view zi;
+        if (!direct) view_of_range(be, be->scratch, zoff + (VkDeviceSize)(i * M * N * 4), (VkDeviceSize)(M * N * 4), &zi);
+        const vk_view *bp[5] = {direct ? &dv : &zi, &bv, &rv, g ? &gv : NULL, NULL};
+        if ((s = dispatch(be, VK_SH_LORA, (uint32_t)b->type, direct ? 1 : 2, bp, &pc, ceil_div(M * N, 64)))) return s;
+    }
+    if (cnt == 1) return LLMH_OK;
+    /* phase 3: dst + z_0 + z_1 + ..., left to right */
+    vk_pc pc;
+    memset(&pc, 0, sizeof pc);
+    pc.ne[0] = (uint32_t)M;
+    pc.ne[1] = (uint32_t)N;
+    pc.ne[2] = pc.ne[3] = 1;
+    set4(pc.dnb, d->nb);
+    pc.x[0] = (uint32_t)cnt;
+    view_of_range(be, be->scratch, zoff, zbytes, &zv);
+    const vk_view *bp[5] = {&dv, &zv, NULL, NULL, NULL};
+    return dispatch(be, VK_SH_LORA, (uint32_t)nodes[0].src[0]->type, 3, bp, &pc, ceil_div(M * N, 64));
+}
+
 /* Splits of decode attention: the most keys any query sees, VK_ATTN_SPLIT
  * per split, used only when the (head, token) pairs alone are too few
  * workgroups to fill a GPU. */
@@ -508,11 +662,7 @@ static llmh_status record_node(llmh_backend *be, rec *rc, const llmh_node *n) {
     memset(&pc, 0, sizeof pc);
     if (n->op == LLMH_OP_NONE) return LLMH_OK;
     /* a write into the cached activations' source invalidates them */
-    if (rc->cached && d->buffer == rc->cache_src.buffer) {
-        size_t lo = d->offset, hi = d->offset + view_extent(d);
-        size_t clo = rc->cache_src.offset, chi = clo + view_extent(&rc->cache_src);
-        if (lo < chi && clo < hi) rc->cached = 0;
-    }
+    invalidate_cache(rc, d);
     if (n->op == LLMH_OP_MUL_MAT) return record_mul_mat(be, rc, n);
     view_of(be, d, &dv);
     view_of(be, a, &av);
@@ -610,7 +760,10 @@ static llmh_status ensure_scratch(llmh_backend *be, const llmh_graph *g) {
     for (size_t i = 0; i < g->n_nodes; i++) {
         const llmh_node *n = &g->nodes[i];
         VkDeviceSize b;
-        if (n->op == LLMH_OP_ATTENTION && attn_splits(n) > 1) {
+        if (n->op == LLMH_OP_LORA) {
+            size_t cnt = lora_group(be, n, g->n_nodes - i, &b);
+            i += cnt - 1;
+        } else if (n->op == LLMH_OP_ATTENTION && attn_splits(n) > 1) {
             b = attn_aux_bytes(n);
         } else if (n->op == LLMH_OP_MUL_MAT) {
             const llmh_tensor *x = n->src[1];
@@ -673,7 +826,15 @@ llmh_status vk_graph_compute(llmh_backend *be, const llmh_graph *g) {
     rec rc;
     memset(&rc, 0, sizeof rc);
     for (size_t i = 0; i < g->n_nodes; i++) {
-        if ((s = record_node(be, &rc, &g->nodes[i]))) {
+        if (g->nodes[i].op == LLMH_OP_LORA) {
+            VkDeviceSize bytes;
+            size_t cnt = lora_group(be, &g->nodes[i], g->n_nodes - i, &bytes);
+            s = record_lora(be, &rc, &g->nodes[i], cnt, bytes);
+            i += cnt - 1;
+        } else {
+            s = record_node(be, &rc, &g->nodes[i]);
+        }
+        if (s) {
             be->vd.vkEndCommandBuffer(be->cmd);
             return s;
         }

@@ -104,6 +104,7 @@ typedef enum vk_shader {
     VK_SH_GET_ROWS, VK_SH_ACT_PREP, VK_SH_MUL_MAT_VEC, VK_SH_MUL_MAT_TILED, VK_SH_BINARY,
     VK_SH_UNARY, VK_SH_RMS_NORM, VK_SH_SOFTMAX, VK_SH_ROPE, VK_SH_CPY, VK_SH_ATTENTION,
     VK_SH_MUL_MAT_VEC_SG, /* mul_mat_vec with subgroupAdd (needs subgroup arithmetic) */
+    VK_SH_LORA,
     VK_SH_COUNT
 } vk_shader;
 
