@@ -228,7 +228,8 @@ bool cf_close(const char *what, const float *got, const double *want, const doub
 /* Capabilities                                                               */
 /* ------------------------------------------------------------------------ */
 static const char *op_names[LLMH_OP_COUNT] = {"none", "get_rows", "mul_mat", "add", "mul", "scale", "rms_norm",
-                                              "rope", "swiglu", "softmax", "cpy", "attention", "silu", "gelu"};
+                                              "rope", "swiglu", "softmax", "cpy", "attention", "silu", "gelu",
+                                              "lora"};
 
 void cf_test_info(void) {
     cf_backend *b = cf_cur;
@@ -292,6 +293,7 @@ static const llmh_test_case backend_cases[] = {
     {"mul_mat f32/f16/bf16", cf_test_mul_mat_float},
     {"mul_mat block types", cf_test_mul_mat_quant},
     {"attention", cf_test_attention},
+    {"lora (f32/f16/bf16 adapters, gates, fused nodes)", cf_test_lora},
     {"reference models end to end", cf_test_end_to_end},
     {NULL, NULL}};
 

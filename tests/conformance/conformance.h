@@ -76,6 +76,7 @@ void cf_test_get_rows(void);
 void cf_test_mul_mat_float(void);
 void cf_test_mul_mat_quant(void);
 void cf_test_attention(void);
+void cf_test_lora(void);
 void cf_test_end_to_end(void);
 void cf_test_refusal(void);
 
