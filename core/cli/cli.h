@@ -34,6 +34,10 @@ int llmh_cmd_inspect(int argc, char **argv);      /* cli-inspect.c */
 int llmh_cmd_generate(int argc, char **argv);     /* cli-generate.c */
 int llmh_cmd_chat(int argc, char **argv);         /* cli-chat.c */
 int llmh_cmd_bench(int argc, char **argv);        /* cli-bench.c */
+int llmh_cmd_pull(int argc, char **argv);         /* cli-pull.c */
+int llmh_cmd_models(int argc, char **argv);       /* cli-pull.c */
+int llmh_cmd_rm(int argc, char **argv);           /* cli-pull.c */
+void llmh_cli_fetch_progress_install(void);       /* cli-pull.c: download progress on stderr */
 int llmh_cmd_export_lora(int argc, char **argv);  /* cli-export-lora.c */
 int llmh_cmd_lora_gate(int argc, char **argv);    /* cli-lora-gate.c */
 

@@ -19,6 +19,9 @@ static const struct {
     {"inspect", llmh_cmd_inspect, "describe a model file or HF directory"},
     {"plugins", llmh_cmd_plugins, "list plugins found, and why any file was refused"},
     {"plugin", llmh_cmd_plugin, "plugin check FILE: validate and describe one plugin"},
+    {"pull", llmh_cmd_pull, "download a manifest's model (or a URL) into the cache"},
+    {"models", llmh_cmd_models, "list the model cache with sizes"},
+    {"rm", llmh_cmd_rm, "rm NAME|SHA|--all: remove models from the cache"},
     {"export-lora", llmh_cmd_export_lora, "merge LoRA adapters into the model and write a new GGUF"},
     {"lora-gate", llmh_cmd_lora_gate, "attach gate vectors (gated router) to a LoRA adapter file"},
 };
@@ -163,6 +166,7 @@ int main(int argc, char **argv) {
                          : llmh_cli.verbose == 1 ? LLMH_LOG_INFO
                                                  : LLMH_LOG_WARN;
     llmh_log_set(stderr_logger, NULL, lvl);
+    llmh_cli_fetch_progress_install();
 
     if (llmh_cli.dry_run) return llmh_cmd_dry_run(argc - i, argv + i);
 

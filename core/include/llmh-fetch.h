@@ -81,6 +81,7 @@ typedef struct llmh_fetch_progress {
     uint64_t resumed_from;  /* bytes that were already on disk when the transfer began */
     double seconds;         /* since the transfer began */
     double rate;            /* bytes/s received by this transfer */
+    bool verified;          /* DONE: the file's SHA-256 matched the manifest's (false: none was given) */
 } llmh_fetch_progress;
 
 typedef void (*llmh_fetch_progress_fn)(const llmh_fetch_progress *p, void *user);

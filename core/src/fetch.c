@@ -358,7 +358,7 @@ static llmh_status lock_take(const char *lockpath, const char *name, const char 
                 return llmh__fail(LLMH_ERR_IO, "%s: cannot lock: %s", lockpath, strerror(e));
             }
             LLMH_LOGI("waiting for another process downloading %s", name);
-            llmh_fetch_progress p = {LLMH_FETCH_WAIT, name, url, 0, 0, 0, 0, 0};
+            llmh_fetch_progress p = {LLMH_FETCH_WAIT, name, url, 0, 0, 0, 0, 0, false};
             notify(&p);
             int rc;
             while ((rc = flock(fd, LOCK_EX)) != 0 && errno == EINTR) {
@@ -412,6 +412,7 @@ typedef struct dl_state {
     char why[512];
     /* progress */
     double t0, last_cb;
+    bool verified;
 } dl_state;
 
 static size_t on_header(char *buf, size_t size, size_t n, void *user) {
@@ -448,7 +449,7 @@ static size_t on_header(char *buf, size_t size, size_t n, void *user) {
 static void progress_now(dl_state *s, llmh_fetch_event ev) {
     double now = llmh__now_seconds(), el = now - s->t0;
     llmh_fetch_progress p = {ev, s->name, s->url, s->written, s->total, s->offset, el,
-                             el > 0 ? (double)(s->written - s->offset) / el : 0};
+                             el > 0 ? (double)(s->written - s->offset) / el : 0, s->verified};
     s->last_cb = now;
     notify(&p);
 }
@@ -844,6 +845,7 @@ static llmh_status download_locked(const char *url, const char *sha, int64_t siz
                                 url, want, got, s.written);
                 goto out;
             }
+            s.verified = true;
         } else {
             LLMH_LOGW("%s has no sha256 in the manifest; its SHA-256 is %s (add `sha256 = \"%s\"` to verify it)",
                       url, got, got);
@@ -865,6 +867,7 @@ static llmh_status download_locked(const char *url, const char *sha, int64_t siz
     }
 out:
     if (s.fd >= 0) close(s.fd);
+    if (st != LLMH_OK && s.written == 0) unlink(part); /* nothing worth resuming */
     free(part);
     return st;
 }
