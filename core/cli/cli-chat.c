@@ -3,7 +3,16 @@
  * Each turn renders the whole conversation with the model's chat template,
  * reuses the longest prefix already in the KV cache and evaluates the rest.
  * Models without a chat template (e.g. stories260K) get "story mode": the
- * user's text is appended to the running text and the model continues it. */
+ * user's text is appended to the running text and the model continues it.
+ *
+ * /adapter commands load, rescale and unload LoRA adapters in the model's
+ * store while chatting, and choose the conversation's adapter set (all
+ * adapters, none, or named ones with scales). The chat re-selects its set
+ * after every change (a session otherwise keeps the set it selected) and
+ * forgets the KV cache, so the next turn is evaluated with the new set.
+ * Errors are printed and the chat goes on. docs/routers.md. */
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +30,12 @@ typedef struct chat {
     char *reply;            /* the assistant reply being streamed */
     size_t reply_len, reply_cap;
     bool tty;
+    /* the conversation's adapter request: every adapter (the default), none,
+     * or the named ones with their scales */
+    enum { SEL_ALL, SEL_NONE, SEL_NAMES } sel;
+    char **sel_names;
+    float *sel_scales;
+    size_t n_sel;
 } chat;
 
 static bool on_text(const char *text, size_t len, void *user) {
@@ -174,11 +189,216 @@ static int story_turn(chat *c, const char *user_text) {
     return rc;
 }
 
+/* ------------------------------------------------------------------------ */
+/* /adapter commands                                                          */
+/* ------------------------------------------------------------------------ */
+static void sel_clear(chat *c) {
+    for (size_t i = 0; i < c->n_sel; i++) free(c->sel_names[i]);
+    free(c->sel_names);
+    free(c->sel_scales);
+    c->sel_names = NULL;
+    c->sel_scales = NULL;
+    c->n_sel = 0;
+}
+
+/* Apply the conversation's request to the session and drop the KV cache. */
+static llmh_status sel_apply(chat *c) {
+    llmh_status st = LLMH_OK;
+    if (c->sel == SEL_NONE) llmh_session_clear_adapters(c->cm.session);
+    else if (c->sel == SEL_ALL) st = llmh_session_select_adapters(c->cm.session, NULL);
+    else st = llmh_session_set_adapters(c->cm.session, (const char *const *)c->sel_names, c->sel_scales, c->n_sel);
+    llmh_session_truncate(c->cm.session, 0);
+    c->n_cached = 0;
+    return st;
+}
+
+static bool parse_scale(const char *s, float *out) {
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (!s[0] || !end || *end || errno || !isfinite(v) || fabs(v) > 1e30) return false;
+    *out = (float)v;
+    return true;
+}
+
+static void adapter_error(const char *what, llmh_status st) {
+    const char *msg = llmh_last_error();
+    fprintf(stderr, "llmhost: /adapter %s: %s\n", what, msg && *msg ? msg : llmh_status_str(st));
+}
+
+static void adapter_list(chat *c) {
+    llmh_adapter_info *info = NULL;
+    size_t n = 0;
+    llmh_status st = llmh_adapter_list(c->cm.model, &info, &n);
+    if (st) {
+        adapter_error("list", st);
+        return;
+    }
+    if (n == 0) printf("(no adapters loaded)\n");
+    for (size_t i = 0; i < n; i++) {
+        const llmh_adapter_info *a = &info[i];
+        bool active = c->sel == SEL_ALL;
+        float mult = 1.0f;
+        for (size_t k = 0; c->sel == SEL_NAMES && k < c->n_sel; k++)
+            if (!strcmp(c->sel_names[k], a->name)) {
+                active = true;
+                mult = c->sel_scales[k];
+            }
+        printf("%c %-16s scale %-8g rank %-4d alpha %-6g %3d projections%s%s  %s", active ? '*' : ' ', a->name,
+               (double)a->scale, a->rank, (double)a->alpha, a->n_targets, a->ns ? "  namespace " : "", a->ns ? a->ns : "",
+               a->path);
+        if (active && c->sel == SEL_NAMES) printf("  (used at x%g)", (double)mult);
+        printf("\n");
+    }
+    if (n) printf("(* = used by this conversation)\n");
+    free(info);
+}
+
+/* Split `line` (after "/adapter") into at most `cap` whitespace-separated words. */
+static size_t split_words(char *line, char **w, size_t cap) {
+    size_t n = 0;
+    for (char *p = strtok(line, " \t"); p && n < cap; p = strtok(NULL, " \t")) w[n++] = p;
+    return n;
+}
+
+static void adapter_use(chat *c, char **w, size_t n) {
+    if (n == 0) {
+        fprintf(stderr, "llmhost: /adapter use: name adapters (NAME or NAME=SCALE), or none, or all\n");
+        return;
+    }
+    if (n == 1 && (!strcmp(w[0], "none") || !strcmp(w[0], "all"))) {
+        sel_clear(c);
+        c->sel = !strcmp(w[0], "none") ? SEL_NONE : SEL_ALL;
+        llmh_status st = sel_apply(c);
+        if (st) adapter_error("use", st);
+        else printf("(adapters: %s)\n", w[0]);
+        return;
+    }
+    char **names = calloc(n, sizeof *names);
+    float *scales = calloc(n, sizeof *scales);
+    bool ok = names && scales;
+    for (size_t i = 0; ok && i < n; i++) {
+        char *eq = strchr(w[i], '=');
+        scales[i] = 1.0f;
+        if (eq) {
+            *eq = 0;
+            if (!parse_scale(eq + 1, &scales[i])) {
+                fprintf(stderr, "llmhost: /adapter use: '%s': the scale '%s' is not a finite number\n", w[i], eq + 1);
+                ok = false;
+                break;
+            }
+        }
+        if (!*w[i] || !(names[i] = strdup(w[i]))) {
+            fprintf(stderr, "llmhost: /adapter use: empty adapter name\n");
+            ok = false;
+        }
+    }
+    if (ok) {
+        /* the session keeps its set when the router refuses the request */
+        llmh_status st = llmh_session_set_adapters(c->cm.session, (const char *const *)names, scales, n);
+        if (st) {
+            adapter_error("use", st);
+            ok = false;
+        }
+    }
+    if (!ok) {
+        for (size_t i = 0; names && i < n; i++) free(names[i]);
+        free(names);
+        free(scales);
+        return;
+    }
+    sel_clear(c);
+    c->sel = SEL_NAMES;
+    c->sel_names = names;
+    c->sel_scales = scales;
+    c->n_sel = n;
+    llmh_session_truncate(c->cm.session, 0);
+    c->n_cached = 0;
+    printf("(adapters:");
+    for (size_t i = 0; i < n; i++) printf(" %s=%g", names[i], (double)scales[i]);
+    printf(")\n");
+}
+
+/* After a store change: drop an unloaded name from the request, re-select. */
+static void adapter_reselect(chat *c, const char *unloaded) {
+    if (unloaded && c->sel == SEL_NAMES) {
+        size_t k = 0;
+        for (size_t i = 0; i < c->n_sel; i++) {
+            if (!strcmp(c->sel_names[i], unloaded)) {
+                free(c->sel_names[i]);
+                continue;
+            }
+            c->sel_names[k] = c->sel_names[i];
+            c->sel_scales[k] = c->sel_scales[i];
+            k++;
+        }
+        c->n_sel = k;
+        if (k == 0) c->sel = SEL_NONE;
+    }
+    llmh_status st = sel_apply(c);
+    if (st) adapter_error("re-selecting the conversation's adapters", st);
+}
+
+static void adapter_cmd(chat *c, char *args) {
+    char *w[66];
+    size_t n = split_words(args, w, sizeof w / sizeof w[0]);
+    const char *usage = "usage: /adapter load NAME PATH [SCALE] | scale NAME S | unload NAME | list | "
+                        "use NAME[=S]... | use none | use all";
+    if (n == 0) {
+        fprintf(stderr, "llmhost: %s\n", usage);
+        return;
+    }
+    llmh_status st;
+    float scale = 1.0f;
+    if (!strcmp(w[0], "list") && n == 1) {
+        adapter_list(c);
+    } else if (!strcmp(w[0], "load") && (n == 3 || n == 4)) {
+        if (n == 4 && !parse_scale(w[3], &scale)) {
+            fprintf(stderr, "llmhost: /adapter load: the scale '%s' is not a finite number\n", w[3]);
+            return;
+        }
+        if ((st = llmh_adapter_load(c->cm.model, w[1], w[2], scale, NULL))) {
+            adapter_error("load", st);
+            return;
+        }
+        adapter_reselect(c, NULL);
+        printf("(adapter %s loaded from %s at scale %g%s)\n", w[1], w[2], (double)scale,
+               c->sel == SEL_ALL ? "; in use" : "; not in use: /adapter use to select it");
+    } else if (!strcmp(w[0], "scale") && n == 3) {
+        if (!parse_scale(w[2], &scale)) {
+            fprintf(stderr, "llmhost: /adapter scale: the scale '%s' is not a finite number\n", w[2]);
+            return;
+        }
+        if ((st = llmh_adapter_set_scale(c->cm.model, w[1], scale))) {
+            adapter_error("scale", st);
+            return;
+        }
+        adapter_reselect(c, NULL);
+        printf("(adapter %s: scale %g)\n", w[1], (double)scale);
+    } else if (!strcmp(w[0], "unload") && n == 2) {
+        if ((st = llmh_adapter_unload(c->cm.model, w[1]))) {
+            adapter_error("unload", st);
+            return;
+        }
+        adapter_reselect(c, w[1]);
+        printf("(adapter %s unloaded)\n", w[1]);
+    } else if (!strcmp(w[0], "use")) {
+        adapter_use(c, w + 1, n - 1);
+    } else {
+        fprintf(stderr, "llmhost: %s\n", usage);
+    }
+}
+
 static void print_help(void) {
     printf("commands:\n"
            "  /help           this list\n"
            "  /reset          forget the conversation (keeps the system prompt)\n"
            "  /system TEXT    set the system prompt and reset\n"
+           "  /adapter load NAME PATH [SCALE]   load a LoRA adapter (GGUF-LoRA file or PEFT directory)\n"
+           "  /adapter scale NAME S             change an adapter's scale\n"
+           "  /adapter unload NAME              unload an adapter\n"
+           "  /adapter list                     list loaded adapters (* = used by this conversation)\n"
+           "  /adapter use NAME[=S] ...|none|all  choose the conversation's adapters (default: all)\n"
            "  /exit, /quit    leave (or Ctrl-D)\n");
 }
 
@@ -226,6 +446,11 @@ int llmh_cmd_chat(int argc, char **argv) {
                 printf("(conversation cleared)\n");
                 continue;
             }
+            if (!strcmp(line, "/adapter") || !strncmp(line, "/adapter ", 9)) {
+                adapter_cmd(&c, line + 8);
+                fflush(stdout);
+                continue;
+            }
             if (!strncmp(line, "/system ", 8)) {
                 clear_msgs(&c, false);
                 push_msg(&c, "system", line + 8);
@@ -246,6 +471,7 @@ int llmh_cmd_chat(int argc, char **argv) {
     free(c.cached);
     free(c.story);
     free(c.reply);
+    sel_clear(&c);
     llmh_cli_model_close(&c.cm);
     return rc;
 }
