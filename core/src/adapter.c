@@ -69,6 +69,8 @@ static void adapter_destroy(llmh__adapter *a) {
         pthread_mutex_unlock(&m->compute_lock);
     }
     if (a->host_mem) munmap(a->host_mem, a->host_len); /* after the buffer that wrapped it */
+    free(a->gate_w);
+    free(a->gate_b);
     free(a->a);
     free(a->b);
     free(a->name);
@@ -109,6 +111,7 @@ typedef struct load_ctx {
     float alpha;
     int64_t peft_rank;
     bool peft_targets[LLMH__LORA_N];
+    const llmh_tensor_info *gate_w, *gate_b; /* GGUF adapter.gate.weight / .bias */
 } load_ctx;
 
 static void shape_str(char *buf, size_t n, const int64_t *ne, int nd) {
@@ -244,6 +247,11 @@ static llmh_status collect_pairs(load_ctx *c, const llmh_tensor_info *infos, siz
         bool is_b = false, ok;
         if (c->peft) {
             ok = parse_peft_name(m, nm, &layer, &target, &is_b);
+        } else if (!strcmp(nm, "adapter.gate.weight") || !strcmp(nm, "adapter.gate.bias")) {
+            const llmh_tensor_info **slot = nm[13] == 'w' ? &c->gate_w : &c->gate_b;
+            if (*slot) return llmh__fail(LLMH_ERR_FORMAT, "adapter %s: tensor '%s' appears twice", c->file, nm);
+            *slot = ti;
+            continue;
         } else {
             size_t len = strlen(nm);
             ok = len > 7 && (!strcmp(nm + len - 7, ".lora_a") || !strcmp(nm + len - 7, ".lora_b"));
@@ -319,56 +327,108 @@ static llmh_status check_pair(load_ctx *c, int64_t layer, int target) {
     return LLMH_OK;
 }
 
-/* HF rotate-half rows -> interleaved rows (per head), rows of `row` floats. */
-static void permute_rows(float *dst, const float *src, int64_t rows, int64_t row, int64_t n_head) {
+/* HF rotate-half rows -> interleaved rows (per head), rows of `row_bytes`. */
+static void permute_rows(uint8_t *dst, const uint8_t *src, int64_t rows, size_t row_bytes, int64_t n_head) {
     int64_t hd = rows / n_head, half = hd / 2;
     for (int64_t h = 0; h < n_head; h++)
         for (int64_t i = 0; i < half; i++)
             for (int64_t j = 0; j < 2; j++)
-                memcpy(dst + (size_t)(h * hd + 2 * i + j) * (size_t)row, src + (size_t)(h * hd + j * half + i) * (size_t)row,
-                       (size_t)row * sizeof(float));
+                memcpy(dst + (size_t)(h * hd + 2 * i + j) * row_bytes, src + (size_t)(h * hd + j * half + i) * row_bytes,
+                       row_bytes);
 }
 
 static size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
 
-static void init_f32(llmh_tensor *t, int64_t ne0, int64_t ne1, llmh_buffer *buf, size_t off, char *host) {
+static void init_mat(llmh_tensor *t, llmh_dtype type, int64_t ne0, int64_t ne1, llmh_buffer *buf, size_t off,
+                     char *host) {
     memset(t, 0, sizeof *t);
     t->struct_size = sizeof *t;
-    t->type = LLMH_DTYPE_F32;
+    t->type = type;
     t->n_dims = 2;
     t->ne[0] = ne0;
     t->ne[1] = ne1;
     t->ne[2] = t->ne[3] = 1;
-    t->nb[0] = sizeof(float);
-    t->nb[1] = sizeof(float) * (size_t)ne0;
+    t->nb[0] = llmh_dtype_type_size(type);
+    t->nb[1] = t->nb[0] * (size_t)ne0;
     t->nb[2] = t->nb[3] = t->nb[1] * (size_t)ne1;
     t->buffer = buf;
     t->offset = off;
     t->data = host ? host + off : NULL;
 }
 
-/* Convert every pair to F32 and place it in one backend buffer. When the
- * backend can wrap host memory, the F32 values are written straight into a
- * pre-faulted anonymous mapping that the buffer wraps (one pass, no page
- * fault per page); otherwise through buffer_alloc + buffer_write. */
+/* The storage type for adapters: the manifest's [model] adapter_type;
+ * "auto" is F32. F16 storage halves the bytes a decode step reads, but
+ * rounding the adapter values moves the reference models' logits by up to
+ * 6e-2 (llama.cpp's references use F32 adapters; tests/fabric holds them to
+ * 1e-3), so it is opt-in (docs/memory-fabric.md). */
+static llmh_dtype storage_type(const llmh_model *m) {
+    const char *t = m->adapter_type;
+    if (!strcmp(t, "f16")) return LLMH_DTYPE_F16;
+    if (!strcmp(t, "bf16")) return LLMH_DTYPE_BF16;
+    return LLMH_DTYPE_F32;
+}
+
+/* Convert one tensor of the file into `type` at dst (elems values). */
+static llmh_status convert_tensor(load_ctx *c, const llmh_tensor_info *ti, llmh_dtype type, void *dst, int64_t elems,
+                                  float *tmp) {
+    if (ti->type == type) {
+        memcpy(dst, ti->data, (size_t)elems * llmh_dtype_type_size(type));
+        return LLMH_OK;
+    }
+    const float *f = NULL;
+    if (ti->type == LLMH_DTYPE_F32 && ((uintptr_t)ti->data % sizeof(float)) == 0) {
+        f = (const float *)ti->data;
+    } else {
+        float *out = type == LLMH_DTYPE_F32 ? (float *)dst : tmp;
+        if (llmh_dequantize(ti->type, ti->data, out, elems))
+            return llmh__fail(LLMH_ERR_FORMAT, "adapter %s: tensor '%s': cannot convert %s to f32", c->file, ti->name,
+                              llmh_dtype_name(ti->type));
+        if (type == LLMH_DTYPE_F32) return LLMH_OK;
+        f = out;
+    }
+    if (llmh_quantize(type, f, dst, elems))
+        return llmh__fail(LLMH_ERR_FORMAT, "adapter %s: tensor '%s': cannot convert to %s", c->file, ti->name,
+                          llmh_dtype_name(type));
+    return LLMH_OK;
+}
+
+/* Convert every pair to the storage type and place it in one backend
+ * buffer. When the backend can wrap host memory, the values are written
+ * straight into a pre-faulted anonymous mapping that the buffer wraps (one
+ * pass, no page fault per page); otherwise through buffer_alloc +
+ * buffer_write. */
 static llmh_status place_adapter(load_ctx *c, llmh__adapter *ad) {
     llmh_model *m = c->m;
     const llmh_backend_iface *bi = m->be_if;
     size_t n = (size_t)m->hp.n_layer * LLMH__LORA_N, total = 0, max_elems = 0;
-    if (!bi->supports(m->be, LLMH_OP_MUL_MAT, LLMH_DTYPE_F32, LLMH_DTYPE_F32) ||
-        !bi->supports(m->be, LLMH_OP_SCALE, LLMH_DTYPE_F32, LLMH_DTYPE_F32))
-        return llmh__fail(LLMH_ERR_UNSUPPORTED, "adapter %s: backend '%s' cannot run f32 mul_mat and scale, which LoRA needs",
-                          c->path, llmh_plugin_descriptor(m->backend_plugin)->name);
+    llmh_dtype type = storage_type(m);
+    size_t ts = llmh_dtype_type_size(type);
+    ad->type = type;
+    ad->lora_op = bi->supports(m->be, LLMH_OP_LORA, type, LLMH_DTYPE_F32) != 0;
+    if (!ad->lora_op && (!bi->supports(m->be, LLMH_OP_MUL_MAT, type, LLMH_DTYPE_F32) ||
+                         !bi->supports(m->be, LLMH_OP_SCALE, LLMH_DTYPE_F32, LLMH_DTYPE_F32)))
+        return llmh__fail(LLMH_ERR_UNSUPPORTED,
+                          "adapter %s: backend '%s' runs neither LORA nor %s mul_mat and scale for %s adapters "
+                          "(set [model] adapter_type)",
+                          c->path, llmh_plugin_descriptor(m->backend_plugin)->name, llmh_dtype_name(type),
+                          llmh_dtype_name(type));
     for (size_t i = 0; i < n; i++) {
         const lora_src *p = &c->src[i];
         if (!p->a) continue;
         size_t ea = (size_t)p->a->ne[0] * (size_t)p->a->ne[1], eb = (size_t)p->b->ne[0] * (size_t)p->b->ne[1];
-        total += align256(ea * sizeof(float)) + align256(eb * sizeof(float));
+        total += align256(ea * ts) + align256(eb * ts);
         if (ea > max_elems) max_elems = ea;
         if (eb > max_elems) max_elems = eb;
     }
+    /* tmp: f32 staging for non-f32 sources; perm: a converted tensor before
+     * its rows are permuted, or the value to buffer_write */
     float *tmp = malloc(max_elems * sizeof(float));
-    if (!tmp) return llmh__fail(LLMH_ERR_NO_MEMORY, "adapter %s: out of memory", c->path);
+    uint8_t *perm = malloc(max_elems * ts);
+    if (!tmp || !perm) {
+        free(tmp);
+        free(perm);
+        return llmh__fail(LLMH_ERR_NO_MEMORY, "adapter %s: out of memory", c->path);
+    }
     char *wrap = NULL;
     if (bi->buffer_wrap_host) {
         void *p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
@@ -380,7 +440,7 @@ static llmh_status place_adapter(load_ctx *c, llmh__adapter *ad) {
     }
     llmh_status st = LLMH_OK;
     if (!wrap) st = bi->buffer_alloc(m->be, total, LLMH_BUFFER_WEIGHTS, &ad->buf);
-    /* convert: into the mapping, or through tmp and buffer_write */
+    /* convert: into the mapping, or through `perm` and buffer_write */
     size_t off = 0;
     for (size_t i = 0; i < n && !st; i++) {
         const lora_src *p = &c->src[i];
@@ -391,27 +451,26 @@ static llmh_status place_adapter(load_ctx *c, llmh__adapter *ad) {
             int64_t elems = ti->ne[0] * ti->ne[1];
             bool permute = k == 1 && c->peft && m->hp.arch == LLMH__ARCH_LLAMA &&
                            (target == LLMH__LORA_Q || target == LLMH__LORA_K);
-            float *dst = wrap ? (float *)(wrap + off) : tmp;
-            float *conv = permute ? tmp : dst;
-            if (permute && !wrap) conv = (float *)malloc((size_t)elems * sizeof(float));
-            if (!conv) {
-                st = llmh__fail(LLMH_ERR_NO_MEMORY, "adapter %s: out of memory", c->path);
-                break;
+            uint8_t *dst = wrap ? (uint8_t *)wrap + off : perm;
+            if (permute) {
+                /* converted into perm, rows permuted into place (through
+                 * tmp, as large in bytes, when perm is what gets written) */
+                st = convert_tensor(c, ti, type, perm, elems, tmp);
+                if (!st) {
+                    uint8_t *out = wrap ? dst : (uint8_t *)tmp;
+                    permute_rows(out, perm, ti->ne[1], (size_t)ti->ne[0] * ts,
+                                 target == LLMH__LORA_Q ? m->hp.n_head : m->hp.n_head_kv);
+                    if (!wrap) memcpy(perm, tmp, (size_t)elems * ts);
+                }
+            } else {
+                st = convert_tensor(c, ti, type, dst, elems, tmp);
             }
-            if (ti->type == LLMH_DTYPE_F32) memcpy(conv, ti->data, (size_t)elems * sizeof(float));
-            else if ((st = llmh_dequantize(ti->type, ti->data, conv, elems)))
-                st = llmh__fail(st, "adapter %s: tensor '%s': cannot convert %s to f32", c->file, ti->name,
-                                llmh_dtype_name(ti->type));
-            if (!st && permute) {
-                int64_t heads = target == LLMH__LORA_Q ? m->hp.n_head : m->hp.n_head_kv;
-                permute_rows(dst, conv, ti->ne[1], ti->ne[0], heads);
-            }
-            if (permute && !wrap) free(conv);
-            if (!st && !wrap) st = bi->buffer_write(m->be, ad->buf, off, dst, (size_t)elems * sizeof(float));
-            off += align256((size_t)elems * sizeof(float));
+            if (!st && !wrap) st = bi->buffer_write(m->be, ad->buf, off, perm, (size_t)elems * ts);
+            off += align256((size_t)elems * ts);
         }
     }
     free(tmp);
+    free(perm);
     if (!st && wrap) st = bi->buffer_wrap_host(m->be, wrap, total, LLMH_BUFFER_WEIGHTS, &ad->buf);
     /* tensors, then the backend's preparation */
     char *host = !st && bi->buffer_host_ptr ? bi->buffer_host_ptr(m->be, ad->buf) : NULL;
@@ -422,9 +481,9 @@ static llmh_status place_adapter(load_ctx *c, llmh__adapter *ad) {
         for (int k = 0; k < 2 && !st; k++) {
             const llmh_tensor_info *ti = k ? p->b : p->a;
             llmh_tensor *t = k ? &ad->b[i] : &ad->a[i];
-            init_f32(t, ti->ne[0], ti->ne[1], ad->buf, off, host);
+            init_mat(t, type, ti->ne[0], ti->ne[1], ad->buf, off, host);
             t->name = k ? "lora_b" : "lora_a";
-            off += align256((size_t)(ti->ne[0] * ti->ne[1]) * sizeof(float));
+            off += align256((size_t)(ti->ne[0] * ti->ne[1]) * ts);
             if (bi->weight_prepare && (st = bi->weight_prepare(m->be, t))) t->buffer = NULL; /* not prepared */
         }
     }
@@ -442,6 +501,99 @@ static llmh_status place_adapter(load_ctx *c, llmh__adapter *ad) {
         memset(ad->a, 0, n * sizeof *ad->a);
         memset(ad->b, 0, n * sizeof *ad->b);
     }
+    return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* gate vectors (gated router; docs/memory-fabric.md)                         */
+/* ------------------------------------------------------------------------ */
+/* Check and copy a gate: w ne [n_embd, n_layer], b ne [n_layer], F32 (F16
+ * and BF16 widened), finite. `file` and the names are for messages. */
+static llmh_status load_gate(const llmh_model *m, llmh__adapter *ad, const char *file, const llmh_tensor_info *w,
+                             const llmh_tensor_info *b) {
+    if (!w || !b)
+        return llmh__fail(LLMH_ERR_FORMAT, "adapter %s: gate tensor '%s' has no matching '%s' (a gate needs both)", file,
+                          (w ? w : b)->name, w ? "bias" : "weight");
+    int64_t E = m->hp.n_embd, L = m->hp.n_layer;
+    const llmh_tensor_info *t2[2] = {w, b};
+    for (int k = 0; k < 2; k++) {
+        const llmh_tensor_info *t = t2[k];
+        char sh[96], want[64];
+        shape_str(sh, sizeof sh, t->ne, t->n_dims > 0 ? t->n_dims : 1);
+        bool shape_ok = k == 0 ? (t->ne[0] == E && t->ne[1] == L && t->ne[2] == 1 && t->ne[3] == 1)
+                               : (t->ne[0] == L && t->ne[1] == 1 && t->ne[2] == 1 && t->ne[3] == 1);
+        if (k == 0) snprintf(want, sizeof want, "[%lld, %lld]", (long long)E, (long long)L);
+        else snprintf(want, sizeof want, "[%lld]", (long long)L);
+        if (!shape_ok)
+            return llmh__fail(LLMH_ERR_FORMAT, "adapter %s: gate tensor '%s' has shape %s; this model needs %s (n_embd, n_layer)",
+                              file, t->name, sh, want);
+        if (t->type != LLMH_DTYPE_F32 && t->type != LLMH_DTYPE_F16 && t->type != LLMH_DTYPE_BF16)
+            return llmh__fail(LLMH_ERR_FORMAT, "adapter %s: gate tensor '%s' is %s; f32, f16 or bf16 expected", file,
+                              t->name, llmh_dtype_name(t->type));
+        uint64_t need = (uint64_t)(t->ne[0] * t->ne[1]) * llmh_dtype_type_size(t->type);
+        if (!t->data || t->size < need)
+            return llmh__fail(LLMH_ERR_FORMAT, "adapter %s: gate tensor '%s': %llu bytes of data, %llu needed", file,
+                              t->name, (unsigned long long)t->size, (unsigned long long)need);
+    }
+    float *gw = malloc((size_t)(E * L) * sizeof(float)), *gb = malloc((size_t)L * sizeof(float));
+    if (!gw || !gb) {
+        free(gw);
+        free(gb);
+        return llmh__fail(LLMH_ERR_NO_MEMORY, "adapter %s: out of memory for the gate", file);
+    }
+    llmh_status st = llmh_dequantize(w->type, w->data, gw, E * L);
+    if (!st) st = llmh_dequantize(b->type, b->data, gb, L);
+    if (st) st = llmh__fail(LLMH_ERR_FORMAT, "adapter %s: cannot read the gate tensors", file);
+    for (int64_t i = 0; i < E * L && !st; i++)
+        if (!isfinite(gw[i]))
+            st = llmh__fail(LLMH_ERR_FORMAT, "adapter %s: gate tensor '%s' has a non-finite value at layer %lld, index %lld",
+                            file, w->name, (long long)(i / E), (long long)(i % E));
+    for (int64_t i = 0; i < L && !st; i++)
+        if (!isfinite(gb[i]))
+            st = llmh__fail(LLMH_ERR_FORMAT, "adapter %s: gate tensor '%s' has a non-finite value at layer %lld", file,
+                            b->name, (long long)i);
+    if (st) {
+        free(gw);
+        free(gb);
+        return st;
+    }
+    ad->gate_w = gw;
+    ad->gate_b = gb;
+    ad->gate_layers = (int32_t)L;
+    return LLMH_OK;
+}
+
+/* PEFT: the optional adapter_gate.safetensors beside the adapter's weights,
+ * with gate.weight (HF [n_layer, n_embd]) and gate.bias ([n_layer]). */
+static llmh_status load_peft_gate(load_ctx *c, llmh__adapter *ad) {
+    char gfile[4096];
+    if ((size_t)snprintf(gfile, sizeof gfile, "%s/adapter_gate.safetensors", c->path) >= sizeof gfile)
+        return llmh__fail(LLMH_ERR_INVALID_ARG, "adapter %s: path too long", c->path);
+    struct stat sb;
+    if (stat(gfile, &sb) != 0) return LLMH_OK; /* no gate */
+    llmh_plugin *fp = NULL;
+    llmh_model_file *mf = NULL;
+    const llmh_format_iface *fi = NULL;
+    llmh_status st = llmh_registry_get_format_for(c->m->registry, gfile, &fp);
+    if (!st) {
+        fi = llmh_plugin_iface(fp);
+        st = fi->open(llmh_plugin_state(fp), gfile, NULL, &mf);
+    }
+    const llmh_tensor_info *infos = NULL, *w = NULL, *b = NULL;
+    size_t n_infos = 0;
+    if (!st) st = fi->get_tensors(mf, &infos, &n_infos);
+    for (size_t i = 0; i < n_infos && !st; i++) {
+        const char *nm = infos[i].name ? infos[i].name : "";
+        if (!strcmp(nm, "gate.weight")) w = &infos[i];
+        else if (!strcmp(nm, "gate.bias")) b = &infos[i];
+        else
+            st = llmh__fail(LLMH_ERR_FORMAT, "adapter %s: unexpected tensor '%s' (gate.weight and gate.bias only)", gfile,
+                            nm);
+    }
+    if (!st && !w && !b) st = llmh__fail(LLMH_ERR_FORMAT, "adapter %s: no gate.weight or gate.bias", gfile);
+    if (!st) st = load_gate(c->m, ad, gfile, w, b);
+    if (mf) fi->close(mf);
+    if (fp) llmh_plugin_release(fp);
     return st;
 }
 
@@ -528,6 +680,11 @@ static llmh_status adapter_open(llmh_model *m, const char *name, const char *pat
         st = llmh__fail(LLMH_ERR_FORMAT, "adapter %s: no LoRA tensors", file);
         goto done;
     }
+    if (c.gate_w || c.gate_b) {
+        if ((st = load_gate(m, ad, file, c.gate_w, c.gate_b))) goto done;
+    } else if (c.peft && (st = load_peft_gate(&c, ad))) {
+        goto done;
+    }
     if ((st = place_adapter(&c, ad))) goto done;
     ad->alpha = c.alpha;
     ad->scale = scale;
@@ -538,8 +695,9 @@ static llmh_status adapter_open(llmh_model *m, const char *name, const char *pat
         st = llmh__fail(LLMH_ERR_NO_MEMORY, "adapter %s: out of memory", path);
         goto done;
     }
-    LLMH_LOGI("adapter '%s' from %s: %d projections, rank %d, alpha %g", name, path, ad->n_targets, ad->rank,
-              (double)ad->alpha);
+    LLMH_LOGI("adapter '%s' from %s: %d projections, rank %d, alpha %g, stored as %s (%s)%s", name, path,
+              ad->n_targets, ad->rank, (double)ad->alpha, llmh_dtype_name(ad->type),
+              ad->lora_op ? "lora op" : "mul_mat fallback", ad->gate_w ? ", with gate vectors" : "");
 done:
     if (mf) fi->close(mf); /* the F32 copies live in the backend */
     if (fp) llmh_plugin_release(fp);
@@ -703,12 +861,52 @@ llmh_status llmh_adapter_list(llmh_model *m, llmh_adapter_info **out, size_t *n)
     return LLMH_OK;
 }
 
+static llmh_adapter_desc desc_of(const llmh_model *m, const llmh__adapter *a) {
+    return (llmh_adapter_desc){sizeof(llmh_adapter_desc), a->name, a->ns, a->scale, a->alpha, a->rank,
+                               a->gate_w ? a->gate_layers : 0, a->gate_w ? m->hp.n_embd : 0, a->gate_w, a->gate_b};
+}
+
 llmh_status llmh__fabric_select(llmh_model *m, const llmh_adapter_request *req, llmh__adapter ***out, float **mult_out,
                                 size_t *n_out) {
+    return llmh__fabric_select_ex(m, req, out, mult_out, NULL, NULL, n_out);
+}
+
+bool llmh__fabric_per_token(llmh_model *m) {
+    pthread_mutex_lock(&m->adapter_lock);
+    bool r = m->router && m->router_if->struct_size >= offsetof(llmh_router_iface, route_tokens) + sizeof(void *) &&
+             m->router_if->route_tokens != NULL;
+    pthread_mutex_unlock(&m->adapter_lock);
+    return r;
+}
+
+llmh_status llmh__fabric_route_tokens(llmh_model *m, int32_t layer, const float *h, int64_t dim, int64_t n_tok,
+                                      llmh__adapter *const *sel, const float *req_gates, size_t n, float *gates_out) {
+    llmh_adapter_desc *desc = calloc(n ? n : 1, sizeof *desc);
+    if (!desc) return llmh__fail(LLMH_ERR_NO_MEMORY, "out of memory routing tokens");
+    pthread_mutex_lock(&m->adapter_lock);
+    for (size_t i = 0; i < n; i++) desc[i] = desc_of(m, sel[i]);
+    llmh_clear_error();
+    llmh_status st = m->router_if->route_tokens(m->router, layer, h, dim, n_tok, desc, n, req_gates, gates_out);
+    if (st && !*llmh_last_error())
+        llmh_set_error("router '%s': route_tokens failed at layer %d: %s", m->router_name ? m->router_name : "static",
+                       (int)layer, llmh_status_str(st));
+    pthread_mutex_unlock(&m->adapter_lock);
+    for (size_t i = 0; i < (size_t)n_tok * n && !st; i++)
+        if (!isfinite(gates_out[i]))
+            st = llmh__fail(LLMH_ERR_INVALID_ARG, "router gave adapter '%s' a non-finite gate for token %zu at layer %d",
+                            desc[i % n].name, i / n, (int)layer);
+    free(desc);
+    return st;
+}
+
+llmh_status llmh__fabric_select_ex(llmh_model *m, const llmh_adapter_request *req, llmh__adapter ***out,
+                                   float **mult_out, float **gates_out, float **scales_out, size_t *n_out) {
     const char *const *names = req->names;
     size_t n_names = req->n_names;
     *out = NULL;
     *mult_out = NULL;
+    if (gates_out) *gates_out = NULL;
+    if (scales_out) *scales_out = NULL;
     *n_out = 0;
     pthread_mutex_lock(&m->adapter_lock);
     llmh_status st = LLMH_OK;
@@ -727,12 +925,13 @@ llmh_status llmh__fabric_select(llmh_model *m, const llmh_adapter_request *req, 
     float *gates = calloc(n, sizeof *gates);
     llmh__adapter **sel = calloc(n, sizeof *sel);
     float *mult = calloc(n, sizeof *mult);
-    if (!desc || !gates || !sel || !mult) st = llmh__fail(LLMH_ERR_NO_MEMORY, "out of memory routing adapters");
+    float *sgate = calloc(n, sizeof *sgate), *sscale = calloc(n, sizeof *sscale);
+    if (!desc || !gates || !sel || !mult || !sgate || !sscale)
+        st = llmh__fail(LLMH_ERR_NO_MEMORY, "out of memory routing adapters");
     if (!st) st = router_open(m, NULL);
     if (!st) {
         for (size_t i = 0; i < n; i++) {
-            const llmh__adapter *a = m->adapters[i];
-            desc[i] = (llmh_adapter_desc){sizeof desc[i], a->name, a->ns, a->scale, a->alpha, a->rank, 0, 0, NULL, NULL};
+            desc[i] = desc_of(m, m->adapters[i]);
         }
         llmh_route_request rr = {sizeof rr, names, req->scales, n_names, req->namespaces, req->n_namespaces};
         llmh_clear_error();
@@ -757,6 +956,8 @@ llmh_status llmh__fabric_select(llmh_model *m, const llmh_adapter_request *req, 
             a->users++;
             sel[k] = a;
             mult[k] = gates[i] * a->scale;
+            sgate[k] = gates[i];
+            sscale[k] = a->scale;
             k++;
         }
     pthread_mutex_unlock(&m->adapter_lock);
@@ -765,10 +966,16 @@ llmh_status llmh__fabric_select(llmh_model *m, const llmh_adapter_request *req, 
     if (st) {
         free(sel);
         free(mult);
+        free(sgate);
+        free(sscale);
         return st;
     }
     *out = sel;
     *mult_out = mult;
+    if (gates_out) *gates_out = sgate;
+    else free(sgate);
+    if (scales_out) *scales_out = sscale;
+    else free(sscale);
     *n_out = k;
     return LLMH_OK;
 }

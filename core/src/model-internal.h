@@ -24,7 +24,8 @@ typedef enum llmh__lora_target {
 } llmh__lora_target;
 
 /* One adapter in the store (adapter.c). a/b per (layer, target): A ne [in, r]
- * and B ne [r, out], F32, in the backend; ne[0] == 0 where not adapted.
+ * and B ne [r, out], of the storage type `type` (manifest [model]
+ * adapter_type: F32, F16 or BF16), in the backend; ne[0] == 0 where not adapted.
  * refs: the store's own reference (while listed) plus one per session that
  * selected it; guarded by the model's adapter_lock. */
 typedef struct llmh__adapter {
@@ -36,8 +37,10 @@ typedef struct llmh__adapter {
     int refs;
     int users;              /* sessions holding it */
     llmh_tensor *a, *b;     /* [n_layer * LLMH__LORA_N] */
+    llmh_dtype type;        /* storage type of a/b */
+    bool lora_op;           /* the backend runs LLMH_OP_LORA for `type` (else MUL_MAT/SCALE/ADD) */
     llmh_buffer *buf;
-    void *host_mem;         /* F32 values the buffer wraps (mmap), or NULL */
+    void *host_mem;         /* converted values the buffer wraps (mmap), or NULL */
     size_t host_len;
     /* learned gate (gated router), host memory, or NULL: gate_w
      * [gate_layers][n_embd], gate_b [gate_layers]; docs/memory-fabric.md */
@@ -140,6 +143,18 @@ void llmh__fabric_free(llmh_model *m);
 llmh_status llmh__fabric_select(llmh_model *m, const llmh_adapter_request *req, llmh__adapter ***out, float **mult_out,
                                 size_t *n_out);
 void llmh__adapter_release(llmh__adapter *a);
+/* Like llmh__fabric_select, and also each selected adapter's route() gate
+ * (*gates_out) and store scale (*scales_out), malloc'd, n_out each. */
+llmh_status llmh__fabric_select_ex(llmh_model *m, const llmh_adapter_request *req, llmh__adapter ***out,
+                                   float **mult_out, float **gates_out, float **scales_out, size_t *n_out);
+/* Whether the model's router gives per-token gates (route_tokens). */
+bool llmh__fabric_per_token(llmh_model *m);
+/* Per-token gates at `layer` for the n selected adapters `sel` with
+ * route() gates `req_gates`: calls the router's route_tokens with the
+ * layer-input hidden states h [n_tok][dim]; gates_out [n_tok][n]. Every gate
+ * must be finite. */
+llmh_status llmh__fabric_route_tokens(llmh_model *m, int32_t layer, const float *h, int64_t dim, int64_t n_tok,
+                                      llmh__adapter *const *sel, const float *req_gates, size_t n, float *gates_out);
 /* Effective scale of one adapted tensor pair for multiplier `mult`:
  * mult * alpha / r (mult alone when alpha is 0), as llama.cpp computes it. */
 float llmh__adapter_pair_scale(const llmh__adapter *a, size_t idx, float mult);

@@ -4,6 +4,7 @@
 #ifndef LLMH_SESSION_INTERNAL_H
 #define LLMH_SESSION_INTERNAL_H
 
+#include "llmh-fabric.h"
 #include "model-internal.h"
 
 /* Activation tensors of one batch of up to n_batch tokens (all F32). */
@@ -44,10 +45,27 @@ struct llmh_session {
      * reference to each) and their multipliers gate * store scale */
     llmh__adapter **lora;
     float *lora_mult;
+    float *lora_rgate;      /* route()'s gate of each (per-token routing multiplies it in itself) */
+    float *lora_scale;      /* store scale of each at selection */
     size_t n_lora;
     llmh_buffer *lora_buf;  /* scratch: lora_r (r_max, n_batch), lora_y (out_max, n_batch) */
     llmh_tensor lora_r, lora_y;
     int64_t lora_rmax;
+
+    /* per-token routing and the hidden-state hook (layer-by-layer eval):
+     * tok_route is set only while session.c builds a graph whose LoRA
+     * nodes read per-token gates from gate_t (row i: adapter i's gates for
+     * the batch's tokens, rewritten before every layer) */
+    bool tok_route;
+    llmh_buffer *gate_buf;
+    llmh_tensor gate_t;     /* F32 (n_batch, gate_cap) */
+    size_t gate_cap;
+    float *gate_host;       /* (gate_cap * n_batch) staging */
+    float *route_out;       /* (n_batch * gate_cap) route_tokens output */
+    float *h_host;          /* (n_embd * n_batch) residual stream copy */
+    size_t *layer_node;     /* (n_layer + 1) first node of each layer, then of the head */
+    llmh_hidden_hook hidden_hook;
+    void *hidden_user;
 };
 
 /* A graph under construction: node and view pools (borrowed arrays). */

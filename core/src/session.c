@@ -148,7 +148,8 @@ llmh_status llmh_session_create(llmh_model *m, const llmh_session_params *params
     s->views = calloc(s->cap_views, sizeof *s->views);
     s->logits = calloc((size_t)V, sizeof *s->logits);
     s->host_i32 = calloc((size_t)B, sizeof *s->host_i32);
-    if (!s->nodes || !s->views || !s->logits || !s->host_i32) { st = LLMH_ERR_NO_MEMORY; goto fail; }
+    s->layer_node = calloc((size_t)L + 1, sizeof *s->layer_node);
+    if (!s->nodes || !s->views || !s->logits || !s->host_i32 || !s->layer_node) { st = LLMH_ERR_NO_MEMORY; goto fail; }
     /* new sessions start with every adapter in the store, through the router */
     pthread_mutex_lock(&m->adapter_lock);
     bool any = m->n_adapters > 0;
@@ -166,6 +167,11 @@ void llmh_session_free(llmh_session *s) {
     llmh_model *m = s->model;
     llmh_session_clear_adapters(s);
     if (s->lora_buf) m->be_if->buffer_free(m->be, s->lora_buf);
+    if (s->gate_buf) m->be_if->buffer_free(m->be, s->gate_buf);
+    free(s->gate_host);
+    free(s->route_out);
+    free(s->h_host);
+    free(s->layer_node);
     if (s->kv_buf) m->be_if->buffer_free(m->be, s->kv_buf);
     if (s->act_buf) m->be_if->buffer_free(m->be, s->act_buf);
     free(s->k_cache);
@@ -202,9 +208,15 @@ void llmh__g_rms_norm(llmh__gb *g, llmh_tensor *dst, const llmh_tensor *src, con
     if (nd) nd->fp[0] = eps;
 }
 
-/* y += s_i * B_i (A_i x) for every selected adapter that adapts this
- * projection (as llama.cpp: the two F32 products, then the scale, then the
- * add). dst is (out, n) contiguous; x is (in, n). */
+/* dst += s_i * B_i (A_i x) for every selected adapter that adapts this
+ * projection: one LLMH_OP_LORA node per adapter where the backend runs it
+ * for the adapter's storage type (consecutive nodes on one dst and x, which
+ * a backend may fuse), else as llama.cpp does it: the two products, the
+ * scale, the add. With per-token routing (s->tok_route) each adapter's
+ * gates for the batch's tokens come from row i of s->gate_t (LORA's src3;
+ * a MUL by a [1, n] gate row in the fallback) and the multiplier is the
+ * store scale alone (route_tokens folds route()'s gate in). dst is (out, n)
+ * contiguous; x is (in, n). */
 void llmh__g_lora(llmh__gb *g, llmh_session *s, llmh_tensor *dst, const llmh_tensor *x, int64_t layer, int target) {
     int64_t n = dst->ne[1];
     size_t idx = (size_t)layer * LLMH__LORA_N + (size_t)target;
@@ -212,6 +224,20 @@ void llmh__g_lora(llmh__gb *g, llmh_session *s, llmh_tensor *dst, const llmh_ten
         const llmh__adapter *ad = s->lora[i];
         const llmh_tensor *A = &ad->a[idx], *B = &ad->b[idx];
         if (!A->ne[0]) continue;
+        bool tok = s->tok_route && s->gate_cap > i;
+        float sc = llmh__adapter_pair_scale(ad, idx, tok ? s->lora_scale[i] : s->lora_mult[i]);
+        size_t goff = sizeof(float) * i * (size_t)s->n_batch;
+        if (ad->lora_op) {
+            const llmh_tensor *gate = NULL;
+            if (tok && !(gate = llmh__g_view3(g, &s->gate_t, n, 1, 1, sizeof(float) * (size_t)n,
+                                              sizeof(float) * (size_t)n, goff)))
+                return;
+            llmh_node *nd = llmh__g_node(g, LLMH_OP_LORA, dst, A, x, B);
+            if (!nd) return;
+            nd->src[3] = gate;
+            nd->fp[0] = sc;
+            continue;
+        }
         int64_t r = A->ne[1], out = B->ne[1];
         llmh_tensor *t_r = llmh__g_view3(g, &s->lora_r, r, n, 1, sizeof(float) * (size_t)r, sizeof(float) * (size_t)(r * n), 0);
         llmh_tensor *t_y =
@@ -222,8 +248,14 @@ void llmh__g_lora(llmh__gb *g, llmh_session *s, llmh_tensor *dst, const llmh_ten
         }
         llmh__g_node(g, LLMH_OP_MUL_MAT, t_r, A, x, NULL);
         llmh__g_node(g, LLMH_OP_MUL_MAT, t_y, B, t_r, NULL);
-        llmh_node *sc = llmh__g_node(g, LLMH_OP_SCALE, t_y, t_y, NULL, NULL);
-        if (sc) sc->fp[0] = llmh__adapter_pair_scale(ad, idx, s->lora_mult[i]);
+        llmh_node *sn = llmh__g_node(g, LLMH_OP_SCALE, t_y, t_y, NULL, NULL);
+        if (sn) sn->fp[0] = sc;
+        if (tok) {
+            /* the gate row as [1, n]: broadcast down each column of y */
+            llmh_tensor *grow = llmh__g_view3(g, &s->gate_t, 1, n, 1, sizeof(float), sizeof(float) * (size_t)n, goff);
+            if (!grow) return;
+            llmh__g_node(g, LLMH_OP_MUL, t_y, t_y, grow, NULL);
+        }
         llmh__g_node(g, LLMH_OP_ADD, dst, dst, t_y, NULL);
     }
 }
@@ -273,6 +305,7 @@ static llmh_status build_graph(llmh_session *s, int64_t n, llmh__gb *g) {
     llmh__g_node(g, LLMH_OP_GET_ROWS, x, m->tok_embd, ids, NULL);
     for (int64_t l = 0; l < hp->n_layer; l++) {
         const llmh__layer *L = &m->layers[l];
+        s->layer_node[l] = g->n;
         llmh__g_rms_norm(g, xn, x, L->attn_norm, hp->norm_eps);
         llmh__g_matmul(g, s, q2, L->wq, xn, L->bq, l, LLMH__LORA_Q);
         llmh__g_matmul(g, s, k2, L->wk, xn, L->bk, l, LLMH__LORA_K);
@@ -304,6 +337,7 @@ static llmh_status build_graph(llmh_session *s, int64_t n, llmh__gb *g) {
         llmh__g_matmul(g, s, o, L->w_down, gt, NULL, l, LLMH__LORA_DOWN);
         llmh__g_node(g, LLMH_OP_ADD, x, x, o, NULL);
     }
+    s->layer_node[hp->n_layer] = g->n;
     /* logits of the last token only */
     llmh_tensor *x_last = llmh__g_view3(g, &a->x, E, 1, 1, a->x.nb[1], a->x.nb[1], a->x.nb[1] * (size_t)(n - 1));
     llmh_tensor *xn_last = llmh__g_view3(g, &a->xn, E, 1, 1, a->xn.nb[1], a->xn.nb[1], 0);
@@ -317,6 +351,77 @@ static llmh_status build_graph(llmh_session *s, int64_t n, llmh__gb *g) {
 /* ------------------------------------------------------------------------ */
 /* eval                                                                       */
 /* ------------------------------------------------------------------------ */
+static llmh_status run_nodes(llmh_session *s, const llmh__gb *g, size_t from, size_t to) {
+    if (to <= from) return LLMH_OK;
+    llmh_graph graph = {sizeof graph, to - from, g->nodes + from};
+    return s->model->be_if->graph_compute(s->model->be, &graph);
+}
+
+/* Room for per-token gates of every selected adapter and the host copies
+ * of the residual stream. */
+static llmh_status layered_scratch(llmh_session *s, bool route) {
+    llmh_model *m = s->model;
+    const llmh_backend_iface *bi = m->be_if;
+    size_t B = (size_t)s->n_batch, E = (size_t)m->hp.n_embd;
+    if (!s->h_host && !(s->h_host = malloc(E * B * sizeof(float))))
+        return llmh__fail(LLMH_ERR_NO_MEMORY, "out of memory for the hidden-state copy");
+    if (!route || s->gate_cap >= s->n_lora) return LLMH_OK;
+    size_t cap = s->n_lora;
+    llmh_buffer *buf = NULL;
+    llmh_status st = bi->buffer_alloc(m->be, cap * B * sizeof(float), LLMH_BUFFER_COMPUTE, &buf);
+    if (st) return st;
+    float *gh = malloc(cap * B * sizeof(float)), *ro = malloc(cap * B * sizeof(float));
+    if (!gh || !ro) {
+        free(gh);
+        free(ro);
+        bi->buffer_free(m->be, buf);
+        return llmh__fail(LLMH_ERR_NO_MEMORY, "out of memory for per-token gates");
+    }
+    if (s->gate_buf) bi->buffer_free(m->be, s->gate_buf);
+    free(s->gate_host);
+    free(s->route_out);
+    s->gate_buf = buf;
+    s->gate_host = gh;
+    s->route_out = ro;
+    s->gate_cap = cap;
+    init_tensor(&s->gate_t, LLMH_DTYPE_F32, (int64_t)B, (int64_t)cap, 1, buf, 0,
+                bi->buffer_host_ptr ? bi->buffer_host_ptr(m->be, buf) : NULL);
+    return LLMH_OK;
+}
+
+/* The residual stream of the chunk (n columns) to the host. */
+static llmh_status read_h(llmh_session *s, int64_t n) {
+    llmh_model *m = s->model;
+    return m->be_if->buffer_read(m->be, s->act_buf, s->a.x.offset, s->h_host,
+                                 (size_t)n * (size_t)m->hp.n_embd * sizeof(float));
+}
+
+/* Layer by layer: before layer l the residual stream goes to the hook and
+ * to the router's route_tokens, whose per-token gates are written where
+ * the layer's LoRA nodes read them. */
+static llmh_status eval_layered(llmh_session *s, const llmh__gb *g, int64_t n, bool route) {
+    llmh_model *m = s->model;
+    const llmh_backend_iface *bi = m->be_if;
+    int64_t L = m->hp.n_layer, E = m->hp.n_embd;
+    size_t B = (size_t)s->n_batch, k = s->n_lora;
+    llmh_status st = run_nodes(s, g, 0, s->layer_node[0]);
+    for (int64_t l = 0; l <= L && !st; l++) {
+        if ((st = read_h(s, n))) break;
+        if (s->hidden_hook) s->hidden_hook(s->hidden_user, (int32_t)l, s->h_host, E, n);
+        if (l == L) break;
+        if (route) {
+            st = llmh__fabric_route_tokens(m, (int32_t)l, s->h_host, E, n, s->lora, s->lora_rgate, k, s->route_out);
+            if (st) break;
+            for (size_t i = 0; i < k; i++)
+                for (int64_t t = 0; t < n; t++) s->gate_host[i * B + (size_t)t] = s->route_out[(size_t)t * k + i];
+            if ((st = bi->buffer_write(m->be, s->gate_buf, 0, s->gate_host, k * B * sizeof(float)))) break;
+        }
+        st = run_nodes(s, g, s->layer_node[l], s->layer_node[l + 1]);
+    }
+    if (!st) st = run_nodes(s, g, s->layer_node[L], g->n);
+    return st;
+}
+
 static llmh_status eval_chunk(llmh_session *s, const llmh_token *tokens, int64_t n) {
     llmh_model *m = s->model;
     const llmh_backend_iface *bi = m->be_if;
@@ -327,22 +432,36 @@ static llmh_status eval_chunk(llmh_session *s, const llmh_token *tokens, int64_t
                               tokens[i], (long long)i, (long long)m->hp.n_vocab - 1);
         s->host_i32[i] = tokens[i];
     }
+    bool route = s->n_lora > 0 && llmh__fabric_per_token(m);
+    bool layered = route || s->hidden_hook != NULL;
     llmh__gb g;
     pthread_mutex_lock(&m->compute_lock);
+    if (layered && (st = layered_scratch(s, route))) goto out;
     if ((st = bi->buffer_write(m->be, s->act_buf, s->a.ids.offset,
                                s->host_i32, (size_t)n * sizeof(int32_t))))
         goto out;
     for (int64_t i = 0; i < n; i++) s->host_i32[i] = (int32_t)(s->pos + i);
     if ((st = bi->buffer_write(m->be, s->act_buf, s->a.pos.offset, s->host_i32, (size_t)n * sizeof(int32_t))))
         goto out;
-    if ((st = build_graph(s, n, &g))) goto out;
-    llmh_graph graph = {sizeof graph, g.n, g.nodes};
-    if ((st = bi->graph_compute(m->be, &graph))) goto out;
+    s->tok_route = route;
+    st = build_graph(s, n, &g);
+    s->tok_route = false;
+    if (st) goto out;
+    if (layered) st = eval_layered(s, &g, n, route);
+    else st = run_nodes(s, &g, 0, g.n);
+    if (st) goto out;
     st = bi->buffer_read(m->be, s->act_buf, s->a.logits.offset, s->logits, (size_t)m->hp.n_vocab * sizeof(float));
     if (st == LLMH_OK) s->pos += n;
 out:
     pthread_mutex_unlock(&m->compute_lock);
     return st;
+}
+
+llmh_status llmh_session_set_hidden_hook(llmh_session *s, llmh_hidden_hook fn, void *user) {
+    if (!s) return llmh__fail(LLMH_ERR_INVALID_ARG, "llmh_session_set_hidden_hook: NULL session");
+    s->hidden_hook = fn;
+    s->hidden_user = fn ? user : NULL;
+    return LLMH_OK;
 }
 
 llmh_status llmh_session_eval(llmh_session *s, const llmh_token *tokens, size_t n) {
@@ -385,8 +504,12 @@ void llmh_session_clear_adapters(llmh_session *s) {
     for (size_t i = 0; i < s->n_lora; i++) llmh__adapter_release(s->lora[i]);
     free(s->lora);
     free(s->lora_mult);
+    free(s->lora_rgate);
+    free(s->lora_scale);
     s->lora = NULL;
     s->lora_mult = NULL;
+    s->lora_rgate = NULL;
+    s->lora_scale = NULL;
     s->n_lora = 0;
 }
 
@@ -405,12 +528,12 @@ llmh_status llmh_session_select_adapters(llmh_session *s, const llmh_adapter_req
     llmh_model *m = s->model;
     const llmh__hparams *hp = &m->hp;
     llmh__adapter **sel = NULL;
-    float *mult = NULL;
+    float *mult = NULL, *rgate = NULL, *scale = NULL;
     size_t n_sel = 0;
-    llmh_status st = llmh__fabric_select(m, req, &sel, &mult, &n_sel);
+    llmh_status st = llmh__fabric_select_ex(m, req, &sel, &mult, &rgate, &scale, &n_sel);
     if (st) return st;
-    /* scratch for the largest rank; per-node and per-view room for 4 nodes
-     * and 2 views per adapted projection */
+    /* scratch for the largest rank; per-node and per-view room for 5 nodes
+     * and 3 views per adapted projection (the fallback with per-token gates) */
     int64_t rmax = 0;
     size_t extra = 0;
     for (size_t i = 0; i < n_sel; i++) {
@@ -433,7 +556,7 @@ llmh_status llmh_session_select_adapters(llmh_session *s, const llmh_adapter_req
         init_tensor(&ny, LLMH_DTYPE_F32, out_max, s->n_batch, 1, nbuf, br, host);
     }
     size_t base = 8 + (size_t)hp->n_layer * 24;
-    size_t want_nodes = base + 4 * extra, want_views = base + 2 * extra;
+    size_t want_nodes = base + 5 * extra, want_views = base + 3 * extra;
     if (want_nodes > s->cap_nodes) {
         llmh_node *nn = realloc(s->nodes, want_nodes * sizeof *nn);
         if (!nn) { st = llmh__fail(LLMH_ERR_NO_MEMORY, "out of memory for the adapter graph"); goto fail; }
@@ -456,6 +579,8 @@ llmh_status llmh_session_select_adapters(llmh_session *s, const llmh_adapter_req
     llmh_session_clear_adapters(s);
     s->lora = sel;
     s->lora_mult = mult;
+    s->lora_rgate = rgate;
+    s->lora_scale = scale;
     s->n_lora = n_sel;
     return LLMH_OK;
 fail:
@@ -463,5 +588,7 @@ fail:
     for (size_t i = 0; i < n_sel; i++) llmh__adapter_release(sel[i]);
     free(sel);
     free(mult);
+    free(rgate);
+    free(scale);
     return st;
 }
