@@ -34,6 +34,7 @@ int llmh_cmd_inspect(int argc, char **argv);      /* cli-inspect.c */
 int llmh_cmd_generate(int argc, char **argv);     /* cli-generate.c */
 int llmh_cmd_chat(int argc, char **argv);         /* cli-chat.c */
 int llmh_cmd_bench(int argc, char **argv);        /* cli-bench.c */
+int llmh_cmd_serve(int argc, char **argv);        /* cli-serve.c, serve/ */
 int llmh_cmd_pull(int argc, char **argv);         /* cli-pull.c */
 int llmh_cmd_models(int argc, char **argv);       /* cli-pull.c */
 int llmh_cmd_rm(int argc, char **argv);           /* cli-pull.c */

@@ -19,6 +19,7 @@ static const struct {
     {"inspect", llmh_cmd_inspect, "describe a model file or HF directory"},
     {"plugins", llmh_cmd_plugins, "list plugins found, and why any file was refused"},
     {"plugin", llmh_cmd_plugin, "plugin check FILE: validate and describe one plugin"},
+    {"serve", llmh_cmd_serve, "OpenAI-compatible HTTP server with per-request adapters (docs/server.md)"},
     {"pull", llmh_cmd_pull, "download a manifest's model (or a URL) into the cache"},
     {"models", llmh_cmd_models, "list the model cache with sizes"},
     {"rm", llmh_cmd_rm, "rm NAME|SHA|--all: remove models from the cache"},
