@@ -66,7 +66,7 @@ void llmh_cli_bench_print_table(const llmh_cli_bench_run *r, FILE *out) {
     for (int v = 0; v < nv; v++) {
         const llmh_cli_bench_variant *var = &r->variants[v];
         fprintf(out, "%s: %s, backend %s", var->name, var->arch, var->backend);
-        if (var->threads > 0) fprintf(out, " (%d threads)", var->threads);
+        if (var->threads > 0) fprintf(out, " (threads=%d)", var->threads);
         fprintf(out, ", %.1f MB of weights read per token, KV %.1f KB per position", (double)var->weight_bytes / 1e6,
                 (double)var->kv_bytes_per_pos / 1e3);
         if (var->file_bytes) fprintf(out, ", file %.1f MB", (double)var->file_bytes / 1e6);
