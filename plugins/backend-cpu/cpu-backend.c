@@ -359,10 +359,15 @@ static llmh_status cpu_graph_compute(llmh_backend *be, const llmh_graph *g) {
     /* weights recorded for packing at load are packed on first use */
     llmh_status pst = cpu_pack_pending(be, g);
     if (pst != LLMH_OK) return pst;
-    /* consecutive LORA nodes on one dst and x run as one step (cpu-lora.c) */
+    /* consecutive LORA nodes on one dst and x run as one step, with the
+     * MUL_MAT before them in decode (cpu-lora.c) */
     for (size_t i = 0; i < g->n_nodes;) {
-        size_t len = 1, w;
-        if (g->nodes[i].op == LLMH_OP_LORA) {
+        size_t len = 1, w, ml = cpu_mm_lora_length(be, g->nodes, g->n_nodes, i);
+        if (ml) {
+            len = ml;
+            w = cpu_mm_lora_work_size(be, &g->nodes[i], len);
+            n_steps += 2;
+        } else if (g->nodes[i].op == LLMH_OP_LORA) {
             len = cpu_lora_run_length(g->nodes, g->n_nodes, i);
             w = cpu_lora_work_size(be, &g->nodes[i], len);
             n_steps += (size_t)cpu_lora_phases(be, &g->nodes[i], len);
@@ -397,14 +402,17 @@ static llmh_status cpu_graph_compute(llmh_backend *be, const llmh_graph *g) {
     size_t k = 0;
     for (size_t i = 0; i < g->n_nodes;) {
         const llmh_node *nd = &g->nodes[i];
-        size_t len = nd->op == LLMH_OP_LORA ? cpu_lora_run_length(g->nodes, g->n_nodes, i) : 1;
-        int nph = len > 1 ? cpu_lora_phases(be, nd, len) : cpu_op_phases(be, nd);
+        size_t ml = cpu_mm_lora_length(be, g->nodes, g->n_nodes, i);
+        size_t len = ml ? ml : nd->op == LLMH_OP_LORA ? cpu_lora_run_length(g->nodes, g->n_nodes, i) : 1;
+        int nph = ml ? 2 : nd->op == LLMH_OP_LORA ? cpu_lora_phases(be, nd, len) : cpu_op_phases(be, nd);
         for (int ph = 0; ph < nph; ph++) {
             cpu_step *st = &be->steps[k++];
             st->node = nd;
             st->n_nodes = len;
             st->phase = ph;
-            st->units = len > 1 ? cpu_lora_units(be, nd, len, ph, &st->grain) : cpu_op_units(be, nd, ph, &st->grain);
+            st->units = ml ? cpu_mm_lora_units(be, nd, len, ph, &st->grain)
+                        : nd->op == LLMH_OP_LORA ? cpu_lora_units(be, nd, len, ph, &st->grain)
+                                                 : cpu_op_units(be, nd, ph, &st->grain);
             atomic_init(&st->next, 0);
             atomic_init(&st->done, 0);
         }

@@ -295,6 +295,12 @@ size_t cpu_lora_work_size(const llmh_backend *be, const llmh_node *nodes, size_t
 int cpu_lora_phases(const llmh_backend *be, const llmh_node *nodes, size_t n);
 int64_t cpu_lora_units(const llmh_backend *be, const llmh_node *nodes, size_t n, int phase, int64_t *grain);
 void cpu_lora(const cpu_exec *ex, int phase, int64_t u0, int64_t u1, int ith);
+/* A decode-sized MUL_MAT followed by a LORA run on its dst and x: 1 + the
+ * run's length when they run as one two-phase step (0 = not this shape). */
+size_t cpu_mm_lora_length(const llmh_backend *be, const llmh_node *nodes, size_t n_nodes, size_t i);
+size_t cpu_mm_lora_work_size(const llmh_backend *be, const llmh_node *nodes, size_t n);
+int64_t cpu_mm_lora_units(const llmh_backend *be, const llmh_node *nodes, size_t n, int phase, int64_t *grain);
+void cpu_mm_lora(const cpu_exec *ex, int phase, int64_t u0, int64_t u1, int ith);
 
 /* cpu-matmul.c */
 size_t cpu_mul_mat_work_size(const llmh_backend *be, const llmh_node *node);

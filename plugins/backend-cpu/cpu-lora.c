@@ -11,6 +11,12 @@
  *   adapters therefore cost one synchronization point, not 2k.
  * - prefill: phase 0 (units = groups of 4 columns) computes every r_i into
  *   shared scratch, phase 1 (units = row chunks) applies the B_i.
+ * - a decode-sized MUL_MAT followed by a run of LORA nodes on its dst and
+ *   x (the usual projection W x + adapters): two phases for the lot. Phase
+ *   0 hands out the adapters' A products (one unit per adapter, into
+ *   shared scratch) and the matmul's row chunks from one counter, as both
+ *   read only x; phase 1 (row chunks of dst) applies the B_i. No thread
+ *   repeats another's work and k adapters add one synchronization point.
  * Columns whose gate is 0 are skipped (dst untouched). Per element of dst
  * the adapters are added in node order, so a fused run equals the nodes run
  * one after another.
@@ -191,5 +197,79 @@ void cpu_lora(const cpu_exec *ex, int phase, int64_t u0, int64_t u1, int ith) {
     for (int64_t u = u0; u < u1; u++) {
         int64_t r0 = u * rows, nr = r.m - r0 < rows ? r.m - r0 : rows;
         apply_b(be, &r, r0, nr, rbuf);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* MUL_MAT + its LORA run                                                     */
+/* ------------------------------------------------------------------------ */
+size_t cpu_mm_lora_length(const llmh_backend *be, const llmh_node *nodes, size_t n_nodes, size_t i) {
+    const llmh_node *mm = &nodes[i];
+    if (mm->op != LLMH_OP_MUL_MAT || i + 1 >= n_nodes || nodes[i + 1].op != LLMH_OP_LORA) return 0;
+    const llmh_node *lo = &nodes[i + 1];
+    if (!same_view(lo->dst, mm->dst) || !same_view(lo->src[1], mm->src[1])) return 0;
+    if (cpu_mul_mat_phases(be, mm) != 1 || mm->dst->ne[2] * mm->dst->ne[3] != 1) return 0;
+    size_t len = cpu_lora_run_length(nodes, n_nodes, i + 1);
+    lora_run r;
+    run_get(lo, len, &r);
+    return private_r(&r) ? 1 + len : 0;
+}
+
+static size_t mm_part(const llmh_backend *be, const llmh_node *mm) {
+    return align64(cpu_mul_mat_work_size(be, mm));
+}
+
+size_t cpu_mm_lora_work_size(const llmh_backend *be, const llmh_node *nodes, size_t n) {
+    lora_run r;
+    run_get(nodes + 1, n - 1, &r);
+    return mm_part(be, nodes) + r_bytes(&r) + gather_bytes(&r) * (size_t)be->n_threads + 64;
+}
+
+int64_t cpu_mm_lora_units(const llmh_backend *be, const llmh_node *nodes, size_t n, int phase, int64_t *grain) {
+    lora_run r;
+    run_get(nodes + 1, n - 1, &r);
+    *grain = 1;
+    if (phase == 0) {
+        int64_t g;
+        int64_t u = cpu_mul_mat_units(be, nodes, 1, &g);
+        return (int64_t)(n - 1) + u; /* grain 1 on both sides */
+    }
+    int64_t rows = chunk_rows(be, &r);
+    return (r.m + rows - 1) / rows;
+}
+
+/* Adapter u's r = A_u x (every column) into the shared scratch. */
+static void compute_r_one(const llmh_backend *be, const lora_run *r, size_t u, float *rbuf, float *gather) {
+    lora_run one = *r;
+    int64_t off = 0;
+    for (size_t i = 0; i < u; i++) off += r->nodes[i].src[0]->ne[1];
+    one.nodes = &r->nodes[u];
+    one.n = 1;
+    /* compute_r writes at t * sum_r + (offset within `one`): shift the base */
+    compute_r(be, &one, 0, (int)r->cols, rbuf + off, gather);
+}
+
+void cpu_mm_lora(const cpu_exec *ex, int phase, int64_t u0, int64_t u1, int ith) {
+    llmh_backend *be = ex->be;
+    size_t n_ad = ex->n_nodes - 1;
+    lora_run r;
+    run_get(ex->node + 1, n_ad, &r);
+    float *rbuf = (float *)(be->work + 64 + mm_part(be, ex->node));
+    if (phase == 1) {
+        int64_t rows = chunk_rows(be, &r);
+        for (int64_t u = u0; u < u1; u++) {
+            int64_t r0 = u * rows, nr = r.m - r0 < rows ? r.m - r0 : rows;
+            apply_b(be, &r, r0, nr, rbuf);
+        }
+        return;
+    }
+    float *gather = (float *)((uint8_t *)rbuf + r_bytes(&r) + gather_bytes(&r) * (size_t)ith);
+    for (int64_t u = u0; u < u1; u++) {
+        if (u < (int64_t)n_ad) {
+            compute_r_one(be, &r, (size_t)u, rbuf, gather);
+        } else {
+            cpu_exec mx = {be, ex->node, 1};
+            cpu_mul_mat(&mx, 1, u - (int64_t)n_ad, u - (int64_t)n_ad + 1, ith);
+        }
     }
 }

@@ -746,6 +746,10 @@ int64_t cpu_op_units(const llmh_backend *be, const llmh_node *n, int phase, int6
 }
 
 void cpu_op_run(const cpu_exec *ex, int phase, int64_t a, int64_t b, int ith) {
+    if (ex->n_nodes > 1 && ex->node->op == LLMH_OP_MUL_MAT) {
+        cpu_mm_lora(ex, phase, a, b, ith);
+        return;
+    }
     switch (ex->node->op) {
     case LLMH_OP_NONE: break;
     case LLMH_OP_GET_ROWS: op_get_rows(ex, a, b, ith); break;

@@ -1185,6 +1185,60 @@ static void test_lora_graph(void) {
     }
 }
 
+/* A decode-sized quantized MUL_MAT followed by LORA nodes on its dst and x
+ * runs as one two-phase step; it must equal the same nodes run as separate
+ * graphs bit for bit (same kernels, same order per element). */
+static void test_lora_after_mul_mat(void) {
+    static const int64_t ns[] = {1, 3, 4, 6};
+    for (size_t c = 0; c < N_CFG; c++) {
+        llmh_backend *be = cfgs[c].be;
+        if (!be) continue;
+        for (int ni = 0; ni < 4; ni++) {
+            const int64_t K = 96, M = 75, N = ns[ni], R = 5;
+            uint64_t s = 31 + (uint64_t)ni;
+            bu_tensor *w = bu_tensor_new(&plug, be, LLMH_DTYPE_Q4_0, K, M, 1, 1);
+            bu_tensor *x = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, K, N, 1, 1);
+            bu_tensor *d1 = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, M, N, 1, 1);
+            bu_tensor *d2 = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, M, N, 1, 1);
+            bu_tensor *gt = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, N, 1, 1, 1);
+            bu_tensor *A[3], *B[3];
+            bu_random_weights(LLMH_DTYPE_Q4_0, w->t.data, K * M, &s);
+            if (plug.be->weight_prepare) CU_ASSERT_EQUAL(plug.be->weight_prepare(be, &w->t), LLMH_OK);
+            fill(x, &s, 1.0f);
+            float *gv = gt->t.data;
+            for (int64_t j = 0; j < N; j++) gv[j] = j == 1 ? 0.0f : 0.5f + (float)j;
+            for (int i = 0; i < 3; i++) {
+                A[i] = bu_tensor_new(&plug, be, LLMH_DTYPE_F16, K, R + i, 1, 1);
+                B[i] = bu_tensor_new(&plug, be, LLMH_DTYPE_F16, R + i, M, 1, 1);
+                fill(A[i], &s, 0.5f);
+                fill(B[i], &s, 0.5f);
+            }
+            llmh_node nodes[4];
+            for (int pass = 0; pass < 2; pass++) {
+                bu_tensor *d = pass ? d2 : d1;
+                nodes[0] = (llmh_node){sizeof(llmh_node), LLMH_OP_MUL_MAT, &d->t, {&w->t, &x->t, NULL, NULL}, {0}, {0}};
+                for (int i = 0; i < 3; i++)
+                    nodes[1 + i] = (llmh_node){sizeof(llmh_node), LLMH_OP_LORA, &d->t,
+                                               {&A[i]->t, &x->t, &B[i]->t, i == 1 ? &gt->t : NULL}, {0}, {0.5f + (float)i}};
+                if (pass == 0) {
+                    llmh_graph g = {sizeof g, 4, nodes};
+                    CU_ASSERT_EQUAL(plug.be->graph_compute(be, &g), LLMH_OK);
+                } else {
+                    for (int i = 0; i < 4; i++) CU_ASSERT_EQUAL(run1(be, &nodes[i]), LLMH_OK);
+                }
+            }
+            CU_ASSERT_EQUAL(memcmp(d1->t.data, d2->t.data, (size_t)(M * N) * sizeof(float)), 0);
+            if (plug.be->weight_release) plug.be->weight_release(be, &w->t);
+            for (int i = 0; i < 3; i++) {
+                bu_tensor_free(&plug, be, A[i]);
+                bu_tensor_free(&plug, be, B[i]);
+            }
+            bu_tensor *ts[] = {w, x, d1, d2, gt};
+            for (size_t i = 0; i < 5; i++) bu_tensor_free(&plug, be, ts[i]);
+        }
+    }
+}
+
 static void test_lora_errors(void) {
     llmh_backend *be = cfgs[0].be;
     CU_ASSERT(plug.be->supports(be, LLMH_OP_LORA, LLMH_DTYPE_F32, LLMH_DTYPE_F32));
@@ -1258,6 +1312,7 @@ int main(void) {
     static const llmh_test_case lora_cases[] = {
         {"LORA f32/f16/bf16, gates, strided x, fused runs", test_lora},
         {"LORA runs in a graph", test_lora_graph},
+        {"LORA run after its MUL_MAT (one step) equals separate nodes", test_lora_after_mul_mat},
         {"LORA supports and errors", test_lora_errors},
         {NULL, NULL}};
     static const llmh_test_suite suites[] = {
