@@ -2,9 +2,14 @@
  * conversation the way that family's templates do (see chat-template.h). */
 #include "chat-template.h"
 
+#include <stdatomic.h>
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "jinja.h"
+#include "llmh-template.h"
 
 #define CHATML_START "<|im_start|>"
 #define CHATML_END "<|im_end|>"
@@ -429,8 +434,206 @@ llmh_status llmh__chat_render(const llmh_chat_template *t, const llmh_chat_messa
 }
 
 /* ------------------------------------------------------------------------ */
-/* Public API (llmh.h): render with a model's template                        */
+/* Jinja rendering of a template with OpenAI-style messages                  */
 /* ------------------------------------------------------------------------ */
+/* Replace the value of obj[key] (which must exist) by `v`. */
+static bool replace_item(cJSON *obj, const char *key, cJSON *v) {
+    if (!v) return false;
+    if (!cJSON_ReplaceItemInObjectCaseSensitive(obj, key, v)) {
+        cJSON_Delete(v);
+        return false;
+    }
+    return true;
+}
+
+/* The normalizations llmh-template.h promises: text parts joined into one
+ * content string; function.arguments strings holding a JSON object parsed.
+ * `msgs` is owned (a copy of the caller's). */
+static llmh_status normalize_messages(cJSON *msgs) {
+    size_t i = 0;
+    for (cJSON *m = msgs->child; m; m = m->next, i++) {
+        if (!cJSON_IsObject(m)) {
+            llmh_set_error("chat messages: message %zu is not a JSON object", i);
+            return LLMH_ERR_INVALID_ARG;
+        }
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        if (!cJSON_IsString(role)) {
+            llmh_set_error("chat messages: message %zu has no string \"role\"", i);
+            return LLMH_ERR_INVALID_ARG;
+        }
+        cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (cJSON_IsArray(content)) {
+            bool all_text = true;
+            size_t len = 0;
+            for (const cJSON *part = content->child; part && all_text; part = part->next) {
+                const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
+                const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
+                all_text = cJSON_IsString(type) && !strcmp(type->valuestring, "text") &&
+                           cJSON_IsString(text);
+                if (all_text) len += strlen(text->valuestring);
+            }
+            if (all_text) {
+                char *joined = malloc(len + 1);
+                if (!joined) {
+                    llmh_set_error("chat messages: out of memory");
+                    return LLMH_ERR_NO_MEMORY;
+                }
+                size_t k = 0;
+                for (const cJSON *part = content->child; part; part = part->next) {
+                    const char *t = cJSON_GetObjectItemCaseSensitive(part, "text")->valuestring;
+                    size_t l = strlen(t);
+                    memcpy(joined + k, t, l);
+                    k += l;
+                }
+                joined[k] = 0;
+                bool ok = replace_item(m, "content", cJSON_CreateString(joined));
+                free(joined);
+                if (!ok) {
+                    llmh_set_error("chat messages: out of memory");
+                    return LLMH_ERR_NO_MEMORY;
+                }
+            }
+        }
+        cJSON *calls = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
+        for (cJSON *c = cJSON_IsArray(calls) ? calls->child : NULL; c; c = c->next) {
+            cJSON *fn = cJSON_GetObjectItemCaseSensitive(c, "function");
+            cJSON *args = cJSON_IsObject(fn) ? cJSON_GetObjectItemCaseSensitive(fn, "arguments") : NULL;
+            if (!cJSON_IsString(args)) continue;
+            cJSON *parsed = cJSON_Parse(args->valuestring);
+            if (!cJSON_IsObject(parsed)) {
+                cJSON_Delete(parsed);
+                continue; /* not a JSON object: the template gets the string */
+            }
+            if (!replace_item(fn, "arguments", parsed)) {
+                llmh_set_error("chat messages: out of memory");
+                return LLMH_ERR_NO_MEMORY;
+            }
+        }
+    }
+    return LLMH_OK;
+}
+
+static bool add_ref(cJSON *vars, const char *key, const cJSON *v) {
+    cJSON *item = cJSON_IsArray(v) ? cJSON_CreateArrayReference(v->child)
+                : cJSON_IsObject(v) ? cJSON_CreateObjectReference(v->child)
+                                    : cJSON_Duplicate(v, 1);
+    return item && cJSON_AddItemToObject(vars, key, item);
+}
+
+llmh_status llmh__chat_render_jinja(const char *tmpl, const cJSON *messages, const cJSON *tools,
+                                    const cJSON *kwargs, bool add_generation_prompt,
+                                    const char *bos_token, const char *eos_token, bool strip_bos,
+                                    const llmh_jinja_opts *opts, bool *parse_failed, char **out) {
+    if (parse_failed) *parse_failed = false;
+    if (!out) {
+        llmh_set_error("chat template: out is NULL");
+        return LLMH_ERR_INVALID_ARG;
+    }
+    *out = NULL;
+    if (!tmpl || !*tmpl) {
+        llmh_set_error("chat template: the model has no chat template");
+        return LLMH_ERR_UNSUPPORTED;
+    }
+    if (!cJSON_IsArray(messages)) {
+        llmh_set_error("chat template: messages must be a JSON array");
+        return LLMH_ERR_INVALID_ARG;
+    }
+    if (tools && !cJSON_IsArray(tools) && !cJSON_IsNull(tools)) {
+        llmh_set_error("chat template: tools must be a JSON array");
+        return LLMH_ERR_INVALID_ARG;
+    }
+    if (kwargs && !cJSON_IsObject(kwargs)) {
+        llmh_set_error("chat template: extra template variables must be a JSON object");
+        return LLMH_ERR_INVALID_ARG;
+    }
+    llmh_jinja *t = NULL;
+    llmh_status st = llmh__jinja_parse(tmpl, strlen(tmpl), &t);
+    if (st != LLMH_OK) {
+        if (parse_failed && st == LLMH_ERR_FORMAT) *parse_failed = true;
+        return st;
+    }
+    cJSON *vars = cJSON_CreateObject();
+    static const char *const reserved[] = {"messages", "tools", "add_generation_prompt",
+                                           "bos_token", "eos_token", NULL};
+    bool ok = vars != NULL;
+    for (const cJSON *k = kwargs ? kwargs->child : NULL; ok && k; k = k->next) {
+        bool skip = false;
+        for (size_t i = 0; reserved[i]; i++) skip = skip || !strcmp(k->string, reserved[i]);
+        if (!skip) ok = add_ref(vars, k->string, k);
+    }
+    ok = ok && add_ref(vars, "messages", messages);
+    if (ok && cJSON_IsArray(tools)) ok = add_ref(vars, "tools", tools);
+    ok = ok && cJSON_AddBoolToObject(vars, "add_generation_prompt", add_generation_prompt);
+    ok = ok && cJSON_AddStringToObject(vars, "bos_token", bos_token ? bos_token : "");
+    ok = ok && cJSON_AddStringToObject(vars, "eos_token", eos_token ? eos_token : "");
+    if (!ok) {
+        cJSON_Delete(vars);
+        llmh__jinja_free(t);
+        llmh_set_error("chat template: out of memory");
+        return LLMH_ERR_NO_MEMORY;
+    }
+    size_t len = 0;
+    st = llmh__jinja_render(t, vars, opts, out, &len);
+    cJSON_Delete(vars);
+    llmh__jinja_free(t);
+    if (st != LLMH_OK) return st;
+    size_t bl = bos_token ? strlen(bos_token) : 0;
+    if (strip_bos && bl && len >= bl && !memcmp(*out, bos_token, bl))
+        memmove(*out, *out + bl, len - bl + 1);
+    return LLMH_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Public API (llmh.h, llmh-template.h): render with a model's template      */
+/* ------------------------------------------------------------------------ */
+static atomic_int g_warned_fallback;
+
+static void warn_fallback(const char *why) {
+    if (atomic_exchange(&g_warned_fallback, 1)) return;
+    llmh_log(LLMH_LOG_WARN, "core",
+             "the model's chat template cannot be parsed (%s); using the built-in family renderer", why);
+}
+
+typedef struct model_tokens {
+    const char *bos, *eos; /* static storage or the tokenizer's */
+    bool tokenizer_adds_bos;
+    char bos_buf[128], eos_buf[128];
+} model_tokens;
+
+static void token_text(const llmh_tokenizer_iface *ti, const llmh_tokenizer *tok,
+                       llmh_special_token which, char *buf, size_t cap, const char **out) {
+    *out = "";
+    if (!ti || !tok || !ti->special || !ti->token_text) return;
+    llmh_token id = ti->special(tok, which);
+    if (id < 0) return;
+    size_t len = 0;
+    const char *s = ti->token_text(tok, id, &len);
+    if (!s || len >= cap) return;
+    memcpy(buf, s, len);
+    buf[len] = 0;
+    *out = buf;
+}
+
+static void get_model_tokens(const llmh_model *model, model_tokens *mt) {
+    const llmh_tokenizer *tok = NULL;
+    const llmh_tokenizer_iface *ti = llmh_model_tokenizer(model, &tok);
+    mt->tokenizer_adds_bos = ti && tok && ti->add_bos_default && ti->add_bos_default(tok);
+    token_text(ti, tok, LLMH_SPECIAL_BOS, mt->bos_buf, sizeof mt->bos_buf, &mt->bos);
+    token_text(ti, tok, LLMH_SPECIAL_EOS, mt->eos_buf, sizeof mt->eos_buf, &mt->eos);
+}
+
+/* The family renderer on `n` messages (roles system/user/assistant). */
+static llmh_status render_family(const char *tmpl, const llmh_chat_message *msgs, size_t n,
+                                 bool add_generation_prompt, bool add_bos, char **out) {
+    llmh_chat_template t;
+    llmh_status st = llmh__chat_template_init(&t, tmpl, LLMH_CHAT_UNKNOWN);
+    if (st != LLMH_OK) return st;
+    llmh_chat_render_params p = {add_generation_prompt, add_bos};
+    st = llmh__chat_render(&t, msgs, n, &p, out, NULL);
+    llmh__chat_template_clear(&t);
+    return st;
+}
+
 llmh_status llmh_chat_render(const llmh_model *model, const llmh_chat_message *msgs, size_t n,
                              bool add_generation_prompt, char **out) {
     if (!out) {
@@ -442,19 +645,142 @@ llmh_status llmh_chat_render(const llmh_model *model, const llmh_chat_message *m
         llmh_set_error("llmh_chat_render: model is NULL");
         return LLMH_ERR_INVALID_ARG;
     }
-    llmh_chat_template t;
-    llmh_status st = llmh__chat_template_init(&t, llmh_model_chat_template(model),
-                                              LLMH_CHAT_UNKNOWN);
-    if (st != LLMH_OK) return st;
-    /* The BOS text goes into the prompt only when the tokenizer will not
-     * add BOS itself. */
-    const llmh_tokenizer *tok = NULL;
-    const llmh_tokenizer_iface *ti = llmh_model_tokenizer(model, &tok);
-    bool tokenizer_adds_bos = ti && tok && ti->add_bos_default && ti->add_bos_default(tok);
-    llmh_chat_render_params p = {add_generation_prompt, !tokenizer_adds_bos};
-    st = llmh__chat_render(&t, msgs, n, &p, out, NULL);
-    llmh__chat_template_clear(&t);
+    if (n && !msgs) {
+        llmh_set_error("llmh_chat_render: messages are NULL");
+        return LLMH_ERR_INVALID_ARG;
+    }
+    const char *tmpl = llmh_model_chat_template(model);
+    if (!tmpl || !*tmpl) {
+        llmh_set_error("chat template: the model has no chat template");
+        return LLMH_ERR_UNSUPPORTED;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!msgs[i].role || !msgs[i].content) {
+            llmh_set_error("chat template: message %zu has no %s", i,
+                           msgs[i].role ? "content" : "role");
+            return LLMH_ERR_INVALID_ARG;
+        }
+        if (!role_is(&msgs[i], "system") && !role_is(&msgs[i], "user") &&
+            !role_is(&msgs[i], "assistant")) {
+            llmh_set_error("chat template: message %zu has role '%s'; the roles are system, user "
+                           "and assistant (llmh_chat_render_json takes any role)", i, msgs[i].role);
+            return LLMH_ERR_INVALID_ARG;
+        }
+    }
+    model_tokens mt;
+    get_model_tokens(model, &mt);
+    cJSON *arr = cJSON_CreateArray();
+    bool ok = arr != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        cJSON *m = cJSON_CreateObject();
+        ok = m && cJSON_AddItemToArray(arr, m) && cJSON_AddStringToObject(m, "role", msgs[i].role) &&
+             cJSON_AddStringToObject(m, "content", msgs[i].content);
+    }
+    if (!ok) {
+        cJSON_Delete(arr);
+        llmh_set_error("llmh_chat_render: out of memory");
+        return LLMH_ERR_NO_MEMORY;
+    }
+    bool parse_failed = false;
+    llmh_status st = llmh__chat_render_jinja(tmpl, arr, NULL, NULL, add_generation_prompt, mt.bos,
+                                             mt.eos, mt.tokenizer_adds_bos, NULL, &parse_failed, out);
+    cJSON_Delete(arr);
+    if (st == LLMH_OK || !parse_failed) return st;
+    warn_fallback(llmh_last_error());
+    return render_family(tmpl, msgs, n, add_generation_prompt, !mt.tokenizer_adds_bos, out);
+}
+
+/* The family fallback for JSON messages, when they fit it. */
+static llmh_status render_json_family(const char *tmpl, const cJSON *msgs, const cJSON *tools,
+                                      bool add_generation_prompt, bool add_bos, char **out) {
+    size_t n = (size_t)cJSON_GetArraySize(msgs);
+    if (cJSON_IsArray(tools) && cJSON_GetArraySize(tools) > 0) return LLMH_ERR_UNSUPPORTED;
+    llmh_chat_message *m = calloc(n ? n : 1, sizeof *m);
+    if (!m) return LLMH_ERR_NO_MEMORY;
+    size_t i = 0;
+    for (const cJSON *x = msgs->child; x; x = x->next, i++) {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(x, "role");
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(x, "content");
+        if (!cJSON_IsString(role) || !cJSON_IsString(content) ||
+            cJSON_GetObjectItemCaseSensitive(x, "tool_calls")) {
+            free(m);
+            return LLMH_ERR_UNSUPPORTED;
+        }
+        m[i].role = role->valuestring;
+        m[i].content = content->valuestring;
+    }
+    llmh_status st = render_family(tmpl, m, n, add_generation_prompt, add_bos, out);
+    free(m);
     return st;
+}
+
+llmh_status llmh_chat_render_json_kw(const llmh_model *m, const char *messages_json,
+                                     const char *tools_json, const char *kwargs_json,
+                                     int add_generation_prompt, char **out) {
+    if (!out) {
+        llmh_set_error("llmh_chat_render_json: out is NULL");
+        return LLMH_ERR_INVALID_ARG;
+    }
+    *out = NULL;
+    if (!m || !messages_json) {
+        llmh_set_error("llmh_chat_render_json: %s is NULL", m ? "messages_json" : "model");
+        return LLMH_ERR_INVALID_ARG;
+    }
+    const char *tmpl = llmh_model_chat_template(m);
+    if (!tmpl || !*tmpl) {
+        llmh_set_error("chat template: the model has no chat template");
+        return LLMH_ERR_UNSUPPORTED;
+    }
+    const char *what[3] = {"messages", "tools", "kwargs"};
+    const char *text[3] = {messages_json, tools_json, kwargs_json};
+    cJSON *j[3] = {NULL, NULL, NULL};
+    llmh_status st = LLMH_OK;
+    for (int k = 0; k < 3 && st == LLMH_OK; k++) {
+        if (!text[k]) continue;
+        const char *end = NULL;
+        j[k] = cJSON_ParseWithOpts(text[k], &end, 1);
+        if (!j[k]) {
+            llmh_set_error("llmh_chat_render_json: %s is not valid JSON (near byte %zu)", what[k],
+                           end && end >= text[k] ? (size_t)(end - text[k]) : (size_t)0);
+            st = LLMH_ERR_INVALID_ARG;
+        } else if (k == 0 && !cJSON_IsArray(j[k])) {
+            llmh_set_error("llmh_chat_render_json: messages must be a JSON array");
+            st = LLMH_ERR_INVALID_ARG;
+        } else if (k == 1 && !cJSON_IsArray(j[k]) && !cJSON_IsNull(j[k])) {
+            llmh_set_error("llmh_chat_render_json: tools must be a JSON array or null");
+            st = LLMH_ERR_INVALID_ARG;
+        } else if (k == 2 && !cJSON_IsObject(j[k])) {
+            llmh_set_error("llmh_chat_render_json: kwargs must be a JSON object");
+            st = LLMH_ERR_INVALID_ARG;
+        }
+    }
+    if (st == LLMH_OK) st = normalize_messages(j[0]);
+    if (st == LLMH_OK) {
+        model_tokens mt;
+        get_model_tokens(m, &mt);
+        bool parse_failed = false;
+        st = llmh__chat_render_jinja(tmpl, j[0], j[1], j[2], add_generation_prompt != 0, mt.bos,
+                                     mt.eos, mt.tokenizer_adds_bos, NULL, &parse_failed, out);
+        if (st != LLMH_OK && parse_failed) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", llmh_last_error());
+            llmh_status fb = render_json_family(tmpl, j[0], j[1], add_generation_prompt != 0,
+                                                !mt.tokenizer_adds_bos, out);
+            if (fb == LLMH_OK) {
+                warn_fallback(why);
+                st = LLMH_OK;
+            } else {
+                llmh_set_error("%s", why); /* the parse error says more than the fallback's */
+            }
+        }
+    }
+    for (int k = 0; k < 3; k++) cJSON_Delete(j[k]);
+    return st;
+}
+
+llmh_status llmh_chat_render_json(const llmh_model *m, const char *messages_json,
+                                  const char *tools_json, int add_generation_prompt, char **out) {
+    return llmh_chat_render_json_kw(m, messages_json, tools_json, NULL, add_generation_prompt, out);
 }
 
 const char *llmh_chat_end_of_turn(const llmh_model *model) {

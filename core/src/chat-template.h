@@ -1,11 +1,14 @@
 /*
- * chat-template.h — family-based chat prompt rendering (internal core API).
+ * chat-template.h — chat prompt rendering (internal core API).
  *
- * A model's chat template (tokenizer.chat_template, Jinja text) is not
- * executed here: its family is recognized from marker strings and the
- * conversation is rendered by hand-written code that produces exactly what
- * the family's reference templates produce (a full Jinja engine comes
- * later). Families:
+ * The public renderers (llmh_chat_render in llmh.h, llmh_chat_render_json in
+ * llmh-template.h) execute the model's chat template (tokenizer.chat_template
+ * or the manifest override) with the Jinja engine (jinja.h), through
+ * llmh__chat_render_jinja below. Only when the template cannot be parsed do
+ * they fall back to the family renderers: the family is recognized from
+ * marker strings and the conversation is rendered by hand-written code that
+ * produces what the family's reference templates produce (a warning is
+ * logged once per process). Families:
  *
  *   chatml  "<|im_start|>" in the template (Qwen, Qwen2.5, OpenHermes, ...)
  *           <|im_start|>ROLE\nCONTENT<|im_end|>\n per message; generation
@@ -42,10 +45,12 @@
  * TRIM/STRIP remove leading and trailing whitespace as Python's str.strip()
  * does (ASCII and Unicode white space).
  *
- * The public llmh_chat_render() / llmh_chat_end_of_turn() (llmh.h) are
- * implemented here on top of these: they use the model's template and pass
- * add_bos = !add_bos_default() of the model's tokenizer, matching callers
- * that encode with LLMH_ENCODE_ADD_BOS when the tokenizer asks for it.
+ * The public llmh_chat_render() / llmh_chat_render_json() follow the same
+ * BOS rule with the Jinja engine: the template gets the tokenizer's BOS text
+ * as bos_token, and when the tokenizer adds BOS itself (add_bos_default) a
+ * BOS text at the very start of the rendering is removed (later ones, such
+ * as Llama-2's per-turn "<s>", stay). llmh_chat_end_of_turn() uses the
+ * family's stop marker.
  */
 #ifndef LLMH_CHAT_TEMPLATE_H
 #define LLMH_CHAT_TEMPLATE_H
@@ -53,6 +58,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "jinja.h"
 #include "llmh.h"
 
 typedef enum llmh_chat_family {
@@ -118,5 +124,19 @@ const char *llmh__chat_bos_text(llmh_chat_family family);
 llmh_status llmh__chat_render(const llmh_chat_template *t, const llmh_chat_message *msgs,
                               size_t n, const llmh_chat_render_params *params, char **out,
                               size_t *out_len);
+
+/* Render with the Jinja engine: `tmpl` (NUL-terminated) with the variables
+ * messages (a cJSON array, borrowed), tools (a cJSON array, or NULL/null for
+ * none: then `tools` is undefined in the template), the members of kwargs (a
+ * cJSON object or NULL; messages, tools, add_generation_prompt, bos_token
+ * and eos_token cannot be overridden), add_generation_prompt, bos_token and
+ * eos_token (NULL = ""). With strip_bos, a bos_token at the very start of
+ * the result is removed. opts may be NULL (jinja.h). *parse_failed (may be
+ * NULL) tells a template that does not parse (LLMH_ERR_FORMAT) from a
+ * render error. No template: LLMH_ERR_UNSUPPORTED. *out is malloc'd. */
+llmh_status llmh__chat_render_jinja(const char *tmpl, const cJSON *messages, const cJSON *tools,
+                                    const cJSON *kwargs, bool add_generation_prompt,
+                                    const char *bos_token, const char *eos_token, bool strip_bos,
+                                    const llmh_jinja_opts *opts, bool *parse_failed, char **out);
 
 #endif

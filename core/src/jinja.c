@@ -27,7 +27,8 @@
 /* ------------------------------------------------------------------------ */
 #define JJ_MAX_DEPTH 200                    /* parser nesting (blocks + expressions) */
 #define JJ_MAX_CALL_DEPTH 64                /* macro recursion */
-#define JJ_MAX_STEPS 20000000ull            /* statements + loop iterations per render */
+#define JJ_MAX_STEPS 5000000ull             /* statements + loop iterations per render */
+#define JJ_MAX_STRING ((size_t)64 << 20)    /* bytes of one string value */
 #define JJ_MAX_ARENA ((size_t)512 << 20)    /* bytes of values per render */
 #define JJ_DEFAULT_OUTPUT ((size_t)64 << 20) /* output bytes */
 #define JJ_MAX_RANGE 10000000               /* items range() may make */
@@ -88,7 +89,8 @@ typedef struct sbuf {
 
 static void sb_put(sbuf *b, const char *s, size_t n) {
     if (b->oom || b->full || n == 0) return;
-    if (b->limit && (n > b->limit || b->len > b->limit - n)) {
+    size_t limit = b->limit ? b->limit : JJ_MAX_STRING;
+    if (n > limit || b->len > limit - n) {
         b->full = true;
         return;
     }
@@ -552,6 +554,7 @@ static bool sc_string(scanner *S) {
  * one newline (trim_blocks), or -1 on error. */
 static int sc_tag(scanner *S, bool block, int open_line, int open_col) {
     static const char *const ops2[] = {"//", "**", "==", "!=", "<=", ">="};
+    char stack[JJ_MAX_DEPTH]; /* open brackets */
     int depth = 0;
     for (;;) {
         while (S->pos < S->len && (S->s[S->pos] == ' ' || S->s[S->pos] == '\t' ||
@@ -643,10 +646,17 @@ static int sc_tag(scanner *S, bool block, int open_line, int open_col) {
                 sc_error(S, line, col, "unexpected character '%.*s' in tag", (int)l, c);
                 return -1;
             }
-            if (n == 1 && (*c == '(' || *c == '[' || *c == '{')) depth++;
+            if (n == 1 && (*c == '(' || *c == '[' || *c == '{')) {
+                if (depth == JJ_MAX_DEPTH) {
+                    sc_error(S, line, col, "nesting deeper than %d levels", JJ_MAX_DEPTH);
+                    return -1;
+                }
+                stack[depth++] = *c == '(' ? ')' : *c == '[' ? ']' : '}';
+            }
             if (n == 1 && (*c == ')' || *c == ']' || *c == '}')) {
-                if (depth == 0) {
-                    sc_error(S, line, col, "unbalanced '%c'", *c);
+                if (depth == 0 || stack[depth - 1] != *c) {
+                    if (depth == 0) sc_error(S, line, col, "unbalanced '%c'", *c);
+                    else sc_error(S, line, col, "unbalanced '%c' (expected '%c')", *c, stack[depth - 1]);
                     return -1;
                 }
                 depth--;
@@ -1135,6 +1145,8 @@ static node *p_postfix(parser *P, node *x) {
             p_next(P);
             node *c = p_node(P, E_CALL, k);
             if (!c) return NULL;
+            c->line = x->line; /* errors name the callee */
+            c->col = x->col;
             c->a = x;
             if (!p_args(P, c)) return NULL;
             x = c;
@@ -2274,7 +2286,7 @@ static bool is_method_name(jv obj, const char *name, size_t len) {
                                         "find", "count", "join", "splitlines", "isdigit", "isalpha",
                                         "isspace", "format", NULL};
     static const char *const dict_m[] = {"items", "keys", "values", "get", NULL};
-    static const char *const list_m[] = {"append", "index", "count", "pop", NULL};
+    static const char *const list_m[] = {"index", "count", NULL};
     const char *const *m = obj.t == V_STR ? str_m : obj.t == V_DICT && !obj.u.d->ns ? dict_m
                            : obj.t == V_LIST ? list_m : NULL;
     for (size_t i = 0; m && m[i]; i++)
@@ -2786,22 +2798,6 @@ static bool call_method(rctx *R, const node *n, const jmeth *m, const args *a, j
     }
     if (self.t == V_LIST) {
         jlist *l = self.u.l;
-        if (!strcmp(nm, "append")) {
-            if (!a0) return r_error(R, n, "append() needs an argument");
-            if (!list_push(R, n, l, *a0)) return false;
-            *out = v_none();
-            return true;
-        }
-        if (!strcmp(nm, "pop")) {
-            if (!l->n) return r_error(R, n, "pop() from an empty list");
-            int64_t i = a0 && a0->t == V_INT ? a0->u.i : -1;
-            if (i < 0) i += (int64_t)l->n;
-            if (i < 0 || i >= (int64_t)l->n) return r_error(R, n, "pop() index out of range");
-            *out = l->v[i];
-            memmove(l->v + i, l->v + i + 1, (l->n - (size_t)i - 1) * sizeof *l->v);
-            l->n--;
-            return true;
-        }
         if (!a0) return r_error(R, n, "%s() needs an argument", nm);
         int64_t c = 0, first = -1;
         for (size_t i = 0; i < l->n; i++)
