@@ -244,9 +244,8 @@ llmh_status llmh_cache_list(llmh_cache_entry **out, size_t *n) {
 
 static uint64_t g_rm_bytes;
 static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)ftw;
     if (flag == FTW_DP || flag == FTW_D) return rmdir(path) == 0 || errno == ENOENT ? 0 : -1;
-    if (flag == FTW_F && sb) g_rm_bytes += (uint64_t)sb->st_size;
+    if (flag == FTW_F && sb && path[ftw->base] != '.') g_rm_bytes += (uint64_t)sb->st_size; /* as listed */
     return unlink(path) == 0 || errno == ENOENT ? 0 : -1;
 }
 

@@ -33,7 +33,8 @@
 
 #include "fetch-internal.h"
 
-#define FETCH_ATTEMPTS 3
+#define FETCH_ATTEMPTS 3     /* consecutive failed attempts without progress */
+#define FETCH_MAX_RESUMES 50 /* cut-off transfers resumed within one call */
 #define FETCH_IO_CHUNK (1u << 20)
 
 /* ======================================================================== */
@@ -560,17 +561,16 @@ static const char *http_reason(long code) {
     }
 }
 
+/* True for URLs of the Hugging Face endpoint (where HF_TOKEN may go):
+ * https://huggingface.co/..., or under $HF_ENDPOINT (scheme, host and port). */
 static bool is_hf_url(const char *url) {
-    size_t hn = 0;
-    const char *host = url_host(url, &hn);
-    if (!host) return false;
     const char *ep = getenv("HF_ENDPOINT");
     if (ep && *ep) {
-        size_t en = 0;
-        const char *eh = url_host(ep, &en);
-        if (eh && en == hn && !strncasecmp(eh, host, hn)) return true;
+        size_t n = strlen(ep);
+        while (n > 0 && ep[n - 1] == '/') n--;
+        if (n > 0 && !strncasecmp(url, ep, n) && url[n] == '/') return true;
     }
-    return (hn == 14 && !strncasecmp(host, "huggingface.co", 14)) || (hn == 7 && !strncasecmp(host, "hf.co", 5));
+    return !strncasecmp(url, "https://huggingface.co/", 23);
 }
 
 /* One HTTP transfer appending to the open .part file. */
@@ -750,7 +750,7 @@ static llmh_status download_locked(const char *url, const char *sha, int64_t siz
     s.expect_size = size;
     s.fd = -1;
     llmh_status st = LLMH_OK;
-    int attempts = 0, restarts = 0;
+    int attempts = 0, restarts = 0, resumes = 0;
 
     for (;;) {
         if (s.fd < 0) {
@@ -803,13 +803,17 @@ static llmh_status download_locked(const char *url, const char *sha, int64_t siz
             unlink(part);
             continue;
         }
-        /* ATT_RETRY: resume from what is on disk */
+        /* ATT_RETRY: resume from what is on disk; a transfer that keeps
+         * making progress keeps going, up to FETCH_MAX_RESUMES cuts */
         if (progressed) attempts = 0;
-        if (++attempts >= FETCH_ATTEMPTS) {
+        if (++attempts >= FETCH_ATTEMPTS || ++resumes > FETCH_MAX_RESUMES) {
             char msg[1024];
             snprintf(msg, sizeof msg, "%s", llmh_last_error());
-            st = llmh__fail(LLMH_ERR_IO, "%s (gave up after %d attempts; %" PRIu64
-                            " bytes kept in %s, the next run resumes)", msg, FETCH_ATTEMPTS, s.written, part);
+            if (s.written)
+                st = llmh__fail(LLMH_ERR_IO, "%s (gave up after %d attempts; %" PRIu64
+                                " bytes kept in %s, the next run resumes)", msg, attempts, s.written, part);
+            else
+                st = llmh__fail(LLMH_ERR_IO, "%s (gave up after %d attempts)", msg, attempts);
             goto out;
         }
         LLMH_LOGW("%s; retrying", llmh_last_error());
