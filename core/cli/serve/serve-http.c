@@ -132,13 +132,20 @@ static void deadline_in(struct timespec *ts, int ms) {
 /* Wait (r->mu held) until `ready(r)` or the client leaves. Returns false
  * when the client left (the request is then marked cancelled). */
 static bool wait_for(srv_request *r, int fd, bool (*ready)(const srv_request *, const void *), const void *arg) {
+    struct timespec next_check;
+    deadline_in(&next_check, WAIT_SLICE_MS);
     while (!ready(r, arg)) {
-        struct timespec ts;
-        deadline_in(&ts, WAIT_SLICE_MS);
-        int rc = pthread_cond_timedwait(&r->cv, &r->mu, &ts);
-        if (rc == ETIMEDOUT && !ready(r, arg) && peer_gone(fd)) {
-            atomic_store(&r->cancelled, true);
-            return false;
+        /* woken often (every token) or not at all: look at the socket every slice either way */
+        pthread_cond_timedwait(&r->cv, &r->mu, &next_check);
+        if (ready(r, arg)) break;
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec > next_check.tv_sec || (now.tv_sec == next_check.tv_sec && now.tv_nsec >= next_check.tv_nsec)) {
+            if (peer_gone(fd)) {
+                atomic_store(&r->cancelled, true);
+                return false;
+            }
+            deadline_in(&next_check, WAIT_SLICE_MS);
         }
     }
     return true;
@@ -416,6 +423,7 @@ static enum MHD_Result handle_generate(srv_server *s, struct MHD_Connection *c, 
 typedef struct conn_ctx {
     char *body;
     size_t len, cap;
+    size_t discarded;           /* body bytes dropped past the limit */
     bool too_big, responded;
 } conn_ctx;
 
@@ -515,13 +523,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         size_t n = *upload_data_size;
         *upload_data_size = 0;
         if (cx->responded) return MHD_YES; /* discard */
+        if (cx->too_big) {
+            /* libmicrohttpd answers only once the body is in: discard it,
+             * up to a bound, then drop the connection */
+            cx->discarded += n;
+            return cx->discarded > 4 * s->opt.max_body + (1u << 20) ? MHD_NO : MHD_YES;
+        }
         if (cx->len + n > s->opt.max_body) {
-            cx->too_big = cx->responded = true;
+            cx->too_big = true;
+            cx->discarded = cx->len + n;
             free(cx->body);
             cx->body = NULL;
-            char msg[256];
-            snprintf(msg, sizeof msg, "the request body is larger than the limit of %zu bytes", s->opt.max_body);
-            return send_error(s, c, 413, msg);
+            cx->len = cx->cap = 0;
+            return MHD_YES;
         }
         if (cx->len + n + 1 > cx->cap) {
             size_t cap = (cx->len + n + 1) * 2;
@@ -541,6 +555,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     if (cx->responded) return MHD_YES;
     cx->responded = true;
+    if (cx->too_big) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "the request body is larger than the limit of %zu bytes", s->opt.max_body);
+        return send_error(s, c, 413, msg);
+    }
+    if (cx->body && memchr(cx->body, 0, cx->len))
+        return send_error(s, c, 400, "the request body contains a NUL byte; send a JSON object");
     /* the path without a query string */
     char path[1024];
     size_t ul = strcspn(url, "?");

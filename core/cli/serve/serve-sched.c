@@ -239,7 +239,8 @@ static llmh_status make_chain(srv_server *s, srv_request *r, llmh_sampler_chain 
         if ((st = llmh_manifest_set(m, buf))) goto out;
     }
     if (r->has_seed) {
-        snprintf(buf, sizeof buf, "sampler.seed=%llu", (unsigned long long)r->seed);
+        /* the std samplers take 32-bit seeds: fold the request's 64 bits */
+        snprintf(buf, sizeof buf, "sampler.seed=%llu", (unsigned long long)((r->seed ^ (r->seed >> 32)) & 0xFFFFFFFFull));
         if ((st = llmh_manifest_set(m, buf))) goto out;
     } else if (sampling || !greedy_base) {
         /* no seed: a different draw per request */
@@ -247,7 +248,7 @@ static llmh_status make_chain(srv_server *s, srv_request *r, llmh_sampler_chain 
         clock_gettime(CLOCK_REALTIME, &ts);
         static atomic_uint_fast64_t ctr;
         uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (atomic_fetch_add(&ctr, 1) * 0x9E3779B97F4A7C15ull);
-        snprintf(buf, sizeof buf, "sampler.seed=%llu", (unsigned long long)(x & 0x7FFFFFFFFFFFFFFFull));
+        snprintf(buf, sizeof buf, "sampler.seed=%llu", (unsigned long long)((x ^ (x >> 32)) & 0xFFFFFFFFull));
         if ((st = llmh_manifest_set(m, buf))) goto out;
     }
     st = llmh_sampler_chain_create(s->model, m, out);
