@@ -2240,6 +2240,13 @@ static size_t *cp_offsets(rctx *R, const node *n, const char *s, size_t len, siz
     return o;
 }
 
+/* "'name'" of an undefined value, or what made it when it has no name. */
+static const char *undef_name(jv v, char *buf, size_t cap) {
+    if (v.u.s.p && v.u.s.n) snprintf(buf, cap, "'%.*s'", (int)(v.u.s.n > 60 ? 60 : v.u.s.n), v.u.s.p);
+    else snprintf(buf, cap, "a value (an index out of range or a missing item)");
+    return buf;
+}
+
 static bool get_index(rctx *R, const node *n, jv obj, jv key, jv *out) {
     if (obj.t == V_LIST || obj.t == V_STR) {
         if (key.t != V_INT && key.t != V_BOOL)
@@ -2275,8 +2282,8 @@ static bool get_index(rctx *R, const node *n, jv obj, jv key, jv *out) {
     if (obj.t == V_LOOP) {
         return r_error(R, n, "loop object cannot be subscripted");
     }
-    if (obj.t == V_UNDEF)
-        return r_error(R, n, "'%.*s' is undefined", (int)obj.u.s.n, obj.u.s.p ? obj.u.s.p : "");
+    char nb[96];
+    if (obj.t == V_UNDEF) return r_error(R, n, "%s is undefined", undef_name(obj, nb, sizeof nb));
     return r_error(R, n, "%s cannot be subscripted", type_name(obj));
 }
 
@@ -2295,9 +2302,10 @@ static bool is_method_name(jv obj, const char *name, size_t len) {
 }
 
 static bool get_attr(rctx *R, const node *n, jv obj, const char *name, size_t len, jv *out) {
+    char nb[96];
     if (obj.t == V_UNDEF)
-        return r_error(R, n, "'%.*s' is undefined (reading its attribute '%.*s')", (int)obj.u.s.n,
-                       obj.u.s.p ? obj.u.s.p : "", (int)len, name);
+        return r_error(R, n, "%s is undefined (reading its attribute '%.*s')",
+                       undef_name(obj, nb, sizeof nb), (int)len, name);
     if (obj.t == V_LOOP) {
         jloop *l = obj.u.loop;
         if (name_is(name, len, "index")) *out = v_int(l->index0 + 1);
@@ -2367,7 +2375,8 @@ static bool eval_slice(rctx *R, frame *f, const node *n, jv obj, jv *out) {
         if (!offs) return false;
         len = (int64_t)ncp;
     } else if (obj.t == V_UNDEF) {
-        return r_error(R, n, "'%.*s' is undefined", (int)obj.u.s.n, obj.u.s.p ? obj.u.s.p : "");
+        char nb[96];
+        return r_error(R, n, "%s is undefined", undef_name(obj, nb, sizeof nb));
     } else {
         return r_error(R, n, "%s cannot be sliced", type_name(obj));
     }
@@ -2421,13 +2430,14 @@ static bool do_in(rctx *R, const node *n, jv a, jv b, bool *res) {
         *res = dict_find(b.u.d, a) != NULL;
         return true;
     }
-    if (b.t == V_UNDEF)
-        return r_error(R, n, "'%.*s' is undefined (right of 'in')", (int)b.u.s.n, b.u.s.p ? b.u.s.p : "");
+    char nb[96];
+    if (b.t == V_UNDEF) return r_error(R, n, "%s is undefined (right of 'in')", undef_name(b, nb, sizeof nb));
     return r_error(R, n, "'in' needs a string, list or dict on the right, not %s", type_name(b));
 }
 
 static bool undef_error(rctx *R, const node *n, jv v) {
-    return r_error(R, n, "'%.*s' is undefined", (int)v.u.s.n, v.u.s.p ? v.u.s.p : "");
+    char nb[96];
+    return r_error(R, n, "%s is undefined", undef_name(v, nb, sizeof nb));
 }
 
 static bool eval_bin(rctx *R, const node *n, binop op, jv a, jv b, jv *out) {
@@ -3407,9 +3417,10 @@ static bool do_call(rctx *R, frame *f, const node *n, jv callee, jv *out) {
     case V_FUNC: return call_func(R, n, callee.u.fn, &a, out);
     case V_MACRO: return call_macro(R, n, callee.u.mac, &a, out);
     case V_METHOD: return call_method(R, n, callee.u.meth, &a, out);
-    case V_UNDEF:
-        return r_error(R, n, "'%.*s' is undefined (called as a function)", (int)callee.u.s.n,
-                       callee.u.s.p ? callee.u.s.p : "");
+    case V_UNDEF: {
+        char nb[96];
+        return r_error(R, n, "%s is undefined (called as a function)", undef_name(callee, nb, sizeof nb));
+    }
     default: return r_error(R, n, "%s is not callable", type_name(callee));
     }
 }
