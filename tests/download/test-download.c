@@ -883,6 +883,54 @@ static void test_model_load(void) {
     free(data);
 }
 
+/* The shipped url manifests: each parses, resolves into the cache, and says
+ * where its checksum comes from or that it is not confirmed. */
+static void check_catalog_file(const char *path, int *n) {
+    llmh_manifest *m = NULL;
+    llmh_status st = llmh_manifest_load(path, &m);
+    if (st) fprintf(stderr, "\n  %s: %s\n", path, llmh_last_error());
+    CU_ASSERT_EQUAL_FATAL(st, LLMH_OK);
+    const llmh_config *c = llmh_manifest_config(m);
+    CU_ASSERT_PTR_NOT_NULL(c->model.url);
+    CU_ASSERT_EQUAL(strncmp(c->model.path, "/catalog-cache/", 15), 0);
+    if (c->model.url) CU_ASSERT_EQUAL(strncmp(c->model.url, "https://huggingface.co/", 23), 0);
+    char *text = llmh_test_read_file(path, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    bool unverified = !c->model.sha256 && !c->model.n_files;
+    for (size_t i = 0; i < c->model.n_files; i++)
+        if (!c->model.files[i].sha256) unverified = true;
+    if (unverified && !strstr(text, "NOT CONFIRMED")) {
+        fprintf(stderr, "\n  %s: a checksum is missing and not marked NOT CONFIRMED\n", path);
+        CU_FAIL("unmarked missing checksum");
+    }
+    if (!unverified) CU_ASSERT_PTR_NOT_NULL(strstr(text, "sha256"));
+    free(text);
+    llmh_manifest_free(m);
+    (*n)++;
+}
+
+static void test_catalog(void) {
+    setenv("LLMH_CACHE", "/catalog-cache", 1);
+    unsetenv("HF_ENDPOINT");
+    int n = 0;
+    char path[2048];
+    snprintf(path, sizeof path, "%s/configs/qwen2.5-0.5b-instruct.toml", LLMH_SOURCE_DIR);
+    check_catalog_file(path, &n);
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/configs/models", LLMH_SOURCE_DIR);
+    DIR *d = opendir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t l = strlen(e->d_name);
+        if (l < 6 || strcmp(e->d_name + l - 5, ".toml")) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        check_catalog_file(path, &n);
+    }
+    closedir(d);
+    CU_ASSERT(n >= 12);
+}
+
 /* ======================================================================== */
 /* llmhost pull / models / rm                                                */
 /* ======================================================================== */
@@ -972,6 +1020,7 @@ int main(void) {
         {"hf:// files list (HF directory)", test_files_list},
         {"llmh_model_load of a url model", test_model_load},
         {"llmhost pull, models, rm", test_cli},
+        {"configs/ url manifests", test_catalog},
         {NULL, NULL},
     };
     static const llmh_test_suite suites[] = {
