@@ -1,7 +1,8 @@
 /* test-serve.c — llmhost serve end to end: the test starts the built
  * llmhost on a free loopback port with configs/qwen2-tiny.toml (2 slots, a
  * queue of 2, a 64 KiB body limit) and drives it with libcurl:
- *  - chat and completions, non-streaming and streaming (every SSE chunk
+ *  - chat (rendered by the model's Jinja template, tools included) and
+ *    completions, non-streaming and streaming (every SSE chunk
  *    parsed, finish_reason in the last, [DONE], usage), streamed text equal
  *    to the non-streamed text (greedy), stop strings, /v1/models, /health;
  *  - a malformed-request corpus that must get only 4xx with an OpenAI
@@ -24,6 +25,7 @@
 
 #include <curl/curl.h>
 
+#include "llmh-template.h"
 #include "serve-client.h"
 #include "testutil.h"
 
@@ -82,6 +84,12 @@ static void test_health_models(void) {
     CU_ASSERT_EQUAL(st, 200);
     CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(one, "object")->valuestring, "model");
     cJSON_Delete(one);
+}
+
+static void check_ids_prefix(cJSON *resp, const llmh_token *want, int n) {
+    cJSON *ids = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(resp, "choices"), 0), "token_ids");
+    CU_ASSERT_EQUAL(cJSON_GetArraySize(ids), n);
+    for (int i = 0; i < n && i < cJSON_GetArraySize(ids); i++) CU_ASSERT_EQUAL(cJSON_GetArrayItem(ids, i)->valueint, want[i]);
 }
 
 static void check_usage(cJSON *u, int n_completion) {
@@ -207,6 +215,74 @@ static void test_completion_stream_and_stop(void) {
         srvc_resp_free(&r);
     }
     cJSON_Delete(req);
+    cJSON_Delete(j);
+}
+
+/* Prompt token count and greedy ids of a direct llmh run of a chat rendered
+ * with llmh_chat_render_json (the server's renderer). */
+static int direct_chat(const char *messages_json, const char *tools_json, int max_tokens, size_t *n_prompt,
+                       llmh_token *out) {
+    llmh_manifest *m = NULL;
+    llmh_registry *reg = NULL;
+    llmh_model *model = NULL;
+    llmh_session *s = NULL;
+    llmh_sampler_chain *chain = NULL;
+    llmh_token *toks = NULL;
+    char *text = NULL;
+    size_t nt = 0;
+    int got = -1;
+    if (llmh_manifest_load(g_config, &m) || llmh_registry_create(&reg) || llmh_registry_scan(reg)) goto out;
+    llmh_model_params mp = {reg, m};
+    if (llmh_model_load(&mp, &model) || llmh_session_create(model, NULL, &s) || llmh_sampler_chain_create(model, m, &chain))
+        goto out;
+    if (llmh_chat_render_json(model, messages_json, tools_json, 1, &text)) goto out;
+    if (llmh_tokenize(model, text, strlen(text), LLMH_ENCODE_PARSE_SPECIAL, &toks, &nt)) goto out;
+    *n_prompt = nt;
+    const char *stop[] = {"<|im_end|>"};
+    llmh_generate_params gp = {.max_tokens = max_tokens, .stop = stop, .n_stop = 1};
+    llmh_generate_result res;
+    if (llmh_generate(s, chain, toks, nt, &gp, &res)) goto out;
+    got = (int)res.n_generated;
+    memcpy(out, res.tokens, (size_t)got * sizeof *out);
+    free(res.tokens);
+out:
+    if (got < 0) fprintf(stderr, "direct chat: %s\n", llmh_last_error());
+    free(text);
+    free(toks);
+    llmh_sampler_chain_free(chain);
+    llmh_session_free(s);
+    llmh_model_free(model);
+    llmh_registry_free(reg);
+    llmh_manifest_free(m);
+    return got;
+}
+
+/* tools and a tool-call round trip go through the model's own template */
+static void test_chat_tools(void) {
+    const char *msgs = "[{\"role\":\"system\",\"content\":\"You are a helpful assistant.\"},"
+                       "{\"role\":\"user\",\"content\":\"Weather in Paris?\"},"
+                       "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\","
+                       "\"function\":{\"name\":\"get_weather\",\"arguments\":\"{\\\"city\\\":\\\"Paris\\\"}\"}}]},"
+                       "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"22C sunny\"}]";
+    const char *tools = "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"description\":\"Get the weather\","
+                        "\"parameters\":{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}}}}}]";
+    char body[4096];
+    snprintf(body, sizeof body, "{\"messages\":%s,\"tools\":%s,\"max_tokens\":6,\"return_token_ids\":true}", msgs, tools);
+    long st;
+    cJSON *j = srvc_post_json(&g_srv, "/v1/chat/completions", body, &st);
+    CU_ASSERT_EQUAL_FATAL(st, 200);
+    llmh_token direct[16];
+    size_t n_prompt = 0;
+    int nd = direct_chat(msgs, tools, 6, &n_prompt, direct);
+    CU_ASSERT_FATAL(nd > 0);
+    /* the rendering with the tools block is long; the same prompt, the same ids */
+    CU_ASSERT(n_prompt > 100);
+    CU_ASSERT_EQUAL(usage_of(cJSON_GetObjectItem(j, "usage"), "prompt_tokens"), (int)n_prompt);
+    check_ids_prefix(j, direct, nd);
+    cJSON_Delete(j);
+    /* a template error (a tool message without the call) is the client's: 4xx */
+    j = srvc_post_json(&g_srv, "/v1/chat/completions", "{\"messages\":[{\"role\":\"tool\",\"content\":5}]}", &st);
+    CU_ASSERT_EQUAL(st, 400);
     cJSON_Delete(j);
 }
 
@@ -726,6 +802,7 @@ int main(void) {
         {"health and models", test_health_models},
         {"chat, plain and streamed", test_chat},
         {"completions, streamed, stop strings", test_completion_stream_and_stop},
+        {"chat with tools and tool messages (the model's Jinja template)", test_chat_tools},
         {"malformed-request corpus: only 4xx", test_malformed_corpus},
         {"body limit: 413", test_body_limit},
         {"prompt longer than the context: 400", test_prompt_too_long},

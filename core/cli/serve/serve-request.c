@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "llmh-template.h"
 #include "serve.h"
 
 #define SRV_MAX_STOP 16
@@ -313,14 +314,10 @@ static bool parse_adapters(pctx *p, const cJSON *o, srv_server *s, srv_request *
     return true;
 }
 
-/* The text of a message's content: a string, null, or [{type:"text", text}]. */
-static bool message_content(pctx *p, const cJSON *msg, int idx, sbuf *out) {
+/* A message's content: a string, null, or [{type:"text", text}] parts. */
+static bool check_content(pctx *p, const cJSON *msg, int idx) {
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(msg, "content");
-    if (!c || cJSON_IsNull(c)) return true;
-    if (cJSON_IsString(c)) {
-        sb_add(out, c->valuestring, strlen(c->valuestring));
-        return true;
-    }
+    if (!c || cJSON_IsNull(c) || cJSON_IsString(c)) return true;
     if (!cJSON_IsArray(c))
         return fail(p, 400, "'messages[%d].content' must be a string or an array of content parts", idx);
     int k = 0;
@@ -334,13 +331,13 @@ static bool message_content(pctx *p, const cJSON *msg, int idx, sbuf *out) {
             return fail(p, 400, "'messages[%d].content[%d]': content type '%s' is not supported (text only)", idx, k,
                         ty->valuestring);
         if (!cJSON_IsString(tx)) return fail(p, 400, "'messages[%d].content[%d].text' must be a string", idx, k);
-        sb_add(out, tx->valuestring, strlen(tx->valuestring));
         k++;
     }
     return true;
 }
 
-/* messages -> prompt text through the model's chat template. */
+/* messages (+ tools, chat_template_kwargs) -> prompt text through the
+ * model's own chat template (the Jinja engine, llmh-template.h). */
 static char *render_chat(pctx *p, srv_server *s, const cJSON *o) {
     const cJSON *msgs = field(o, "messages");
     if (!msgs) return fail(p, 400, "'messages' is required"), NULL;
@@ -348,60 +345,82 @@ static char *render_chat(pctx *p, srv_server *s, const cJSON *o) {
     int n = cJSON_GetArraySize(msgs);
     if (n == 0) return fail(p, 400, "'messages' is empty"), NULL;
     if (n > SRV_MAX_MESSAGES) return fail(p, 400, "'messages' has %d entries; at most %d are allowed", n, SRV_MAX_MESSAGES), NULL;
-    if (field(o, "tools") && cJSON_GetArraySize(field(o, "tools")) > 0)
-        return fail(p, 400, "'tools' is not supported by this server's chat template renderer"), NULL;
-
-    llmh_chat_message *cm = calloc((size_t)n + 1, sizeof *cm);
-    sbuf *texts = calloc((size_t)n + 1, sizeof *texts);
-    char *out = NULL;
-    if (!cm || !texts) { fail(p, 500, "out of memory"); goto done; }
-    size_t k = 0;
-    bool has_system = false;
-    const cJSON *m;
-    int idx = 0;
-    cJSON_ArrayForEach(m, msgs) {
-        if (!cJSON_IsObject(m)) { fail(p, 400, "'messages[%d]' must be an object", idx); goto done; }
-        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
-        if (!cJSON_IsString(role)) { fail(p, 400, "'messages[%d].role' must be a string", idx); goto done; }
-        const char *rs = role->valuestring;
-        if (!strcmp(rs, "developer")) rs = "system";
-        if (strcmp(rs, "system") && strcmp(rs, "user") && strcmp(rs, "assistant")) {
-            if (!strcmp(rs, "tool"))
-                fail(p, 400, "'messages[%d]': tool messages are not supported by this server's chat template renderer", idx);
-            else
-                fail(p, 400, "'messages[%d].role' is '%s'; expected system, user or assistant", idx, rs);
-            goto done;
+    const cJSON *tools = field(o, "tools");
+    if (tools) {
+        if (!cJSON_IsArray(tools)) return fail(p, 400, "'tools' must be an array of tool definitions"), NULL;
+        int k = 0;
+        const cJSON *t;
+        cJSON_ArrayForEach(t, tools) {
+            if (!cJSON_IsObject(t)) return fail(p, 400, "'tools[%d]' must be an object", k), NULL;
+            k++;
         }
-        if (!message_content(p, m, idx, &texts[idx])) goto done;
-        sb_add(&texts[idx], "", 0);
-        if (texts[idx].oom) { fail(p, 500, "out of memory"); goto done; }
-        if (!strcmp(rs, "system")) has_system = true;
-        cm[k].role = rs;
-        cm[k].content = texts[idx].p;
-        k++;
+        if (k == 0) tools = NULL;
+    }
+    const cJSON *kw = field(o, "chat_template_kwargs");
+    if (kw && !cJSON_IsObject(kw)) return fail(p, 400, "'chat_template_kwargs' must be an object"), NULL;
+
+    cJSON *norm = cJSON_CreateArray();
+    if (!norm) return fail(p, 500, "out of memory"), NULL;
+    bool has_system = false;
+    int idx = 0;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, msgs) {
+        if (!cJSON_IsObject(m)) { fail(p, 400, "'messages[%d]' must be an object", idx); goto bad; }
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        if (!cJSON_IsString(role)) { fail(p, 400, "'messages[%d].role' must be a string", idx); goto bad; }
+        const char *rs = role->valuestring;
+        bool developer = !strcmp(rs, "developer");
+        if (!developer && strcmp(rs, "system") && strcmp(rs, "user") && strcmp(rs, "assistant") && strcmp(rs, "tool")) {
+            fail(p, 400, "'messages[%d].role' is '%s'; expected system, developer, user, assistant or tool", idx, rs);
+            goto bad;
+        }
+        if (!check_content(p, m, idx)) goto bad;
+        const cJSON *tc = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
+        if (tc && !cJSON_IsNull(tc) && !cJSON_IsArray(tc)) {
+            fail(p, 400, "'messages[%d].tool_calls' must be an array", idx);
+            goto bad;
+        }
+        cJSON *copy = cJSON_Duplicate(m, 1);
+        if (!copy) { fail(p, 500, "out of memory"); goto bad; }
+        if (developer) cJSON_ReplaceItemInObjectCaseSensitive(copy, "role", cJSON_CreateString("system"));
+        if (developer || !strcmp(rs, "system")) has_system = true;
+        cJSON_AddItemToArray(norm, copy);
         idx++;
     }
     if (!has_system && s->system_prompt) {
-        memmove(cm + 1, cm, k * sizeof *cm);
-        cm[0].role = "system";
-        cm[0].content = s->system_prompt;
-        k++;
+        cJSON *sys = cJSON_CreateObject();
+        cJSON_AddStringToObject(sys, "role", "system");
+        cJSON_AddStringToObject(sys, "content", s->system_prompt);
+        cJSON_InsertItemInArray(norm, 0, sys);
     }
-    llmh_status st = llmh_chat_render(s->model, cm, k, true, &out);
-    if (st == LLMH_ERR_UNSUPPORTED) {
-        fail(p, 400, "this model has no chat template (%s); use /v1/completions", llmh_last_error());
-        out = NULL;
-    } else if (st) {
-        fail(p, 400, "cannot render the chat template: %s", llmh_last_error());
-        free(out);
-        out = NULL;
+    char *mj = cJSON_PrintUnformatted(norm);
+    char *tj = tools ? cJSON_PrintUnformatted(tools) : NULL;
+    char *kj = kw ? cJSON_PrintUnformatted(kw) : NULL;
+    cJSON_Delete(norm);
+    char *out = NULL;
+    if (!mj || (tools && !tj) || (kw && !kj)) {
+        fail(p, 500, "out of memory");
+    } else {
+        llmh_status st = llmh_chat_render_json_kw(s->model, mj, tj, kj, 1, &out);
+        if (st == LLMH_ERR_UNSUPPORTED) {
+            fail(p, 400, "this model has no chat template (%s); use /v1/completions", llmh_last_error());
+        } else if (st == LLMH_ERR_NO_MEMORY) {
+            fail(p, 500, "out of memory rendering the chat template");
+        } else if (st) {
+            fail(p, 400, "the chat template refused these messages: %s", llmh_last_error());
+        }
+        if (st) {
+            free(out);
+            out = NULL;
+        }
     }
-done:
-    if (texts)
-        for (int i = 0; i <= n; i++) free(texts[i].p);
-    free(texts);
-    free(cm);
+    free(mj);
+    free(tj);
+    free(kj);
     return out;
+bad:
+    cJSON_Delete(norm);
+    return NULL;
 }
 
 static bool tokenize_text(pctx *p, srv_server *s, const char *text, size_t len, srv_request *r) {
