@@ -44,17 +44,29 @@ static double now_s(void) {
 /* ------------------------------------------------------------------------ */
 typedef uint64_t v8u64 __attribute__((vector_size(64)));
 
+/* Workers wait for `state` to leave 0: 1 = read, -1 = quit (a thread could
+ * not be started). */
+typedef struct bw_start {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int state;
+} bw_start;
+
 typedef struct bw_job {
     const v8u64 *p;
     size_t n;        /* vectors */
     uint64_t sink;
-    pthread_barrier_t *bar;
+    bw_start *start;
 } bw_job;
 
 static void *bw_worker(void *arg) {
     bw_job *j = arg;
+    pthread_mutex_lock(&j->start->mu);
+    while (j->start->state == 0) pthread_cond_wait(&j->start->cv, &j->start->mu);
+    int state = j->start->state;
+    pthread_mutex_unlock(&j->start->mu);
+    if (state < 0) return NULL;
     v8u64 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-    pthread_barrier_wait(j->bar);
     for (size_t i = 0; i + 4 <= j->n; i += 4) {
         a0 ^= j->p[i];
         a1 ^= j->p[i + 1];
@@ -65,12 +77,12 @@ static void *bw_worker(void *arg) {
     uint64_t s = 0;
     for (int k = 0; k < 8; k++) s ^= a[k];
     j->sink = s;
-    pthread_barrier_wait(j->bar);
     return NULL;
 }
 
 /* Best of `reps` passes reading `bytes` with `threads` threads, in GB/s
- * (0 when the buffer or a thread cannot be had). */
+ * (0 when the buffer or a thread cannot be had). A pass is timed from the
+ * release of the started threads to the last join. */
 static double measure_bandwidth(int threads, size_t bytes, int reps) {
     if (threads < 1) threads = 1;
     if (threads > 64) threads = 64;
@@ -81,33 +93,32 @@ static double measure_bandwidth(int threads, size_t bytes, int reps) {
     double best = 0;
     uint64_t sink = 0;
     for (int r = 0; r < reps; r++) {
-        pthread_barrier_t bar;
-        pthread_barrier_init(&bar, NULL, (unsigned)threads + 1);
+        bw_start start = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
         bw_job jobs[64];
         pthread_t tid[64];
         size_t per = nvec / (size_t)threads;
         int started = 0;
         for (int t = 0; t < threads; t++) {
-            jobs[t] = (bw_job){buf + per * (size_t)t, per, 0, &bar};
+            jobs[t] = (bw_job){buf + per * (size_t)t, per, 0, &start};
             if (pthread_create(&tid[t], NULL, bw_worker, &jobs[t]) != 0) break;
             started++;
         }
-        if (started < threads) { /* cannot meet at the barrier: give up */
-            for (int t = 0; t < started; t++) pthread_cancel(tid[t]);
-            for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
-            pthread_barrier_destroy(&bar);
-            free(buf);
-            return 0;
-        }
-        pthread_barrier_wait(&bar);
+        pthread_mutex_lock(&start.mu);
+        start.state = started == threads ? 1 : -1;
         double t0 = now_s();
-        pthread_barrier_wait(&bar);
-        double dt = now_s() - t0;
-        for (int t = 0; t < threads; t++) {
+        pthread_cond_broadcast(&start.cv);
+        pthread_mutex_unlock(&start.mu);
+        for (int t = 0; t < started; t++) {
             pthread_join(tid[t], NULL);
             sink ^= jobs[t].sink;
         }
-        pthread_barrier_destroy(&bar);
+        double dt = now_s() - t0;
+        pthread_cond_destroy(&start.cv);
+        pthread_mutex_destroy(&start.mu);
+        if (started < threads) {
+            best = 0;
+            break;
+        }
         double gbs = (double)(per * (size_t)threads * sizeof(v8u64)) / dt / 1e9;
         if (gbs > best) best = gbs;
     }

@@ -346,8 +346,13 @@ static llmh_status bm_read_bench(const bm_ctx *c, const llmh_toml_node *t) {
         if (!strcmp(k, "pp")) st = bm_ints(c, v, "pp", 1, 1 << 20, &s->pp);
         else if (!strcmp(k, "tg")) st = bm_ints(c, v, "tg", 1, 1 << 20, &s->tg);
         else if (!strcmp(k, "pg")) st = bm_pairs(c, v, &s->pg);
-        else if (!strcmp(k, "depth")) st = bm_ints(c, v, "depth", 0, 1 << 24, &s->depth);
-        else if (!strcmp(k, "np")) st = bm_ints(c, v, "np", 1, 1024, &s->np);
+        else if (!strcmp(k, "depth") || !strcmp(k, "np")) {
+            int is_depth = k[0] == 'd';
+            llmh_bench_ints *dst = is_depth ? &s->depth : &s->np;
+            st = bm_ints(c, v, k, is_depth ? 0 : 1, is_depth ? 1 << 24 : 1024, dst);
+            if (!st && dst->n == 0)
+                return bm_fail(c, v, "%s must list at least one value (every test runs at each)", k);
+        }
         else if (!strcmp(k, "reps")) st = bm_int(c, v, "reps", 1, 1000, &s->reps);
         else if (!strcmp(k, "warmup")) st = bm_int(c, v, "warmup", 0, 100, &s->warmup);
         else if (!strcmp(k, "ctx")) st = bm_int(c, v, "ctx", 1, 1 << 24, &s->ctx);

@@ -193,6 +193,8 @@ static void test_spec_errors(void) {
     parse_fails("base = \"base.toml\"\n[bench]\npg = [[1, 2, 3]]\n[[variant]]\nname = \"a\"\n",
                 "pairs of two integers");
     parse_fails("base = \"base.toml\"\n[bench]\nkv = \"q8\"\n[[variant]]\nname = \"a\"\n", "kv must be");
+    parse_fails("base = \"base.toml\"\n[bench]\ndepth = []\n[[variant]]\nname = \"a\"\n",
+                "depth must list at least one value");
     parse_fails("base = \"base.toml\"\n[bench]\nrepz = 3\n[[variant]]\nname = \"a\"\n",
                 "unknown key 'repz' in [bench] (did you mean 'reps'?)");
     parse_fails("base = \"base.toml\"\n[[variant]\n", "t.toml:2:");
