@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -37,28 +38,42 @@ typedef struct progress_state {
 
 static progress_state g_progress;
 
+static int term_cols(void) {
+    struct winsize ws;
+    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 40) return ws.ws_col;
+    return 80;
+}
+
+/* "name [#####.....]  45% 12.1 MiB / 26.8 MiB  5.2 MiB/s  ETA 0:03", fitted
+ * to the terminal's width: the bar takes what the text leaves. */
 static void draw_bar(const llmh_fetch_progress *p) {
-    char done[32], total[32], rate[32], eta[32];
+    char done[32], total[32], rate[32], eta[32], text[160], name[40];
     fmt_bytes((double)p->done, done, sizeof done);
     fmt_bytes(p->rate, rate, sizeof rate);
-    char name[33];
     size_t nl = strlen(p->name);
-    if (nl > 32) snprintf(name, sizeof name, "...%s", p->name + nl - 29);
+    if (nl > 24) snprintf(name, sizeof name, "...%s", p->name + nl - 21);
     else snprintf(name, sizeof name, "%s", p->name);
+    int cols = term_cols() - 1;
     if (p->total) {
         double f = (double)p->done / (double)p->total;
         if (f > 1) f = 1;
-        char bar[31];
-        int fill = (int)(f * 30);
-        for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
-        bar[30] = 0;
         fmt_bytes((double)p->total, total, sizeof total);
         double left = p->rate > 0 ? (double)(p->total - (p->done < p->total ? p->done : p->total)) / p->rate : -1;
         fmt_eta(left, eta, sizeof eta);
-        fprintf(stderr, "\r\033[K%-32s [%s] %3d%% %s / %s  %s/s  ETA %s", name, bar, (int)(f * 100), done, total, rate,
-                eta);
+        snprintf(text, sizeof text, "%3d%% %s / %s  %s/s  ETA %s", (int)(f * 100), done, total, rate, eta);
+        int width = cols - (int)strlen(name) - (int)strlen(text) - 5;
+        if (width > 40) width = 40;
+        char bar[41];
+        if (width >= 5) {
+            int fill = (int)(f * width);
+            for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+            bar[width] = 0;
+            fprintf(stderr, "\r\033[K%s [%s] %s", name, bar, text);
+        } else {
+            fprintf(stderr, "\r\033[K%s %s", name, text);
+        }
     } else {
-        fprintf(stderr, "\r\033[K%-32s %s  %s/s", name, done, rate);
+        fprintf(stderr, "\r\033[K%s %s  %s/s", name, done, rate);
     }
     fflush(stderr);
     g_progress.drawn = 1;
