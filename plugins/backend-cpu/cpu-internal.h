@@ -148,6 +148,8 @@ typedef struct cpu_packed {
                              NULL while pending */
     int pending;          /* recorded at load, packed by the first graph using it */
     int advise;           /* the source is wrapped host memory (mapped file): page it out */
+    int transposed;       /* a LoRA B shape (k <= 64, m >= 16 k, float type): data is the
+                             transpose [k][m] (row j = column j of the source), for LORA */
 } cpu_packed;
 
 /* dst[c * dst_stride + r] for r in [0, 16 * n_panels), c < n_cols (<= 8);
@@ -162,12 +164,19 @@ typedef void (*cpu_mm_packed_fn)(int64_t k, const uint8_t *p, int64_t n_panels, 
 typedef void (*cpu_lora_acc_fn)(int64_t k, const uint8_t *w, size_t w_stride, int64_t n_rows,
                                 const float *r, float s, float *dst);
 
+/* LORA's B side on a transposed B (cpu_packed.transposed): dst[i] += s *
+ * sum_j bt[j][i] r[j] for i < n_rows; bt rows (k of them) are bt_stride
+ * bytes apart and start at row 0 of the chunk. */
+typedef void (*cpu_lora_acc_t_fn)(int64_t k, const uint8_t *bt, size_t bt_stride, int64_t n_rows,
+                                  const float *r, float s, float *dst);
+
 typedef struct cpu_kernels {
     const char *name;                      /* "scalar", "avx2", "avx512" */
     /* LORA: the A side (r = A x, F32 activations, no dot-type rounding; the
      * cpu_mm_fn contract with plain f32 columns) and the B side */
     cpu_mm_fn lora_a[LLMH_DTYPE_COUNT];
     cpu_lora_acc_fn lora_acc[LLMH_DTYPE_COUNT];
+    cpu_lora_acc_t_fn lora_acc_t[LLMH_DTYPE_COUNT];
     cpu_mm_packed_fn mm_packed[LLMH_DTYPE_COUNT]; /* NULL = no repacking for the type */
     cpu_mm_fn mm[LLMH_DTYPE_COUNT];        /* NULL = type not supported */
     cpu_act_kind act[LLMH_DTYPE_COUNT];    /* activation layout per weight type */
@@ -281,6 +290,8 @@ int cpu_op_supported(const llmh_backend *be, llmh_op op, llmh_dtype t0, llmh_dty
 /* cpu-repack.c: the weight_prepare/weight_release slots. */
 llmh_status cpu_weight_prepare(llmh_backend *be, llmh_tensor *w);
 void cpu_weight_release(llmh_backend *be, llmh_tensor *w);
+/* The transposed copy of a LoRA B when usable for this exact view, else NULL. */
+const cpu_packed *cpu_transposed_for(const llmh_backend *be, const llmh_tensor *w);
 /* The packed form of `w` when it is usable for this exact view, else NULL. */
 const cpu_packed *cpu_packed_for(const llmh_backend *be, const llmh_tensor *w);
 /* Pack every weight the graph multiplies by that is still pending (runs on

@@ -288,6 +288,44 @@ AI __m256 hsum8x8(const __m256 *a) {
         }                                                                                          \
     }
 
+/* Transposed B: 32 output rows at a time, one broadcast of r[j] per j. */
+#define LORA_ACC_T_KERNEL(NAME, LOAD8, LOAD1)                                                     \
+    static void NAME(int64_t k, const uint8_t *bt, size_t bs, int64_t nr, const float *x, float s, \
+                     float *dst) {                                                                \
+        const __m256 vs = _mm256_set1_ps(s);                                                      \
+        int64_t r = 0;                                                                             \
+        for (; r + 32 <= nr; r += 32) {                                                            \
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                            \
+            for (int64_t j = 0; j < k; j++) {                                                      \
+                const uint8_t *row = bt + (size_t)j * bs;                                          \
+                __m256 xj = _mm256_set1_ps(x[j]);                                                  \
+                a0 = _mm256_fmadd_ps(LOAD8(row, r), xj, a0);                                       \
+                a1 = _mm256_fmadd_ps(LOAD8(row, r + 8), xj, a1);                                   \
+                a2 = _mm256_fmadd_ps(LOAD8(row, r + 16), xj, a2);                                  \
+                a3 = _mm256_fmadd_ps(LOAD8(row, r + 24), xj, a3);                                  \
+            }                                                                                      \
+            _mm256_storeu_ps(dst + r, _mm256_add_ps(_mm256_loadu_ps(dst + r), _mm256_mul_ps(vs, a0))); \
+            _mm256_storeu_ps(dst + r + 8, _mm256_add_ps(_mm256_loadu_ps(dst + r + 8), _mm256_mul_ps(vs, a1))); \
+            _mm256_storeu_ps(dst + r + 16, _mm256_add_ps(_mm256_loadu_ps(dst + r + 16), _mm256_mul_ps(vs, a2))); \
+            _mm256_storeu_ps(dst + r + 24, _mm256_add_ps(_mm256_loadu_ps(dst + r + 24), _mm256_mul_ps(vs, a3))); \
+        }                                                                                          \
+        for (; r + 8 <= nr; r += 8) {                                                              \
+            __m256 a0 = _mm256_setzero_ps();                                                       \
+            for (int64_t j = 0; j < k; j++)                                                        \
+                a0 = _mm256_fmadd_ps(LOAD8(bt + (size_t)j * bs, r), _mm256_set1_ps(x[j]), a0);     \
+            _mm256_storeu_ps(dst + r, _mm256_add_ps(_mm256_loadu_ps(dst + r), _mm256_mul_ps(vs, a0))); \
+        }                                                                                          \
+        for (; r < nr; r++) {                                                                      \
+            float acc = 0.0f;                                                                      \
+            for (int64_t j = 0; j < k; j++) acc += LOAD1(bt + (size_t)j * bs, r) * x[j];           \
+            dst[r] += s * acc;                                                                     \
+        }                                                                                          \
+    }
+
+LORA_ACC_T_KERNEL(lora_acc_t_f32, LOAD8_F32, LOAD1_F32)
+LORA_ACC_T_KERNEL(lora_acc_t_f16, LOAD8_F16, LOAD1_F16)
+LORA_ACC_T_KERNEL(lora_acc_t_bf16, LOAD8_BF16, LOAD1_BF16)
+
 LORA_ACC_KERNEL(lora_acc_f32, LOAD8_F32, LOAD1_F32)
 LORA_ACC_KERNEL(lora_acc_f16, LOAD8_F16, LOAD1_F16)
 LORA_ACC_KERNEL(lora_acc_bf16, LOAD8_BF16, LOAD1_BF16)
@@ -575,6 +613,9 @@ void cpu_kernels_init_avx2(cpu_kernels *k) {
     k->lora_acc[LLMH_DTYPE_F32] = lora_acc_f32;
     k->lora_acc[LLMH_DTYPE_F16] = lora_acc_f16;
     k->lora_acc[LLMH_DTYPE_BF16] = lora_acc_bf16;
+    k->lora_acc_t[LLMH_DTYPE_F32] = lora_acc_t_f32;
+    k->lora_acc_t[LLMH_DTYPE_F16] = lora_acc_t_f16;
+    k->lora_acc_t[LLMH_DTYPE_BF16] = lora_acc_t_bf16;
     k->silu_row = silu_row_avx2;
     k->f16_to_f32 = f16_to_f32_avx2;
     k->dot = dot_avx2;

@@ -537,6 +537,40 @@ AI __m256 hsum8x8_512(const __m512 *a) {
         }                                                                                          \
     }
 
+/* Transposed B: 64 output rows at a time, the last partial vectors masked. */
+#define LORA_ACC_T_KERNEL(NAME, LD16)                                                             \
+    static void NAME(int64_t k, const uint8_t *bt, size_t bs, int64_t nr, const float *x, float s, \
+                     float *dst) {                                                                \
+        const __m512 vs = _mm512_set1_ps(s);                                                      \
+        int64_t r = 0;                                                                             \
+        for (; r + 64 <= nr; r += 64) {                                                            \
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                            \
+            for (int64_t j = 0; j < k; j++) {                                                      \
+                const uint8_t *row = bt + (size_t)j * bs;                                          \
+                __m512 xj = _mm512_set1_ps(x[j]);                                                  \
+                a0 = _mm512_fmadd_ps(LD16(row, r, 0xffff), xj, a0);                                \
+                a1 = _mm512_fmadd_ps(LD16(row, r + 16, 0xffff), xj, a1);                           \
+                a2 = _mm512_fmadd_ps(LD16(row, r + 32, 0xffff), xj, a2);                           \
+                a3 = _mm512_fmadd_ps(LD16(row, r + 48, 0xffff), xj, a3);                           \
+            }                                                                                      \
+            _mm512_storeu_ps(dst + r, _mm512_add_ps(_mm512_loadu_ps(dst + r), _mm512_mul_ps(vs, a0))); \
+            _mm512_storeu_ps(dst + r + 16, _mm512_add_ps(_mm512_loadu_ps(dst + r + 16), _mm512_mul_ps(vs, a1))); \
+            _mm512_storeu_ps(dst + r + 32, _mm512_add_ps(_mm512_loadu_ps(dst + r + 32), _mm512_mul_ps(vs, a2))); \
+            _mm512_storeu_ps(dst + r + 48, _mm512_add_ps(_mm512_loadu_ps(dst + r + 48), _mm512_mul_ps(vs, a3))); \
+        }                                                                                          \
+        for (; r < nr; r += 16) {                                                                  \
+            __mmask16 m = tail_mask(nr - r);                                                       \
+            __m512 a0 = _mm512_setzero_ps();                                                       \
+            for (int64_t j = 0; j < k; j++)                                                        \
+                a0 = _mm512_fmadd_ps(LD16(bt + (size_t)j * bs, r, m), _mm512_set1_ps(x[j]), a0);   \
+            _mm512_mask_storeu_ps(dst + r, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst + r), _mm512_mul_ps(vs, a0))); \
+        }                                                                                          \
+    }
+
+LORA_ACC_T_KERNEL(lora_acc_t_f32, LD16_F32)
+LORA_ACC_T_KERNEL(lora_acc_t_f16, LD16_F16)
+LORA_ACC_T_KERNEL(lora_acc_t_bf16, LD16_BF16)
+
 LORA_A_KERNEL(lora_a_f32, LD16_F32)
 LORA_A_KERNEL(lora_a_f16, LD16_F16)
 LORA_A_KERNEL(lora_a_bf16, LD16_BF16)
@@ -560,6 +594,9 @@ void cpu_kernels_init_avx512(cpu_kernels *k) {
     k->lora_acc[LLMH_DTYPE_F32] = lora_acc_f32;
     k->lora_acc[LLMH_DTYPE_F16] = lora_acc_f16;
     k->lora_acc[LLMH_DTYPE_BF16] = lora_acc_bf16;
+    k->lora_acc_t[LLMH_DTYPE_F32] = lora_acc_t_f32;
+    k->lora_acc_t[LLMH_DTYPE_F16] = lora_acc_t_f16;
+    k->lora_acc_t[LLMH_DTYPE_BF16] = lora_acc_t_bf16;
 }
 #else
 typedef int cpu_kernels_avx512_unused; /* non-x86: nothing to build */

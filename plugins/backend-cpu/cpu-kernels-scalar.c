@@ -412,6 +412,31 @@ SCALAR_LORA_ACC(lora_acc_f32, dot_f32)
 SCALAR_LORA_ACC(lora_acc_f16, dot_f16)
 SCALAR_LORA_ACC(lora_acc_bf16, dot_bf16)
 
+/* Transposed B: dst[i] += s * sum_j bt[j][i] r[j]. */
+static float load_plain(llmh_dtype t, const uint8_t *p) {
+    if (t == LLMH_DTYPE_F32) {
+        float v;
+        memcpy(&v, p, 4);
+        return v;
+    }
+    uint16_t h = (uint16_t)(p[0] | (p[1] << 8));
+    return t == LLMH_DTYPE_F16 ? llmh_fp16_to_fp32(h) : llmh_bf16_to_fp32(h);
+}
+
+#define SCALAR_LORA_ACC_T(NAME, TYPE)                                                                     \
+    static void NAME(int64_t k, const uint8_t *bt, size_t bs, int64_t nr, const float *x, float s, float *dst) { \
+        size_t ts = llmh_dtype_type_size(TYPE);                                                          \
+        for (int64_t r = 0; r < nr; r++) {                                                                \
+            float acc = 0.0f;                                                                             \
+            for (int64_t j = 0; j < k; j++) acc += load_plain(TYPE, bt + (size_t)j * bs + (size_t)r * ts) * x[j]; \
+            dst[r] += s * acc;                                                                            \
+        }                                                                                                 \
+    }
+
+SCALAR_LORA_ACC_T(lora_acc_t_f32, LLMH_DTYPE_F32)
+SCALAR_LORA_ACC_T(lora_acc_t_f16, LLMH_DTYPE_F16)
+SCALAR_LORA_ACC_T(lora_acc_t_bf16, LLMH_DTYPE_BF16)
+
 void cpu_kernels_init_scalar(cpu_kernels *k) {
     memset(k, 0, sizeof *k);
     k->name = "scalar";
@@ -434,6 +459,9 @@ void cpu_kernels_init_scalar(cpu_kernels *k) {
     k->lora_acc[LLMH_DTYPE_F32] = lora_acc_f32;
     k->lora_acc[LLMH_DTYPE_F16] = lora_acc_f16;
     k->lora_acc[LLMH_DTYPE_BF16] = lora_acc_bf16;
+    k->lora_acc_t[LLMH_DTYPE_F32] = lora_acc_t_f32;
+    k->lora_acc_t[LLMH_DTYPE_F16] = lora_acc_t_f16;
+    k->lora_acc_t[LLMH_DTYPE_BF16] = lora_acc_t_bf16;
     for (int t = 0; t < LLMH_DTYPE_COUNT; t++) k->act[t] = CPU_ACT_F32;
     k->act[LLMH_DTYPE_Q8_0] = k->act[LLMH_DTYPE_Q4_0] = k->act[LLMH_DTYPE_Q4_1] = CPU_ACT_Q8;
     k->act[LLMH_DTYPE_Q5_0] = k->act[LLMH_DTYPE_Q5_1] = CPU_ACT_Q8;

@@ -17,6 +17,8 @@
  *   shared scratch) and the matmul's row chunks from one counter, as both
  *   read only x; phase 1 (row chunks of dst) applies the B_i. No thread
  *   repeats another's work and k adapters add one synchronization point.
+ * B side: where weight_prepare kept B's transpose (cpu-repack.c), r_j
+ * times vectors of output rows; else a short dot product per row.
  * Columns whose gate is 0 are skipped (dst untouched). Per element of dst
  * the adapters are added in node order, so a fused run equals the nodes run
  * one after another.
@@ -158,7 +160,11 @@ static void apply_b(const llmh_backend *be, const lora_run *r, int64_t r0, int64
             const llmh_node *nd = &r->nodes[i];
             const llmh_tensor *A = nd->src[0], *B = nd->src[2];
             float g = gate_at(nd, t);
-            if (g != 0.0f)
+            const cpu_packed *bt = g != 0.0f ? cpu_transposed_for(be, B) : NULL;
+            if (bt)
+                be->kern.lora_acc_t[B->type](B->ne[0], bt->data + (size_t)r0 * llmh_dtype_type_size(B->type),
+                                             (size_t)B->ne[1] * llmh_dtype_type_size(B->type), nr, rt, nd->fp[0] * g, dp);
+            else if (g != 0.0f)
                 be->kern.lora_acc[B->type](B->ne[0], (const uint8_t *)B->data + (size_t)r0 * B->nb[1], B->nb[1], nr, rt,
                                            nd->fp[0] * g, dp);
             rt += A->ne[1];

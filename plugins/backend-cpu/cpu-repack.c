@@ -170,7 +170,67 @@ static llmh_status materialize(llmh_backend *be, cpu_packed *pk) {
     return LLMH_OK;
 }
 
+/* A LoRA B (ne [r, out], r <= 64, out >= 16 r, F32/F16/BF16): keep its
+ * transpose, so LORA's B side runs as r broadcast multiply-adds over
+ * vectors of output rows instead of a short dot product (and a horizontal
+ * sum) per row. Costs one more copy of B. */
+static int transposable(const llmh_backend *be, const llmh_tensor *w) {
+    if ((unsigned)w->type >= LLMH_DTYPE_COUNT || !be->kern.lora_acc_t[w->type]) return 0;
+    size_t ts = llmh_dtype_type_size(w->type);
+    return w->data && w->ne[2] == 1 && w->ne[3] == 1 && w->ne[0] >= 1 && w->ne[0] <= 64 && w->ne[1] >= 16 * w->ne[0] &&
+           w->nb[0] == ts && w->nb[1] >= ts * (size_t)w->ne[0];
+}
+
+static llmh_status prepare_transposed(llmh_backend *be, llmh_tensor *w) {
+    size_t ts = llmh_dtype_type_size(w->type);
+    int64_t k = w->ne[0], m = w->ne[1];
+    cpu_packed *pk = be->host->alloc(sizeof *pk);
+    uint8_t *data = be->host->alloc_aligned((size_t)(k * m) * ts, 64);
+    if (!pk || !data) {
+        be->host->free(pk);
+        be->host->free(data);
+        be->host->set_error("cpu backend: out of memory preparing tensor '%s'", w->name ? w->name : "(unnamed)");
+        return LLMH_ERR_NO_MEMORY;
+    }
+    memset(pk, 0, sizeof *pk);
+    pk->src = w->data;
+    pk->type = w->type;
+    pk->k = k;
+    pk->m = m;
+    pk->nb1 = w->nb[1];
+    pk->transposed = 1;
+    pk->data = data;
+    const uint8_t *src = w->data;
+    if (ts == 2) {
+        uint16_t *d = (uint16_t *)data;
+        for (int64_t i = 0; i < m; i++) {
+            uint16_t row[64];
+            memcpy(row, src + (size_t)i * w->nb[1], (size_t)k * 2);
+            for (int64_t j = 0; j < k; j++) d[j * m + i] = row[j];
+        }
+    } else {
+        float *d = (float *)data;
+        for (int64_t i = 0; i < m; i++) {
+            float row[64];
+            memcpy(row, src + (size_t)i * w->nb[1], (size_t)k * 4);
+            for (int64_t j = 0; j < k; j++) d[j * m + i] = row[j];
+        }
+    }
+    w->extra = pk;
+    return LLMH_OK;
+}
+
+const cpu_packed *cpu_transposed_for(const llmh_backend *be, const llmh_tensor *w) {
+    const cpu_packed *pk = w->extra;
+    (void)be;
+    if (!pk || !pk->transposed || pk->src != w->data || pk->type != w->type || pk->k != w->ne[0] ||
+        pk->m != w->ne[1] || pk->nb1 != w->nb[1] || w->ne[2] != 1 || w->ne[3] != 1)
+        return NULL;
+    return pk;
+}
+
 llmh_status cpu_weight_prepare(llmh_backend *be, llmh_tensor *w) {
+    if (w && !w->extra && be->repack && transposable(be, w)) return prepare_transposed(be, w);
     if (!w || w->extra || !be->repack || (unsigned)w->type >= LLMH_DTYPE_COUNT || !be->kern.mm_packed[w->type])
         return LLMH_OK;
     if (!w->data || w->ne[2] != 1 || w->ne[3] != 1 || w->ne[1] < CPU_PANEL || w->ne[0] <= 0 ||
@@ -252,7 +312,7 @@ void cpu_weight_release(llmh_backend *be, llmh_tensor *w) {
 
 const cpu_packed *cpu_packed_for(const llmh_backend *be, const llmh_tensor *w) {
     const cpu_packed *pk = w->extra;
-    if (!pk || pk->pending || pk->src != w->data || pk->type != w->type || pk->k != w->ne[0] || pk->m != w->ne[1] ||
+    if (!pk || pk->pending || pk->transposed || pk->src != w->data || pk->type != w->type || pk->k != w->ne[0] || pk->m != w->ne[1] ||
         pk->nb1 != w->nb[1] || w->ne[2] != 1 || w->ne[3] != 1 || !be->kern.mm_packed[w->type])
         return NULL;
     return pk;

@@ -1053,6 +1053,11 @@ static int lora_case(llmh_dtype t, int64_t K, int64_t M, int64_t N, int n_ad, co
             bf[i] = malloc((size_t)(rk[i] * M) * sizeof(float));
             llmh_dequantize(t, A[i]->t.data, af[i], K * rk[i]);
             llmh_dequantize(t, B[i]->t.data, bf[i], rk[i] * M);
+            /* odd seeds: as the adapter store does (B may be kept transposed) */
+            if ((seed & 1) && plug.be->weight_prepare) {
+                CU_ASSERT_EQUAL(plug.be->weight_prepare(be, &A[i]->t), LLMH_OK);
+                CU_ASSERT_EQUAL(plug.be->weight_prepare(be, &B[i]->t), LLMH_OK);
+            }
             G[i] = NULL;
             if (gmode == G_MIXED) {
                 G[i] = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, N, 1, 1, 1);
@@ -1110,6 +1115,10 @@ static int lora_case(llmh_dtype t, int64_t K, int64_t M, int64_t N, int n_ad, co
             free(mag);
         }
         for (int i = 0; i < n_ad; i++) {
+            if (plug.be->weight_release) {
+                plug.be->weight_release(be, &A[i]->t);
+                plug.be->weight_release(be, &B[i]->t);
+            }
             bu_tensor_free(&plug, be, A[i]);
             bu_tensor_free(&plug, be, B[i]);
             if (G[i]) bu_tensor_free(&plug, be, G[i]);
@@ -1138,6 +1147,10 @@ static void test_lora(void) {
         CU_ASSERT_EQUAL(lora_case(t, 100, 70, 4, 4, r4, X_COLVIEW, G_MIXED, 6), 0);
         CU_ASSERT_EQUAL(lora_case(t, 96, 31, 9, 4, r4, X_TRANSPOSED, G_MIXED, 7), 0);
         CU_ASSERT_EQUAL(lora_case(t, 48, 200, 2, 3, r3, X_TRANSPOSED, G_NONE, 8), 0);
+        /* B kept transposed (rank <= 64, out >= 16 rank): 64-row blocks and tails */
+        CU_ASSERT_EQUAL(lora_case(t, 64, 600, 1, 4, r4, X_CONTIG, G_MIXED, 9), 0);
+        CU_ASSERT_EQUAL(lora_case(t, 40, 301, 3, 3, r3, X_COLVIEW, G_NONE, 11), 0);
+        CU_ASSERT_EQUAL(lora_case(t, 40, 1037, 9, 1, r1, X_CONTIG, G_MIXED, 13), 0);
     }
 }
 
