@@ -286,6 +286,49 @@ static void test_chat_tools(void) {
     cJSON_Delete(j);
 }
 
+/* core/cli/serve/serve-toolcall.c, compiled into this test */
+cJSON *srv_parse_tool_calls(const char *text, const char *id_prefix, char **content);
+
+static void test_tool_call_parse(void) {
+    char *content = NULL;
+    cJSON *calls = srv_parse_tool_calls(
+        "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n"
+        "<tool_call>{\"name\":\"now\"}</tool_call>",
+        "chatcmpl-1", &content);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(calls);
+    CU_ASSERT_EQUAL(cJSON_GetArraySize(calls), 2);
+    cJSON *c0 = cJSON_GetArrayItem(calls, 0);
+    CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(c0, "id")->valuestring, "call_chatcmpl-1_0");
+    CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(c0, "type")->valuestring, "function");
+    cJSON *f0 = cJSON_GetObjectItem(c0, "function");
+    CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(f0, "name")->valuestring, "get_weather");
+    CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(f0, "arguments")->valuestring, "{\"city\":\"Paris\"}");
+    cJSON *f1 = cJSON_GetObjectItem(cJSON_GetArrayItem(calls, 1), "function");
+    CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(f1, "arguments")->valuestring, "{}");
+    CU_ASSERT_STRING_EQUAL(content, "Let me check.");
+    free(content);
+    cJSON_Delete(calls);
+    /* only blocks: no content */
+    calls = srv_parse_tool_calls("<tool_call>{\"name\":\"a\",\"arguments\":\"{\\\"x\\\":1}\"}</tool_call>\n", "x", &content);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(calls);
+    CU_ASSERT_PTR_NULL(content);
+    CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(calls, 0), "function"), "arguments")->valuestring,
+                           "{\"x\":1}");
+    cJSON_Delete(calls);
+    /* anything malformed stays text */
+    const char *bad[] = {"no calls here", "<tool_call>{\"name\":\"a\"}", "<tool_call>not json</tool_call>",
+                         "<tool_call>{\"arguments\":{}}</tool_call>", "<tool_call>{\"name\":5}</tool_call>",
+                         "<tool_call>[1,2]</tool_call>", "<tool_call>{\"name\":\"a\",\"arguments\":3}</tool_call>",
+                         "<tool_call>{\"name\":\"\"}</tool_call>", "<tool_call>{\"name\":\"a\"}</tool_call><tool_call>{</tool_call>"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        content = (char *)1;
+        calls = srv_parse_tool_calls(bad[i], "x", &content);
+        CU_ASSERT_PTR_NULL(calls);
+        CU_ASSERT_PTR_NULL(content);
+        cJSON_Delete(calls);
+    }
+}
+
 /* ---- untrusted input ---------------------------------------------------- */
 typedef struct bad_case {
     const char *method, *path, *body;
@@ -538,6 +581,46 @@ static void *par_thread(void *arg) {
     par_req *p = arg;
     srvc_http(&g_srv, "POST", p->path, p->body, strlen(p->body), NULL, &p->r);
     return NULL;
+}
+
+/* a queued request whose client leaves frees its queue place at once */
+static void test_cancel_queued(void) {
+    par_req busy[2];
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) {
+        busy[i].path = "/v1/completions";
+        busy[i].body = "{\"prompt\":\"Hello, my name is\",\"max_tokens\":400}";
+        memset(&busy[i].r, 0, sizeof busy[i].r);
+        pthread_create(&th[i], NULL, par_thread, &busy[i]);
+    }
+    for (int i = 0; i < 100 && srvc_metric(&g_srv, "llmhost_slots_active") < 2; i++) usleep(20000);
+    CU_ASSERT_EQUAL(srvc_metric(&g_srv, "llmhost_slots_active"), 2);
+    double cancelled0 = srvc_metric(&g_srv, "llmhost_requests_cancelled_total");
+    CURL *c = curl_easy_init();
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/completions", g_srv.port);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, "{\"prompt\":\"Hi\",\"max_tokens\":4,\"stream\":true}");
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 300L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    CURLcode rc = curl_easy_perform(c);
+    curl_easy_cleanup(c);
+    CU_ASSERT_EQUAL(rc, CURLE_OPERATION_TIMEDOUT);
+    double depth = -1, active = -1;
+    for (int i = 0; i < 50; i++) {
+        depth = srvc_metric(&g_srv, "llmhost_queue_depth");
+        if (depth == 0) break;
+        usleep(20000);
+    }
+    active = srvc_metric(&g_srv, "llmhost_slots_active");
+    CU_ASSERT_EQUAL(depth, 0);
+    CU_ASSERT_EQUAL(active, 2); /* the two long ones still run */
+    CU_ASSERT_EQUAL(srvc_metric(&g_srv, "llmhost_requests_cancelled_total"), cancelled0 + 1);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        CU_ASSERT_EQUAL(busy[i].r.status, 200);
+        srvc_resp_free(&busy[i].r);
+    }
 }
 
 static void test_overload_429(void) {
@@ -803,10 +886,12 @@ int main(void) {
         {"chat, plain and streamed", test_chat},
         {"completions, streamed, stop strings", test_completion_stream_and_stop},
         {"chat with tools and tool messages (the model's Jinja template)", test_chat_tools},
+        {"tool-call blocks in generated text", test_tool_call_parse},
         {"malformed-request corpus: only 4xx", test_malformed_corpus},
         {"body limit: 413", test_body_limit},
         {"prompt longer than the context: 400", test_prompt_too_long},
         {"client disconnects mid-stream", test_disconnect_mid_stream},
+        {"a queued client leaves: its place frees", test_cancel_queued},
         {"overload: 429", test_overload_429},
         {"adapters per request, load/rescale/unload over HTTP", test_adapters},
         {"metrics", test_metrics},

@@ -192,9 +192,21 @@ static cJSON *envelope(const srv_request *r, const char *object) {
     return o;
 }
 
+/* Hermes/Qwen tool-call blocks in the text become OpenAI tool_calls. */
+static bool add_tool_calls(const srv_request *r, cJSON *msg) {
+    char *content = NULL;
+    cJSON *calls = srv_parse_tool_calls(r->text ? r->text : "", r->id, &content);
+    if (!calls) return false;
+    if (content) cJSON_AddStringToObject(msg, "content", content);
+    else cJSON_AddNullToObject(msg, "content");
+    cJSON_AddItemToObject(msg, "tool_calls", calls);
+    free(content);
+    return true;
+}
+
 /* The whole result (r->mu held, r done without error). */
 static char *final_json(const srv_request *r) {
-    bool chat = r->kind == SRV_CHAT;
+    bool chat = r->kind == SRV_CHAT, tool_calls = false;
     cJSON *o = envelope(r, chat ? "chat.completion" : "text_completion");
     cJSON *choices = cJSON_AddArrayToObject(o, "choices");
     cJSON *ch = cJSON_CreateObject();
@@ -203,12 +215,13 @@ static char *final_json(const srv_request *r) {
     if (chat) {
         cJSON *m = cJSON_AddObjectToObject(ch, "message");
         cJSON_AddStringToObject(m, "role", "assistant");
-        cJSON_AddStringToObject(m, "content", r->text ? r->text : "");
+        tool_calls = r->has_tools && add_tool_calls(r, m);
+        if (!tool_calls) cJSON_AddStringToObject(m, "content", r->text ? r->text : "");
     } else {
         cJSON_AddStringToObject(ch, "text", r->text ? r->text : "");
     }
     cJSON_AddNullToObject(ch, "logprobs");
-    cJSON_AddStringToObject(ch, "finish_reason", r->finish ? r->finish : "stop");
+    cJSON_AddStringToObject(ch, "finish_reason", tool_calls ? "tool_calls" : r->finish ? r->finish : "stop");
     if (r->return_ids) cJSON_AddItemToObject(ch, "token_ids", ids_json(r->ids, r->n_ids));
     cJSON_AddItemToObject(o, "usage", usage_json(r));
     char *out = cJSON_PrintUnformatted(o);
@@ -340,12 +353,7 @@ static void stream_free(void *cls) {
     pthread_mutex_lock(&r->mu);
     bool unfinished = r->state != SRV_DONE || !st->finished || st->off_out < st->n_out;
     pthread_mutex_unlock(&r->mu);
-    if (unfinished) {
-        atomic_store(&r->cancelled, true);
-        pthread_mutex_lock(&st->s->mu);
-        pthread_cond_broadcast(&st->s->cv);
-        pthread_mutex_unlock(&st->s->mu);
-    }
+    if (unfinished) srv_sched_cancel(st->s, r);
     srv_request_release(r);
     free(st->out);
     free(st);
@@ -375,9 +383,7 @@ static enum MHD_Result handle_generate(srv_server *s, struct MHD_Connection *c, 
     bool here = wait_for(r, fd, r->stream ? is_started : is_done, NULL);
     if (!here) {
         pthread_mutex_unlock(&r->mu);
-        pthread_mutex_lock(&s->mu);
-        pthread_cond_broadcast(&s->cv);
-        pthread_mutex_unlock(&s->mu);
+        srv_sched_cancel(s, r);
         srv_request_release(r);
         count_status(s, 499);
         return MHD_NO; /* the client is gone: close */

@@ -531,6 +531,8 @@ srv_request *srv_request_parse(srv_server *s, srv_kind kind, const char *body, s
     if (!parse_stop(&p, o, s, r, kind == SRV_CHAT)) goto out;
 
     if (kind == SRV_CHAT) {
+        const cJSON *tools = field(o, "tools");
+        r->has_tools = cJSON_IsArray(tools) && cJSON_GetArraySize(tools) > 0;
         char *text = render_chat(&p, s, o);
         if (!text) goto out;
         bool ok = tokenize_text(&p, s, text, strlen(text), r);

@@ -643,3 +643,24 @@ int srv_sched_submit(srv_server *s, srv_request *r) {
     pthread_mutex_unlock(&s->mu);
     return 0;
 }
+
+void srv_sched_cancel(srv_server *s, srv_request *r) {
+    atomic_store(&r->cancelled, true);
+    bool removed = false;
+    pthread_mutex_lock(&s->mu);
+    for (srv_request *q = s->q_head, *prev = NULL; q; prev = q, q = q->next) {
+        if (q != r) continue;
+        if (prev) prev->next = q->next;
+        else s->q_head = q->next;
+        if (s->q_tail == q) s->q_tail = prev;
+        s->n_queued--;
+        removed = true;
+        break;
+    }
+    pthread_cond_broadcast(&s->cv); /* a running request is dropped at the next step */
+    pthread_mutex_unlock(&s->mu);
+    if (removed) {
+        atomic_fetch_add(&s->cancelled_total, 1);
+        fail_request(r, 499, "the client closed the connection");
+    }
+}

@@ -46,6 +46,7 @@ typedef enum srv_state { SRV_QUEUED = 0, SRV_RUNNING = 1, SRV_DONE = 2 } srv_sta
 typedef struct srv_request {
     srv_kind kind;
     bool stream, include_usage, return_ids;
+    bool has_tools;              /* tools given: parse <tool_call> blocks (non-streaming) */
     char id[48];                 /* "chatcmpl-..." / "cmpl-..." */
     int64_t created;             /* unix seconds */
     char *model;                 /* the model id echoed in responses */
@@ -135,6 +136,9 @@ void srv_sched_stop(srv_server *s);           /* fails what is queued/active, jo
  * the queue is full or the server is stopping. */
 int srv_sched_submit(srv_server *s, srv_request *r);
 double srv_tokens_per_second(srv_server *s);  /* decode rate over the last seconds */
+/* The client went away: mark `r` cancelled; a queued request leaves the
+ * queue now (its slot in the queue frees), a running one at the next step. */
+void srv_sched_cancel(srv_server *s, srv_request *r);
 
 /* serve-request.c */
 srv_request *srv_request_new(void);
@@ -162,6 +166,15 @@ char *srv_admin_health(srv_server *s, int *status);
 char *srv_admin_metrics(srv_server *s, int *status);
 /* True when `name` is an adapter in the store now. */
 bool srv_adapter_exists(srv_server *s, const char *name);
+
+/* serve-toolcall.c: the Hermes/Qwen tool-call form the chat templates teach,
+ * <tool_call>{"name": ..., "arguments": {...}}</tool_call>, found in `text`.
+ * When there is at least one block and every block parses, returns OpenAI
+ * `tool_calls` ([{id: "call_<id_prefix>_<i>", type: "function", function:
+ * {name, arguments (a JSON string)}}]) and sets *content (malloc'd) to the
+ * text around the blocks, trimmed, or NULL when nothing is left. Otherwise
+ * returns NULL. Depends on cJSON only. */
+cJSON *srv_parse_tool_calls(const char *text, const char *id_prefix, char **content);
 
 /* small helpers (serve-request.c) */
 double srv_now(void);                        /* monotonic seconds */
