@@ -33,13 +33,15 @@
  * sessions' logits are only written after the last graph succeeded.
  *
  * Per-token routing: a router with route_tokens (gated adapters) computes
- * gates from each token's hidden state at every layer; those gates belong
- * to the per-session path, so when the model's router has route_tokens and
- * some item's session uses adapters, the items are evaluated one after
- * another with llmh_session_eval (same all-or-nothing contract; no weight
- * sharing). docs/batching.md. */
+ * gates from each token's hidden state before every layer, and a session's
+ * hidden-state hook sees its residual stream there; session.c runs those
+ * layer by layer. So when the model's router has route_tokens and some
+ * item's session uses adapters, or some item's session has a hook, the
+ * items are evaluated one after another with llmh_session_eval (same
+ * all-or-nothing contract; no weight sharing). docs/batching.md. */
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -293,15 +295,16 @@ static llmh_status eval_each(const llmh_batch_item *items, size_t n_items, const
     return st;
 }
 
-/* True when the model's router gates adapters per token and some item's
- * session uses adapters. */
-static bool per_token_routing(const llmh_model *m, const llmh_batch_item *items, size_t n_items) {
-    const llmh_router_iface *r = m->router_if;
-    if (!r || r->struct_size < offsetof(llmh_router_iface, route_tokens) + sizeof r->route_tokens || !r->route_tokens)
-        return false;
-    for (size_t i = 0; i < n_items; i++)
-        if (items[i].session->n_lora) return true;
-    return false;
+/* True when some item needs the per-session, layer-by-layer path: the
+ * model's router gates adapters per token and the item's session uses
+ * adapters, or the session has a hidden-state hook. */
+static bool needs_layered(llmh_model *m, const llmh_batch_item *items, size_t n_items) {
+    bool lora = false;
+    for (size_t i = 0; i < n_items; i++) {
+        if (items[i].session->hidden_hook && items[i].n_tokens) return true;
+        if (items[i].session->n_lora && items[i].n_tokens) lora = true;
+    }
+    return lora && llmh__fabric_per_token(m);
 }
 
 static llmh_status validate(const llmh_batch_item *items, size_t n_items) {
@@ -316,7 +319,7 @@ static llmh_status validate(const llmh_batch_item *items, size_t n_items) {
             if (items[j].session == it->session)
                 return llmh__fail(LLMH_ERR_INVALID_ARG, "llmh_session_eval_batch: items %zu and %zu name the same session",
                                   j, i);
-        if ((int64_t)it->n_tokens > it->session->n_ctx - it->session->pos)
+        if (it->n_tokens > (size_t)(it->session->n_ctx - it->session->pos))
             return llmh__fail(LLMH_ERR_CONTEXT_FULL,
                               "batch item %zu: context full: %zu new tokens do not fit (%lld of %lld cache slots used)", i,
                               it->n_tokens, (long long)it->session->pos, (long long)it->session->n_ctx);
@@ -403,6 +406,8 @@ llmh_status llmh_session_eval_batch(const llmh_batch_item *items, size_t n_items
     if (st) return st;
     llmh_model *m = items[0].session->model;
     size_t V = (size_t)m->hp.n_vocab;
+    if (n_items > SIZE_MAX / sizeof(float) / V / 2)
+        return llmh__fail(LLMH_ERR_INVALID_ARG, "llmh_session_eval_batch: %zu items are too many", n_items);
     int64_t *start = malloc(2 * n_items * sizeof *start);
     seg *segs = malloc(n_items * sizeof *segs);
     float *stage = malloc(n_items * V * sizeof *stage);
@@ -417,7 +422,7 @@ llmh_status llmh_session_eval_batch(const llmh_batch_item *items, size_t n_items
         start[i] = items[i].session->pos;
         done[i] = 0;
     }
-    if (per_token_routing(m, items, n_items)) {
+    if (needs_layered(m, items, n_items)) {
         st = eval_each(items, n_items, start);
         goto out;
     }

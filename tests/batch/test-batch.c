@@ -13,17 +13,28 @@
  *    keeps its position and logits;
  * on the cpu backend, and on onednn and vulkan when they are built.
  *
- * Bound: 1e-4 relative to the largest logit magnitude (at least 1). The
- * per-column arithmetic of a batch is the session's own, but a backend may
- * pick another summation order (blocking) for a wider product; measured:
- * see docs/batching.md. */
+ *  - the per-session fallback: a gated router (per-token gates) and a
+ *    session with a hidden-state hook, batched with plain sessions.
+ *
+ * Bound: 1e-4 relative to the largest logit magnitude (at least 1); cpu and
+ * onednn measure 0 (bit for bit). The per-column arithmetic of a batch is
+ * the session's own, but a backend may pick another summation order for a
+ * wider product: vulkan runs a MUL_MAT of fewer than 8 columns with its
+ * mat-vec shader and wider ones tiled, so a 4-token item alone and the
+ * same item inside a 36-column batch sum in different orders. That moves
+ * this two-layer random model's logits by up to 2.0e-4 relative (measured;
+ * one session alone prefilling 12 tokens in chunks of 4 instead of one
+ * chunk moves them by 5.6e-5 the same way), so vulkan gets 1e-3; the greedy
+ * ids must still be equal. docs/batching.md. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "llmh-fabric.h"
 #include "model-fixture.h"
 
 #define REL_TOL 1e-4
+#define REL_TOL_VULKAN 1e-3
 #define N_SETS 4
 
 static bool backend_built(const char *name) {
@@ -83,6 +94,7 @@ static void fill_tokens(llmh_token *t, size_t n, uint64_t seed, int64_t n_vocab)
 }
 
 static double g_worst; /* largest relative difference seen in a case */
+static double g_tol = REL_TOL;
 
 /* Batched logits against lone ones: relative to the largest magnitude. */
 static void check_close(const llmh_session *bat, const llmh_session *ref, int64_t n_vocab, const char *what) {
@@ -95,8 +107,8 @@ static void check_close(const llmh_session *bat, const llmh_session *ref, int64_
     }
     double rel = diff / mag;
     if (rel > g_worst) g_worst = rel;
-    if (rel > REL_TOL) fprintf(stderr, "  %s: max |diff| %.3e (relative %.3e)\n", what, diff, rel);
-    CU_ASSERT(rel <= REL_TOL);
+    if (rel > g_tol) fprintf(stderr, "  %s: max |diff| %.3e (relative %.3e)\n", what, diff, rel);
+    CU_ASSERT(rel <= g_tol);
     CU_ASSERT_EQUAL(llmh_session_pos(bat), llmh_session_pos(ref));
 }
 
@@ -224,8 +236,10 @@ static void check_chunks(const char *backend) {
             llmh_session_free(ref[i]);
         }
     }
-    /* three prefills of 200: 600 columns, more than one graph holds */
-    {
+    /* three prefills of 200: 600 columns, more than one graph holds (the
+     * split is the core's, the same for every backend: cpu only, to keep
+     * the suite short on lavapipe) */
+    if (!strcmp(backend, "cpu")) {
         llmh_session *bat[3], *ref[3];
         for (int i = 0; i < 3; i++) {
             bat[i] = new_session(fm.model, 512, 0, i);
@@ -264,12 +278,76 @@ static void for_backends(void (*fn)(const char *)) {
             continue;
         }
 #endif
+        g_tol = strcmp(b, "vulkan") ? REL_TOL : REL_TOL_VULKAN;
         fn(b);
+        g_tol = REL_TOL;
     }
 }
 
 static void test_equal_alone(void) { for_backends(check_equal); }
 static void test_chunks(void) { for_backends(check_chunks); }
+
+/* Per-session fallback: with a router that gates per token, or a session
+ * with a hidden-state hook, the items run one after another through
+ * llmh_session_eval; results and hook calls are those of each alone. */
+typedef struct hook_count {
+    int calls;
+    int64_t n_tok;
+} hook_count;
+
+static void count_hook(void *user, int32_t layer, const float *h, int64_t dim, int64_t n_tok) {
+    hook_count *c = user;
+    (void)layer;
+    (void)dim;
+    if (h) c->calls++;
+    c->n_tok = n_tok;
+}
+
+static void test_fallback(void) {
+    fixture_model fm;
+    char *pa = llmh_test_shared("models/adapters/qwen2-tiny-lora-a.gguf");
+    char *pb = llmh_test_shared("models/adapters/qwen2-tiny-lora-b.gguf");
+    char extra[2048];
+    snprintf(extra, sizeof extra,
+             "[router]\nplugin = \"gated\"\n[[adapter]]\nname = \"a\"\npath = \"%s\"\n"
+             "[[adapter]]\nname = \"b\"\npath = \"%s\"\n",
+             pa, pb);
+    free(pa);
+    free(pb);
+    CU_ASSERT_FATAL(fixture_open(&fm, "models/qwen2-tiny-f32.gguf", "cpu", extra) == 0);
+    int64_t V = llmh_model_describe(fm.model)->n_vocab;
+    int64_t L = llmh_model_describe(fm.model)->n_layer;
+    g_tol = REL_TOL;
+    g_worst = 0;
+    llmh_session *bat[3], *ref[3];
+    for (int i = 0; i < 3; i++) {
+        bat[i] = new_session(fm.model, 64, 0, i + 1);
+        ref[i] = new_session(fm.model, 64, 0, i + 1);
+    }
+    llmh_token t[3][8];
+    const llmh_token *tp[3] = {t[0], t[1], t[2]};
+    size_t n[3] = {3, 1, 6};
+    for (int i = 0; i < 3; i++) fill_tokens(t[i], 8, 70 + (uint64_t)i, V);
+    step_both(bat, ref, tp, n, 3, V, "gated router");
+    /* a hook on one session of a batch of plain ones (no adapters: the
+     * router plays no part) */
+    for (int i = 0; i < 3; i++) {
+        llmh_session_clear_adapters(bat[i]);
+        llmh_session_clear_adapters(ref[i]);
+    }
+    hook_count hc = {0, 0};
+    CU_ASSERT_EQUAL_FATAL(llmh_session_set_hidden_hook(bat[2], count_hook, &hc), LLMH_OK);
+    size_t m[3] = {1, 2, 5};
+    step_both(bat, ref, tp, m, 3, V, "hidden hook");
+    CU_ASSERT_EQUAL(hc.calls, (int)L + 1);
+    CU_ASSERT_EQUAL(hc.n_tok, 5);
+    fprintf(stderr, "  fallback: largest relative logit difference %.2e\n", g_worst);
+    for (int i = 0; i < 3; i++) {
+        llmh_session_free(bat[i]);
+        llmh_session_free(ref[i]);
+    }
+    fixture_close(&fm);
+}
 
 /* Refusals leave every session as it was. */
 static void test_errors(void) {
@@ -347,6 +425,7 @@ int main(void) {
     static const llmh_test_case cases[] = {
         {"batched equals alone (sets, positions, prefill+decode, greedy)", test_equal_alone},
         {"long prefills and wide batches split into several graphs", test_chunks},
+        {"per-session fallback: gated router, hidden-state hook", test_fallback},
         {"refusals leave every session unchanged", test_errors},
         {NULL, NULL},
     };
