@@ -118,7 +118,6 @@ static int lg_collect(llmh_cli_model *cm, const char *path, int label, lg_data *
     const llmh_tokenizer *tk;
     const llmh_tokenizer_iface *ti = llmh_model_tokenizer(cm->model, &tk);
     uint32_t flags = ti->add_bos_default(tk) ? LLMH_ENCODE_ADD_BOS : 0;
-    int64_t n_ctx = 0;
     int rc = 0;
     d->label = label;
     for (char *line = text, *next; line && *line && rc == 0; line = next) {
@@ -139,7 +138,6 @@ static int lg_collect(llmh_cli_model *cm, const char *path, int label, lg_data *
             rc = -1;
         }
         (*n_texts)++;
-        (void)n_ctx;
     }
     free(text);
     return rc;
@@ -169,7 +167,30 @@ static double lg_fit(const float *x, const unsigned char *y, size_t n, int64_t d
         sd[k] = sqrt(sd[k] / (double)n);
         if (!(sd[k] > 1e-12)) sd[k] = 0; /* a constant feature gets no weight */
     }
-    double b = 0, vb = 0, lr = 0.5, mom = 0.9;
+    /* step size from the curvature: the weighted log-loss Hessian is at most
+     * 1/4 of the weighted second moment of the standardized features (plus
+     * the bias column), whose largest eigenvalue a power iteration bounds */
+    double lmax = 1.0;
+    for (int64_t k = 0; k < dim; k++) v[k] = 1.0;
+    for (int it = 0; it < 30; it++) {
+        for (int64_t k = 0; k < dim; k++) g[k] = 0;
+        for (size_t i = 0; i < n; i++) {
+            const float *xi = x + i * (size_t)dim;
+            double c = y[i] ? c1 : c0, p = 0;
+            for (int64_t k = 0; k < dim; k++)
+                if (sd[k] > 0) p += v[k] * ((xi[k] - mean[k]) / sd[k]);
+            for (int64_t k = 0; k < dim; k++)
+                if (sd[k] > 0) g[k] += c * p * ((xi[k] - mean[k]) / sd[k]);
+        }
+        double norm = 0, vn = 0;
+        for (int64_t k = 0; k < dim; k++) norm += g[k] * g[k], vn += v[k] * v[k];
+        norm = sqrt(norm);
+        if (!(norm > 0)) break;
+        lmax = norm / sqrt(vn);
+        for (int64_t k = 0; k < dim; k++) v[k] = g[k] / norm;
+    }
+    for (int64_t k = 0; k < dim; k++) v[k] = 0;
+    double b = 0, vb = 0, mom = 0.9, lr = 1.0 / (0.25 * (lmax > 1.0 ? lmax : 1.0) + l2);
     for (int e = 0; e < epochs; e++) {
         for (int64_t k = 0; k < dim; k++) g[k] = l2 * w[k];
         double gb = 0;
