@@ -414,6 +414,7 @@ typedef struct dl_state {
     /* progress */
     double t0, last_cb;
     bool verified;
+    uint64_t received;         /* body bytes of the current attempt */
 } dl_state;
 
 static size_t on_header(char *buf, size_t size, size_t n, void *user) {
@@ -530,6 +531,7 @@ static size_t on_body_h(char *data, size_t size, size_t n, void *user) {
     }
     llmh_sha256_update(&s->sha, data, len);
     s->written += len;
+    s->received += len;
     return len;
 }
 
@@ -590,7 +592,7 @@ static attempt_result attempt(dl_state *s, bool *progressed) {
     s->clen = -1;
     s->why[0] = 0;
     s->write_errno = 0;
-    uint64_t before = s->written;
+    s->received = 0;
 
     curl_easy_setopt(h, CURLOPT_URL, s->url);
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
@@ -626,7 +628,7 @@ static attempt_result attempt(dl_state *s, bool *progressed) {
     if (!s->started) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &s->status);
     curl_easy_cleanup(h);
     curl_slist_free_all(hdrs);
-    *progressed = s->written > before;
+    *progressed = s->received > 0;
 
     if (s->status >= 400) {
         if (s->status == 416 && s->offset > 0) {
