@@ -351,6 +351,17 @@ static llmh_status lock_take(const char *lockpath, const char *name, const char 
     *fd_out = -1;
     for (;;) {
         int fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0 && errno == ENOENT) {
+            /* a failed download removed its empty directory meanwhile: recreate it */
+            char dir[PATH_MAX + 300];
+            snprintf(dir, sizeof dir, "%s", lockpath);
+            char *slash = strrchr(dir, '/');
+            if (slash && slash != dir) {
+                *slash = 0;
+                llmh__mkdirs(dir);
+            }
+            fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        }
         if (fd < 0) return llmh__fail(LLMH_ERR_IO, "%s: cannot create the download lock: %s", lockpath, strerror(errno));
         if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
             if (errno != EWOULDBLOCK) {
