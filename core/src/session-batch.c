@@ -19,7 +19,8 @@
  * most its session's n_batch columns (its LoRA scratch is that wide); longer
  * prefills go on in the next graphs, which also carry the items still
  * unfinished. The logits of an item are read when its last token is in the
- * graph.
+ * graph; at most LLMH__BATCH_MAX_OUT items end in one graph (more decode
+ * items than that take several graphs).
  *
  * Scratch: the activations of a batch live in a context cached on the model
  * (model->batch), grown to the widest batch seen and freed with the model
@@ -48,6 +49,8 @@
 #include "session-internal.h"
 
 #define LLMH__BATCH_MAX_COLS 512
+/* logits columns per graph (n_vocab floats each: 64 of Qwen2.5's are 39 MB) */
+#define LLMH__BATCH_MAX_OUT 64
 
 /* Activation scratch and graph pools of batched steps (one per model). */
 struct llmh__batch_ctx {
@@ -107,7 +110,7 @@ static llmh_status batch_reserve(llmh_model *m, int64_t cols, int64_t outs) {
     int64_t C = cols > b->cap_cols ? (cols + 15) / 16 * 16 : b->cap_cols;
     int64_t O = outs > b->cap_out ? (outs + 15) / 16 * 16 : b->cap_out;
     if (C > LLMH__BATCH_MAX_COLS) C = LLMH__BATCH_MAX_COLS;
-    if (O > LLMH__BATCH_MAX_COLS) O = LLMH__BATCH_MAX_COLS;
+    if (O > LLMH__BATCH_MAX_OUT) O = LLMH__BATCH_MAX_OUT;
     const llmh__hparams *hp = &m->hp;
     int64_t E = hp->n_embd, F = hp->n_ff, D = hp->head_dim, H = hp->n_head, HKV = hp->n_head_kv, V = hp->n_vocab;
     llmh__act na;
@@ -348,6 +351,7 @@ static llmh_status run_step(llmh_model *m, const llmh_batch_item *items, size_t 
         int64_t t = rem;
         if (t > items[i].session->n_batch) t = items[i].session->n_batch;
         if (t > LLMH__BATCH_MAX_COLS - N) t = LLMH__BATCH_MAX_COLS - N;
+        if (t == rem && n_out == LLMH__BATCH_MAX_OUT) break; /* its logits go in the next graph */
         segs[n_segs] = (seg){items[i].session, N, t, start[i] + done[i], t == rem ? n_out++ : -1, i};
         n_segs++;
         N += t;

@@ -115,7 +115,8 @@ static void check_close(const llmh_session *bat, const llmh_session *ref, int64_
 /* Run the batch on `bat` and the same items alone on `ref`, then compare. */
 static void step_both(llmh_session **bat, llmh_session **ref, const llmh_token *const *toks, const size_t *n, size_t k,
                       int64_t n_vocab, const char *what) {
-    llmh_batch_item items[16];
+    llmh_batch_item items[128];
+    CU_ASSERT_FATAL(k <= 128);
     for (size_t i = 0; i < k; i++) items[i] = (llmh_batch_item){bat[i], toks[i], n[i]};
     llmh_status st = llmh_session_eval_batch(items, k);
     if (st) fprintf(stderr, "batch: %s\n", llmh_last_error());
@@ -254,6 +255,26 @@ static void check_chunks(const char *backend) {
         }
         step_both(bat, ref, tp, n, 3, V, "600 columns");
         for (int i = 0; i < 3; i++) {
+            llmh_session_free(bat[i]);
+            llmh_session_free(ref[i]);
+        }
+    }
+    /* 70 items ending in one step: more than a graph's 64 logits columns */
+    if (!strcmp(backend, "cpu")) {
+        enum { MANY = 70 };
+        llmh_session *bat[MANY], *ref[MANY];
+        llmh_token t[MANY][3];
+        const llmh_token *tp[MANY];
+        size_t n[MANY];
+        for (int i = 0; i < MANY; i++) {
+            bat[i] = new_session(fm.model, 16, 0, i % N_SETS);
+            ref[i] = new_session(fm.model, 16, 0, i % N_SETS);
+            fill_tokens(t[i], 3, 500 + (uint64_t)i, V);
+            tp[i] = t[i];
+            n[i] = i % 3 == 0 ? 3 : 1;
+        }
+        step_both(bat, ref, tp, n, MANY, V, "70 items");
+        for (int i = 0; i < MANY; i++) {
             llmh_session_free(bat[i]);
             llmh_session_free(ref[i]);
         }
