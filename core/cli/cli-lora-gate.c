@@ -29,13 +29,8 @@
 
 #include "cli-lora-file.h"
 #include "cli-model.h"
-#include "llmh-gguf.h"
-#if defined(__has_include)
-#if __has_include("llmh-fabric.h")
 #include "llmh-fabric.h"
-#define LLMH_HAVE_HIDDEN_HOOK 1
-#endif
-#endif
+#include "llmh-gguf.h"
 
 /* Hidden states collected per layer: rows of n_embd floats with a label each. */
 typedef struct lg_data {
@@ -66,7 +61,6 @@ static void usage(FILE *f) {
             "  --config FILE, --set S.K=V   as the global options\n");
 }
 
-#ifdef LLMH_HAVE_HIDDEN_HOOK
 static llmh_status lg_grow(lg_data *d, size_t need) {
     if (need <= d->cap) return LLMH_OK;
     size_t cap = d->cap ? d->cap : 256;
@@ -236,7 +230,6 @@ done:
     return acc;
 }
 
-#endif
 
 /* Write the adapter with gate tensors: every key, every tensor but an old gate. */
 static llmh_status lg_write(llmh_registry *reg, const char *in_path, const char *out_path, const float *gw,
@@ -368,7 +361,6 @@ int llmh_cmd_lora_gate(int argc, char **argv) {
     if (bias_s) {
         for (int64_t l = 0; l < n_layer; l++) gb[l] = (float)bias;
     } else {
-#ifdef LLMH_HAVE_HIDDEN_HOOK
         llmh_session_clear_adapters(cm.session); /* the base model's hidden states */
         if ((st = llmh_session_set_hidden_hook(cm.session, lg_hook, &d))) {
             llmh_cli_error("lora-gate: hidden hook", st);
@@ -395,11 +387,6 @@ int llmh_cmd_lora_gate(int argc, char **argv) {
             if (!llmh_cli.quiet)
                 fprintf(stderr, "  layer %lld: training accuracy %.1f%%\n", (long long)l, 100.0 * acc);
         }
-#else
-        fprintf(stderr, "llmhost: lora-gate: learning gates needs the core's hidden-state hook (llmh-fabric.h), "
-                        "which this build lacks; use --bias\n");
-        goto out;
-#endif
     }
     if ((st = lg_write(cm.registry, adapter, out_path, gw, gb, n_layer, dim))) {
         llmh_cli_error("lora-gate", st);

@@ -10,7 +10,11 @@
  *    their type (or take --type);
  *  - the namespace router (requests by namespace, [router] default, errors)
  *    and the gated router (route_tokens arithmetic, threshold, hard, errors);
- *  - `llmhost lora-gate`: gate tensors in the documented layout;
+ *  - `llmhost lora-gate`: gate tensors in the documented layout; constant
+ *    gates through the gated router equal the plain adapter (gate 1), the
+ *    adapter at scale 0.5 (gate 1/2) and the base model (gate under the
+ *    threshold); learned gates turn Lily into Tim in a story about a girl and
+ *    leave a story about a dog to the base model;
  *  - the chat's /adapter commands, piped into `llmhost chat`. */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
@@ -795,6 +799,161 @@ static void test_lora_gate_bias(void) {
     free(tim);
 }
 
+/* Greedy text of `prompt` (BOS added as the tokenizer wants), n tokens. */
+static char *greedy_text(llmh_model *m, llmh_session *s, const char *prompt, int n) {
+    const llmh_tokenizer *tk;
+    const llmh_tokenizer_iface *ti = llmh_model_tokenizer(m, &tk);
+    llmh_token *toks = NULL, out[64];
+    size_t np = 0;
+    CU_ASSERT_EQUAL_FATAL(llmh_tokenize(m, prompt, strlen(prompt), ti->add_bos_default(tk) ? LLMH_ENCODE_ADD_BOS : 0,
+                                        &toks, &np), LLMH_OK);
+    CU_ASSERT_EQUAL_FATAL(llmh_session_truncate(s, 0), LLMH_OK);
+    CU_ASSERT_EQUAL_FATAL(llmh_session_eval(s, toks, np), LLMH_OK);
+    free(toks);
+    int64_t nv = llmh_model_describe(m)->n_vocab;
+    CU_ASSERT_FATAL(n <= 64);
+    for (int i = 0; i < n; i++) {
+        out[i] = fixture_argmax(llmh_session_logits(s), nv);
+        CU_ASSERT_EQUAL_FATAL(llmh_session_eval(s, &out[i], 1), LLMH_OK);
+    }
+    char *text = NULL;
+    size_t len = 0;
+    CU_ASSERT_EQUAL_FATAL(llmh_detokenize(m, out, (size_t)n, 0, &text, &len), LLMH_OK);
+    return text;
+}
+
+/* Constant gates from `lora-gate --bias` through the gated router: bias +30
+ * (sigmoid = 1 in f32) is the plain adapter, bias 0 (gate 1/2) is the
+ * adapter at scale 0.5, bias -30 under threshold 0.5 is the base model. */
+static void test_gated_constant(void) {
+    char *model = llmh_test_shared("models/stories260K.gguf");
+    char *tim = llmh_test_shared("models/adapters/stories260K-lora-tim.gguf");
+    char *toml = write_manifest("s.toml", model, NULL);
+    const double biases[3] = {30, 0, -30};
+    char *gated[3];
+    for (int i = 0; i < 3; i++) {
+        char nm[32], args[4096], *log = NULL;
+        snprintf(nm, sizeof nm, "tim-b%d.gguf", i);
+        gated[i] = tmp_path(nm);
+        snprintf(args, sizeof args, "lora-gate --config '%s' --adapter '%s' --bias %g -o '%s'", toml, tim, biases[i],
+                 gated[i]);
+        CU_ASSERT_EQUAL_FATAL(run_host(args, NULL, &log), 0);
+        free(log);
+    }
+    char extra[4096];
+    snprintf(extra, sizeof extra,
+             "[router]\nplugin = \"gated\"\n[router.options]\nthreshold = 0.5\n"
+             "[[adapter]]\nname = \"on\"\npath = \"%s\"\n[[adapter]]\nname = \"half\"\npath = \"%s\"\n"
+             "[[adapter]]\nname = \"off\"\npath = \"%s\"\n",
+             gated[0], gated[1], gated[2]);
+    char *gt = write_manifest("gated.toml", model, extra);
+    snprintf(extra, sizeof extra, "[[adapter]]\nname = \"tim\"\npath = \"%s\"\n", tim);
+    char *st = write_manifest("static.toml", model, extra);
+    fixture_model fg, fs;
+    CU_ASSERT_EQUAL_FATAL(open_manifest(&fg, gt), 0);
+    CU_ASSERT_EQUAL_FATAL(open_manifest(&fs, st), 0);
+    int64_t nv = llmh_model_describe(fg.model)->n_vocab;
+    size_t n = 0;
+    llmh_token *toks = ref_prompt("ref-stories260K-lora-tim", 0, &n);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(toks);
+    const char *on = "on", *half_nm = "half", *off = "off", *t = "tim";
+    float half = 0.5f;
+    /* gate 1 == the adapter */
+    CU_ASSERT_EQUAL_FATAL(llmh_session_set_adapters(fg.session, &on, NULL, 1), LLMH_OK);
+    CU_ASSERT_EQUAL_FATAL(llmh_session_set_adapters(fs.session, &t, NULL, 1), LLMH_OK);
+    double d = compare_sessions(fg.session, fs.session, nv, toks, n, 6);
+    fprintf(stderr, "  gate sigmoid(30) vs the plain adapter: %.2e\n", d);
+    CU_ASSERT(d <= 1e-5);
+    /* gate 1/2 == scale 0.5 */
+    CU_ASSERT_EQUAL_FATAL(llmh_session_set_adapters(fg.session, &half_nm, NULL, 1), LLMH_OK);
+    CU_ASSERT_EQUAL_FATAL(llmh_session_set_adapters(fs.session, &t, &half, 1), LLMH_OK);
+    d = compare_sessions(fg.session, fs.session, nv, toks, n, 6);
+    fprintf(stderr, "  gate sigmoid(0) vs the adapter at scale 0.5: %.2e\n", d);
+    CU_ASSERT(d <= 1e-5);
+    /* gate sigmoid(-30) < threshold: 0, the base model */
+    CU_ASSERT_EQUAL_FATAL(llmh_session_set_adapters(fg.session, &off, NULL, 1), LLMH_OK);
+    llmh_session_clear_adapters(fs.session);
+    d = compare_sessions(fg.session, fs.session, nv, toks, n, 6);
+    fprintf(stderr, "  gate under the threshold vs the base model: %.2e\n", d);
+    CU_ASSERT(d <= 1e-5);
+    free(toks);
+    fixture_close(&fg);
+    fixture_close(&fs);
+    for (int i = 0; i < 3; i++) {
+        unlink(gated[i]);
+        free(gated[i]);
+    }
+    unlink(gt);
+    unlink(st);
+    unlink(toml);
+    free(gt);
+    free(st);
+    free(toml);
+    free(model);
+    free(tim);
+}
+
+/* Learned gates: tim (Lily -> Tim, She -> He) is meant for stories about a
+ * girl; on other stories it garbles the text. `lora-gate` learns from
+ * base-model stories about Lily (data/tim-on.txt) and stories about dogs,
+ * cats, the sun (data/tim-off.txt); through the gated router the heroine of
+ * "Once upon a time" becomes Tim, while "There was a big dog" keeps the base
+ * model's sentence (the plain adapter garbles it). */
+static void test_gated_learned(void) {
+    char *model = llmh_test_shared("models/stories260K.gguf");
+    char *tim = llmh_test_shared("models/adapters/stories260K-lora-tim.gguf");
+    char *toml = write_manifest("s.toml", model, NULL);
+    char *out = tmp_path("tim-learned.gguf");
+    char args[4096], *log = NULL;
+    snprintf(args, sizeof args,
+             "lora-gate --config '%s' --adapter '%s' --on '%s/tests/fabric-ops/data/tim-on.txt' "
+             "--off '%s/tests/fabric-ops/data/tim-off.txt' -o '%s'",
+             toml, tim, LLMH_SOURCE_DIR, LLMH_SOURCE_DIR, out);
+    CU_ASSERT_EQUAL_FATAL(run_host(args, NULL, &log), 0);
+    fprintf(stderr, "%s", log);
+    CU_ASSERT_PTR_NOT_NULL(strstr(log, "layer 4: training accuracy"));
+    free(log);
+    char extra[4096];
+    snprintf(extra, sizeof extra, "[router]\nplugin = \"gated\"\n[[adapter]]\nname = \"tim\"\npath = \"%s\"\n", out);
+    char *gt = write_manifest("gated.toml", model, extra);
+    snprintf(extra, sizeof extra, "[[adapter]]\nname = \"tim\"\npath = \"%s\"\n", tim);
+    char *st = write_manifest("static.toml", model, extra);
+    fixture_model fg, fs;
+    CU_ASSERT_EQUAL_FATAL(open_manifest(&fg, gt), 0);
+    CU_ASSERT_EQUAL_FATAL(open_manifest(&fs, st), 0);
+    char *g_on = greedy_text(fg.model, fg.session, "Once upon a time", 12);
+    char *g_off = greedy_text(fg.model, fg.session, "There was a big dog", 12);
+    char *a_off = greedy_text(fs.model, fs.session, "There was a big dog", 12);
+    llmh_session_clear_adapters(fs.session);
+    char *b_on = greedy_text(fs.model, fs.session, "Once upon a time", 12);
+    char *b_off = greedy_text(fs.model, fs.session, "There was a big dog", 12);
+    fprintf(stderr, "  base:  'Once upon a time%s' / 'There was a big dog%s'\n", b_on, b_off);
+    fprintf(stderr, "  gated: 'Once upon a time%s' / 'There was a big dog%s'\n", g_on, g_off);
+    fprintf(stderr, "  plain adapter on the dog: 'There was a big dog%s'\n", a_off);
+    CU_ASSERT_PTR_NOT_NULL(strstr(b_on, "named Lily"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_on, "named Tim"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(b_off, " named Max. Max"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_off, " named Max. Max"));
+    CU_ASSERT_PTR_NULL(strstr(a_off, " named Max. Max"));
+    free(g_on);
+    free(g_off);
+    free(a_off);
+    free(b_on);
+    free(b_off);
+    fixture_close(&fg);
+    fixture_close(&fs);
+    unlink(out);
+    unlink(gt);
+    unlink(st);
+    unlink(toml);
+    free(out);
+    free(gt);
+    free(st);
+    free(toml);
+    free(model);
+    free(tim);
+}
+
 /* ------------------------------------------------------------------------ */
 /* chat /adapter commands                                                     */
 /* ------------------------------------------------------------------------ */
@@ -904,6 +1063,8 @@ int main(void) {
     };
     static const llmh_test_case tools[] = {
         {"lora-gate --bias", test_lora_gate_bias},
+        {"gated router: constant gates", test_gated_constant},
+        {"gated router: learned gates", test_gated_learned},
         {"chat /adapter commands", test_chat_commands},
         {NULL, NULL},
     };
