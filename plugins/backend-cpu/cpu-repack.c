@@ -170,14 +170,16 @@ static llmh_status materialize(llmh_backend *be, cpu_packed *pk) {
     return LLMH_OK;
 }
 
-/* A LoRA B (ne [r, out], r <= 64, out >= 16 r, F32/F16/BF16): keep its
- * transpose, so LORA's B side runs as r broadcast multiply-adds over
- * vectors of output rows instead of a short dot product (and a horizontal
- * sum) per row. Costs one more copy of B. */
+/* A LoRA B (ne [r, out], r <= 64, out >= 16 r and >= 256, F32/F16/BF16):
+ * keep its transpose, so LORA's B side runs as r broadcast multiply-adds
+ * over vectors of output rows instead of a short dot product (and a
+ * horizontal sum) per row. Costs one more copy of B; narrower outputs keep
+ * the row kernel (little to gain there, and the tiny reference models keep
+ * the summation order their chaotic tim+big check was measured with). */
 static int transposable(const llmh_backend *be, const llmh_tensor *w) {
     if ((unsigned)w->type >= LLMH_DTYPE_COUNT || !be->kern.lora_acc_t[w->type]) return 0;
     size_t ts = llmh_dtype_type_size(w->type);
-    return w->data && w->ne[2] == 1 && w->ne[3] == 1 && w->ne[0] >= 1 && w->ne[0] <= 64 && w->ne[1] >= 16 * w->ne[0] &&
+    return w->data && w->ne[2] == 1 && w->ne[3] == 1 && w->ne[0] >= 1 && w->ne[0] <= 64 && w->ne[1] >= 16 * w->ne[0] && w->ne[1] >= 256 &&
            w->nb[0] == ts && w->nb[1] >= ts * (size_t)w->ne[0];
 }
 

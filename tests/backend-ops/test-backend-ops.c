@@ -1147,9 +1147,10 @@ static void test_lora(void) {
         CU_ASSERT_EQUAL(lora_case(t, 100, 70, 4, 4, r4, X_COLVIEW, G_MIXED, 6), 0);
         CU_ASSERT_EQUAL(lora_case(t, 96, 31, 9, 4, r4, X_TRANSPOSED, G_MIXED, 7), 0);
         CU_ASSERT_EQUAL(lora_case(t, 48, 200, 2, 3, r3, X_TRANSPOSED, G_NONE, 8), 0);
-        /* B kept transposed (rank <= 64, out >= 16 rank): 64-row blocks and tails */
+        /* B kept transposed (rank <= 64, out >= 16 rank and >= 256): 64-row blocks and tails */
         CU_ASSERT_EQUAL(lora_case(t, 64, 600, 1, 4, r4, X_CONTIG, G_MIXED, 9), 0);
         CU_ASSERT_EQUAL(lora_case(t, 40, 301, 3, 3, r3, X_COLVIEW, G_NONE, 11), 0);
+        CU_ASSERT_EQUAL(lora_case(t, 40, 200, 1, 3, r3, X_CONTIG, G_MIXED, 15), 0); /* row kernel after prepare */
         CU_ASSERT_EQUAL(lora_case(t, 40, 1037, 9, 1, r1, X_CONTIG, G_MIXED, 13), 0);
     }
 }

@@ -15,6 +15,7 @@
  *  - errors for an adapter that does not fit the base model name the file
  *    and the tensor. */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -24,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "llmh-fabric.h"
 #include "model-fixture.h"
 
 #define TOL 1e-3
@@ -715,6 +717,270 @@ static void test_errors(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(llmh_last_error(), "adapter_model.safetensors"));
 }
 
+
+/* ------------------------------------------------------------------------ */
+/* hidden-state hook and per-token routing (layer-by-layer evaluation)        */
+/* ------------------------------------------------------------------------ */
+#define TINY "models/qwen2-tiny-f32.gguf"
+static const char *const route_prompt = "The quick brown fox jumps over";
+
+/* Logits of route_prompt's last token on qwen2-tiny-f32 with `extra`
+ * manifest text (malloc'd; NULL on failure). */
+static float *tiny_logits(const char *extra, int64_t *n_vocab) {
+    fixture_model fm;
+    if (fixture_open(&fm, TINY, NULL, extra) != 0) return NULL;
+    const llmh_model_desc *d = llmh_model_describe(fm.model);
+    llmh_token *toks = NULL;
+    size_t n = 0;
+    float *out = NULL;
+    if (llmh_tokenize(fm.model, route_prompt, strlen(route_prompt), LLMH_ENCODE_ADD_BOS, &toks, &n) == LLMH_OK &&
+        llmh_session_eval(fm.session, toks, n) == LLMH_OK && (out = malloc((size_t)d->n_vocab * sizeof *out)))
+        memcpy(out, llmh_session_logits(fm.session), (size_t)d->n_vocab * sizeof *out);
+    else
+        fprintf(stderr, "  eval failed: %s\n", llmh_last_error());
+    *n_vocab = d->n_vocab;
+    free(toks);
+    fixture_close(&fm);
+    return out;
+}
+
+static void router_text(char *buf, size_t cap, const char *mode) {
+    snprintf(buf, cap, "[plugins]\npaths = [\"%s\"]\n[router]\nplugin = \"fabric-test-router\"\n[router.options]\nmode = \"%s\"\n",
+             FABRIC_TEST_PLUGIN_DIR, mode);
+}
+
+/* Logits with adapter `a` (scale sa, may be NULL) under the test router in
+ * `mode`, or under the static router when mode is NULL. */
+static float *routed_logits(const char *a, double sa, const char *mode, int64_t *nv) {
+    char extra[4096] = "";
+    if (a) adapter_tables(extra, sizeof extra, a, sa, NULL, 0);
+    if (mode) router_text(extra + strlen(extra), sizeof extra - strlen(extra), mode);
+    return tiny_logits(extra, nv);
+}
+
+typedef struct hook_log {
+    int calls;
+    int32_t layers[64];
+    int64_t dim, n_tok;
+    float *h0;          /* layer 0 copy */
+    int bad;
+} hook_log;
+
+static void record_hook(void *user, int32_t layer, const float *h, int64_t dim, int64_t n_tok) {
+    hook_log *lg = user;
+    if (lg->calls < 64) lg->layers[lg->calls] = layer;
+    lg->calls++;
+    if (lg->dim && (lg->dim != dim || lg->n_tok != n_tok)) lg->bad++;
+    lg->dim = dim;
+    lg->n_tok = n_tok;
+    if (layer == 0 && !lg->h0) {
+        lg->h0 = malloc((size_t)(dim * n_tok) * sizeof(float));
+        if (lg->h0) memcpy(lg->h0, h, (size_t)(dim * n_tok) * sizeof(float));
+    }
+}
+
+/* The hook sees every layer's input and the final residual; layer 0 is the
+ * token embeddings (checked against the file); the logits are unchanged. */
+static void test_hidden_hook(void) {
+    fixture_model fm;
+    CU_ASSERT_FATAL(fixture_open(&fm, TINY, NULL, NULL) == 0);
+    const llmh_model_desc *d = llmh_model_describe(fm.model);
+    llmh_token *toks;
+    size_t n;
+    CU_ASSERT_EQUAL_FATAL(llmh_tokenize(fm.model, route_prompt, strlen(route_prompt), LLMH_ENCODE_ADD_BOS, &toks, &n),
+                          LLMH_OK);
+    float *plain = malloc((size_t)d->n_vocab * sizeof *plain);
+    CU_ASSERT_EQUAL_FATAL(llmh_session_eval(fm.session, toks, n), LLMH_OK);
+    memcpy(plain, llmh_session_logits(fm.session), (size_t)d->n_vocab * sizeof *plain);
+    hook_log lg;
+    memset(&lg, 0, sizeof lg);
+    CU_ASSERT_EQUAL(llmh_session_set_hidden_hook(fm.session, record_hook, &lg), LLMH_OK);
+    CU_ASSERT_EQUAL(llmh_session_truncate(fm.session, 0), LLMH_OK);
+    CU_ASSERT_EQUAL_FATAL(llmh_session_eval(fm.session, toks, n), LLMH_OK);
+    CU_ASSERT_EQUAL(lg.calls, (int)d->n_layer + 1);
+    for (int i = 0; i < lg.calls && i < 64; i++) CU_ASSERT_EQUAL(lg.layers[i], i);
+    CU_ASSERT_EQUAL(lg.dim, d->n_embd);
+    CU_ASSERT_EQUAL(lg.n_tok, (int64_t)n);
+    CU_ASSERT_EQUAL(lg.bad, 0);
+    CU_ASSERT_EQUAL(memcmp(plain, llmh_session_logits(fm.session), (size_t)d->n_vocab * sizeof *plain), 0);
+    /* layer 0: the rows of token_embd.weight (F32 in this file) */
+    llmh_registry *reg = NULL;
+    llmh_plugin *fp = NULL;
+    llmh_model_file *mf = NULL;
+    char *path = llmh_test_shared(TINY);
+    CU_ASSERT_EQUAL_FATAL(llmh_registry_create(&reg), LLMH_OK);
+    CU_ASSERT_EQUAL_FATAL(llmh_registry_get_format_for(reg, path, &fp), LLMH_OK);
+    const llmh_format_iface *fi = llmh_plugin_iface(fp);
+    CU_ASSERT_EQUAL_FATAL(fi->open(llmh_plugin_state(fp), path, NULL, &mf), LLMH_OK);
+    const llmh_tensor_info *ti = NULL;
+    size_t nt = 0;
+    CU_ASSERT_EQUAL(fi->get_tensors(mf, &ti, &nt), LLMH_OK);
+    int found = 0;
+    for (size_t i = 0; i < nt; i++) {
+        if (strcmp(ti[i].name, "token_embd.weight") != 0 || ti[i].type != LLMH_DTYPE_F32 || !lg.h0) continue;
+        found = 1;
+        for (size_t t = 0; t < n; t++)
+            CU_ASSERT_EQUAL(memcmp(lg.h0 + t * (size_t)d->n_embd, (const float *)ti[i].data + (size_t)toks[t] * (size_t)d->n_embd,
+                                   (size_t)d->n_embd * sizeof(float)), 0);
+    }
+    CU_ASSERT(found);
+    fi->close(mf);
+    llmh_plugin_release(fp);
+    llmh_registry_free(reg);
+    free(path);
+    /* removed: no more calls */
+    int before = lg.calls;
+    CU_ASSERT_EQUAL(llmh_session_set_hidden_hook(fm.session, NULL, NULL), LLMH_OK);
+    CU_ASSERT_EQUAL(llmh_session_truncate(fm.session, 0), LLMH_OK);
+    CU_ASSERT_EQUAL(llmh_session_eval(fm.session, toks, n), LLMH_OK);
+    CU_ASSERT_EQUAL(lg.calls, before);
+    CU_ASSERT_EQUAL(llmh_session_set_hidden_hook(NULL, NULL, NULL), LLMH_ERR_INVALID_ARG);
+    free(lg.h0);
+    free(plain);
+    free(toks);
+    fixture_close(&fm);
+}
+
+/* Per-token gates through a router's route_tokens reach every layer's LoRA
+ * nodes: gate 1 = the per-request result, gate 0 = no adapter, gate 0.5 =
+ * scale 0.5, all bit for bit (the same arithmetic, one layer per submit). */
+static void test_route_tokens(void) {
+    int64_t nv = 0;
+    float *base = routed_logits(NULL, 0, NULL, &nv);
+    float *stat_a = routed_logits("qwen2-tiny-lora-a.gguf", 1.0, NULL, &nv);
+    float *pass_a = routed_logits("qwen2-tiny-lora-a.gguf", 1.0, "pass", &nv);
+    float *zero_a = routed_logits("qwen2-tiny-lora-a.gguf", 1.0, "zero", &nv);
+    float *stat_b = routed_logits("qwen2-tiny-lora-b.gguf", 0.5, NULL, &nv);
+    float *half_b = routed_logits("qwen2-tiny-lora-b.gguf", 1.0, "half", &nv);
+    float *alt_a = routed_logits("qwen2-tiny-lora-a.gguf", 1.0, "alt", &nv);
+    CU_ASSERT_FATAL(base && stat_a && pass_a && zero_a && stat_b && half_b && alt_a);
+    size_t bytes = (size_t)nv * sizeof(float);
+    CU_ASSERT(max_abs_diff(base, stat_a, nv) > 1e-2); /* the adapter matters */
+    CU_ASSERT_EQUAL(memcmp(pass_a, stat_a, bytes), 0);
+    CU_ASSERT_EQUAL(memcmp(zero_a, base, bytes), 0);
+    CU_ASSERT_EQUAL(memcmp(half_b, stat_b, bytes), 0);
+    /* odd tokens without the adapter: neither all on nor all off */
+    CU_ASSERT(max_abs_diff(alt_a, stat_a, nv) > 1e-4);
+    CU_ASSERT(max_abs_diff(alt_a, base, nv) > 1e-4);
+    fprintf(stderr, "  route_tokens: pass == static, zero == base, half == scale 0.5 (bit for bit); alternate tokens "
+                    "differ from both by %.2e / %.2e\n",
+            max_abs_diff(alt_a, stat_a, nv), max_abs_diff(alt_a, base, nv));
+    float *all[] = {base, stat_a, pass_a, zero_a, stat_b, half_b, alt_a};
+    for (size_t i = 0; i < 7; i++) free(all[i]);
+}
+
+/* A PEFT adapter directory in a temp dir: links to lora-a's files plus an
+ * adapter_gate.safetensors written from the arguments (w: n_layer rows of
+ * n_embd, HF order; bias NULL = no gate.bias). Returns the dir (malloc'd). */
+static char *gated_peft_dir(int64_t L, int64_t E, const float *w, int64_t w_rows, const float *b) {
+    char tmpl[] = "/tmp/llmh-fabric-gate-XXXXXX";
+    char *dir = mkdtemp(tmpl);
+    if (!dir) return NULL;
+    char *src = llmh_test_shared("models/adapters/qwen2-tiny-lora-a-peft");
+    char p1[512], p2[512];
+    const char *files[2] = {"adapter_config.json", "adapter_model.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(p1, sizeof p1, "%s/%s", src, files[i]);
+        snprintf(p2, sizeof p2, "%s/%s", dir, files[i]);
+        if (symlink(p1, p2) != 0) fprintf(stderr, "symlink %s: %s\n", p2, strerror(errno));
+    }
+    free(src);
+    char hdr[512];
+    size_t wb = (size_t)(w_rows * E) * sizeof(float), bb = b ? (size_t)L * sizeof(float) : 0;
+    int hl = b ? snprintf(hdr, sizeof hdr,
+                          "{\"gate.weight\":{\"dtype\":\"F32\",\"shape\":[%lld,%lld],\"data_offsets\":[0,%zu]},"
+                          "\"gate.bias\":{\"dtype\":\"F32\",\"shape\":[%lld],\"data_offsets\":[%zu,%zu]}}",
+                          (long long)w_rows, (long long)E, wb, (long long)L, wb, wb + bb)
+               : snprintf(hdr, sizeof hdr, "{\"gate.weight\":{\"dtype\":\"F32\",\"shape\":[%lld,%lld],\"data_offsets\":[0,%zu]}}",
+                          (long long)w_rows, (long long)E, wb);
+    while (hl % 8) hdr[hl++] = ' ';
+    snprintf(p2, sizeof p2, "%s/adapter_gate.safetensors", dir);
+    FILE *f = fopen(p2, "wb");
+    if (!f) return NULL;
+    uint64_t len = (uint64_t)hl;
+    fwrite(&len, 8, 1, f);
+    fwrite(hdr, 1, (size_t)hl, f);
+    fwrite(w, 1, wb, f);
+    if (b) fwrite(b, 1, bb, f);
+    fclose(f);
+    return strdup(dir);
+}
+
+static void rm_gated_dir(char *dir) {
+    if (!dir) return;
+    const char *files[3] = {"adapter_config.json", "adapter_model.safetensors", "adapter_gate.safetensors"};
+    char p[512];
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+    free(dir);
+}
+
+static float *gated_logits(const char *dir, const char *mode, int64_t *nv) {
+    char extra[4096];
+    int o = snprintf(extra, sizeof extra, "[[adapter]]\nname = \"gated\"\npath = \"%s\"\nscale = 1.0\n", dir);
+    router_text(extra + o, sizeof extra - (size_t)o, mode);
+    return tiny_logits(extra, nv);
+}
+
+/* Gate vectors from a PEFT adapter_gate.safetensors reach the router
+ * (llmh_adapter_desc.gate_w/gate_b); the test router's sigmoid mode then
+ * turns the adapter fully on (bias +40) or all but off (bias -40). */
+static void test_gate_vectors(void) {
+    fixture_model fm;
+    CU_ASSERT_FATAL(fixture_open(&fm, TINY, NULL, NULL) == 0);
+    const llmh_model_desc *d = llmh_model_describe(fm.model);
+    int64_t L = d->n_layer, E = d->n_embd, nv = 0;
+    fixture_close(&fm);
+    float *w = calloc((size_t)(L * E), sizeof *w), *b = calloc((size_t)L, sizeof *b);
+    CU_ASSERT_FATAL(w && b);
+    for (int64_t l = 0; l < L; l++) b[l] = 40.0f;
+    char *on = gated_peft_dir(L, E, w, L, b);
+    for (int64_t l = 0; l < L; l++) b[l] = -40.0f;
+    char *off = gated_peft_dir(L, E, w, L, b);
+    CU_ASSERT_FATAL(on && off);
+    float *base = routed_logits(NULL, 0, NULL, &nv);
+    float *stat_a = routed_logits("qwen2-tiny-lora-a.gguf", 1.0, NULL, &nv);
+    float *g_on = gated_logits(on, "sigmoid", &nv), *g_off = gated_logits(off, "sigmoid", &nv);
+    CU_ASSERT_FATAL(base && stat_a && g_on && g_off);
+    CU_ASSERT_EQUAL(memcmp(g_on, stat_a, (size_t)nv * sizeof(float)), 0);
+    CU_ASSERT(max_abs_diff(g_off, base, nv) < 1e-5);
+    /* without gate vectors the test router's sigmoid mode refuses */
+    float *none = routed_logits("qwen2-tiny-lora-a.gguf", 1.0, "sigmoid", &nv);
+    CU_ASSERT_PTR_NULL(none);
+    CU_ASSERT(strstr(llmh_last_error(), "has no gate") != NULL);
+    free(none);
+    free(base);
+    free(stat_a);
+    free(g_on);
+    free(g_off);
+    rm_gated_dir(on);
+    rm_gated_dir(off);
+
+    /* malformed gate files: clear errors naming the file */
+    char *dirs[3];
+    dirs[0] = gated_peft_dir(L, E, w, L, NULL);      /* weight without bias */
+    dirs[1] = gated_peft_dir(L, E, w, L - 1, b);     /* one layer short */
+    w[5] = NAN;
+    dirs[2] = gated_peft_dir(L, E, w, L, b);         /* a NaN */
+    const char *expect[3] = {"has no matching", "has shape", "non-finite"};
+    for (int i = 0; i < 3; i++) {
+        CU_ASSERT_FATAL(dirs[i] != NULL);
+        char extra[1024];
+        snprintf(extra, sizeof extra, "[[adapter]]\nname = \"bad\"\npath = \"%s\"\n", dirs[i]);
+        fixture_model bad;
+        CU_ASSERT(fixture_open(&bad, TINY, NULL, extra) != 0);
+        fprintf(stderr, "  expected error: %s\n", llmh_last_error());
+        CU_ASSERT(strstr(llmh_last_error(), expect[i]) != NULL);
+        CU_ASSERT(strstr(llmh_last_error(), "adapter_gate.safetensors") != NULL);
+        rm_gated_dir(dirs[i]);
+    }
+    free(w);
+    free(b);
+}
+
 int main(void) {
     static const llmh_test_case cases[] = {
         {"qwen2 gguf lora-a", test_qwen2_gguf_a},
@@ -736,6 +1002,9 @@ int main(void) {
         {"load/unload on one thread, evaluate on another", test_concurrent_churn},
         {"llama PEFT (q/k rows permuted) equals GGUF", test_llama_peft},
         {"errors name file and tensor", test_errors},
+        {"hidden-state hook", test_hidden_hook},
+        {"per-token routing (route_tokens)", test_route_tokens},
+        {"gate vectors from PEFT adapter_gate.safetensors", test_gate_vectors},
         {NULL, NULL},
     };
     static const llmh_test_suite suites[] = {{"fabric", cases, NULL, NULL}};
