@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "model-internal.h"
 
@@ -597,9 +598,17 @@ static llmh_status load_peft_gate(load_ctx *c, llmh__adapter *ad) {
     return st;
 }
 
+/* CPU time of the calling thread (load cost without the machine's load). */
+static double thread_cpu_seconds(void) {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 static llmh_status adapter_open(llmh_model *m, const char *name, const char *path, float scale, const char *ns,
                                 llmh__adapter **out) {
     *out = NULL;
+    double t0 = llmh__now_seconds(), c0 = thread_cpu_seconds();
     load_ctx c;
     memset(&c, 0, sizeof c);
     c.m = m;
@@ -695,9 +704,11 @@ static llmh_status adapter_open(llmh_model *m, const char *name, const char *pat
         st = llmh__fail(LLMH_ERR_NO_MEMORY, "adapter %s: out of memory", path);
         goto done;
     }
-    LLMH_LOGI("adapter '%s' from %s: %d projections, rank %d, alpha %g, stored as %s (%s)%s", name, path,
-              ad->n_targets, ad->rank, (double)ad->alpha, llmh_dtype_name(ad->type),
-              ad->lora_op ? "lora op" : "mul_mat fallback", ad->gate_w ? ", with gate vectors" : "");
+    LLMH_LOGI("adapter '%s' from %s: %d projections, rank %d, alpha %g, stored as %s (%s)%s, loaded in %.1f ms "
+              "(%.1f ms of CPU)",
+              name, path, ad->n_targets, ad->rank, (double)ad->alpha, llmh_dtype_name(ad->type),
+              ad->lora_op ? "lora op" : "mul_mat fallback", ad->gate_w ? ", with gate vectors" : "",
+              (llmh__now_seconds() - t0) * 1e3, (thread_cpu_seconds() - c0) * 1e3);
 done:
     if (mf) fi->close(mf); /* the F32 copies live in the backend */
     if (fp) llmh_plugin_release(fp);
@@ -981,6 +992,7 @@ llmh_status llmh__fabric_select_ex(llmh_model *m, const llmh_adapter_request *re
 }
 
 llmh_status llmh__fabric_load(llmh_model *m, const llmh_config *cfg) {
+    snprintf(m->adapter_type, sizeof m->adapter_type, "%s", cfg->model.adapter_type ? cfg->model.adapter_type : "auto");
     m->router_name = strdup(cfg->router.plugin ? cfg->router.plugin : "static");
     if (!m->router_name) return llmh__fail(LLMH_ERR_NO_MEMORY, "out of memory");
     if (cfg->n_adapters == 0 && cfg->router.params.n == 0) return LLMH_OK;
