@@ -426,6 +426,7 @@ typedef struct dl_state {
     double t0, last_cb;
     bool verified;
     uint64_t received;         /* body bytes of the current attempt */
+    char linked_etag[65];      /* Hugging Face's X-Linked-Etag: the file's SHA-256 (LFS oid), or "" */
 } dl_state;
 
 static size_t on_header(char *buf, size_t size, size_t n, void *user) {
@@ -452,6 +453,18 @@ static size_t on_header(char *buf, size_t size, size_t n, void *user) {
             s->have_cr = true;
             s->cr_start = UINT64_MAX;
             s->cr_total = t;
+        }
+    } else if (!strncasecmp(line, "x-linked-etag:", 14)) {
+        /* Hugging Face names an LFS file's SHA-256 here (on the resolve redirect) */
+        const char *v = line + 14;
+        while (*v == ' ') v++;
+        if (!strncmp(v, "W/", 2)) v += 2;
+        if (*v == '"') v++;
+        size_t hex = 0;
+        while (hex < 65 && isxdigit((unsigned char)v[hex])) hex++;
+        if (hex == 64) {
+            for (int i = 0; i < 64; i++) s->linked_etag[i] = (char)tolower((unsigned char)v[i]);
+            s->linked_etag[64] = 0;
         }
     } else if (!strncasecmp(line, "content-length:", 15)) {
         if (sscanf(line + 15, " %llu", &a) == 1 && a <= (unsigned long long)INT64_MAX) s->clen = (int64_t)a;
@@ -863,6 +876,20 @@ static llmh_status download_locked(const char *url, const char *sha, int64_t siz
                 goto out;
             }
             s.verified = true;
+        } else if (s.linked_etag[0]) {
+            /* no checksum in the manifest, but the server published one: hold the file to it */
+            if (strcmp(s.linked_etag, got) != 0) {
+                unlink(part);
+                st = llmh__fail(LLMH_ERR_IO,
+                                "%s: checksum mismatch: the server's X-Linked-Etag says sha256 %s, got %s (%" PRIu64
+                                " bytes); the download was deleted",
+                                url, s.linked_etag, got, s.written);
+                goto out;
+            }
+            s.verified = true;
+            LLMH_LOGW("%s has no sha256 in the manifest; it matches the SHA-256 the server publishes (%s). Add "
+                      "`sha256 = \"%s\"` to pin it",
+                      url, got, got);
         } else {
             LLMH_LOGW("%s has no sha256 in the manifest; its SHA-256 is %s (add `sha256 = \"%s\"` to verify it)",
                       url, got, got);
@@ -983,8 +1010,9 @@ llmh_status llmh_fetch_model(const llmh_config *cfg) {
     char entry[PATH_MAX];
     if (cfg->model.n_files == 0) {
         if (!cfg->model.sha256)
-            LLMH_LOGW("UNVERIFIED MODEL: [model] url %s has no sha256, so nothing checks that the file is the one "
-                      "intended (add sha256 to the manifest; llmhost pull prints the digest)",
+            LLMH_LOGW("UNVERIFIED MODEL: [model] url %s has no sha256, so nothing pins the file to the one intended "
+                      "(a download is only checked against a checksum the server publishes, as Hugging Face does; "
+                      "add sha256 to the manifest, llmhost pull prints the digest)",
                       cfg->model.url);
         bool had = access(cfg->model.path, F_OK) == 0;
         llmh_status st = llmh_fetch_file(cfg->model.url, cfg->model.sha256, cfg->model.size, cfg->model.path);

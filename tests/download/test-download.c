@@ -27,12 +27,13 @@
 /* ======================================================================== */
 /* The test server                                                           */
 /* ======================================================================== */
-#define MAX_FILES 8
+#define MAX_FILES 16
 
 typedef struct srv_file {
     char path[256];
     const unsigned char *data; /* NULL: virtual zeros of `size` bytes */
     size_t size;
+    const char *etag;          /* sent as X-Linked-Etag (as Hugging Face does), or NULL */
 } srv_file;
 
 typedef struct srv {
@@ -143,6 +144,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     b->cut = cut ? cut_after : SIZE_MAX;
     r = MHD_create_response_from_callback(f->size - start, 16384, body_read, b, body_free);
     MHD_add_response_header(r, "Accept-Ranges", "bytes");
+    if (f->etag) MHD_add_response_header(r, "X-Linked-Etag", f->etag);
     if (partial) {
         char cr[96];
         snprintf(cr, sizeof cr, "bytes %zu-%zu/%zu", start, f->size - 1, f->size);
@@ -191,6 +193,7 @@ static void srv_add(const char *path, const unsigned char *data, size_t size) {
     snprintf(f->path, sizeof f->path, "%s", path);
     f->data = data;
     f->size = size;
+    f->etag = NULL;
 }
 
 /* ======================================================================== */
@@ -292,6 +295,12 @@ static int suite_init(void) {
     srv_add("/m/model.gguf", g_blob, BLOB_SIZE);
     srv_add("/small.bin", g_small, sizeof g_small);
     srv_add("/huge.bin", NULL, (size_t)1 << 50);
+    static char good_etag[70];
+    snprintf(good_etag, sizeof good_etag, "\"%s\"", g_small_sha);
+    srv_add("/etag/good.bin", g_small, sizeof g_small);
+    S.files[S.n_files - 1].etag = good_etag;
+    srv_add("/etag/bad.bin", g_small, sizeof g_small);
+    S.files[S.n_files - 1].etag = "\"0000000000000000000000000000000000000000000000000000000000000000\"";
     return srv_start();
 }
 
@@ -747,6 +756,31 @@ static void *fetch_job_run(void *p) {
     return NULL;
 }
 
+/* No sha256 in the manifest, but the server publishes the file's SHA-256 as
+ * X-Linked-Etag (Hugging Face does for LFS files): the download is held to it. */
+static void test_linked_etag(void) {
+    fresh_cache("etag");
+    srv_reset_counters();
+    char *url = url_of("/etag/good.bin");
+    llmh_manifest *m = manifest_for(url, NULL, -1);
+    llmh_status st = llmh_fetch_model(llmh_manifest_config(m));
+    if (st) fprintf(stderr, "\n  %s\n", llmh_last_error());
+    CU_ASSERT_EQUAL(st, LLMH_OK);
+    CU_ASSERT(file_equals(llmh_manifest_config(m)->model.path, g_small, sizeof g_small));
+    llmh_manifest_free(m);
+    free(url);
+    url = url_of("/etag/bad.bin");
+    m = manifest_for(url, NULL, -1);
+    st = llmh_fetch_model(llmh_manifest_config(m));
+    CU_ASSERT_EQUAL(st, LLMH_ERR_IO);
+    CU_ASSERT_PTR_NOT_NULL(strstr(llmh_last_error(), "X-Linked-Etag"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(llmh_last_error(), "checksum mismatch"));
+    CU_ASSERT_EQUAL(access(llmh_manifest_config(m)->model.path, F_OK), -1);
+    CU_ASSERT_EQUAL(cache_entries(), 1); /* only the good one */
+    llmh_manifest_free(m);
+    free(url);
+}
+
 /* Two processes pull the same file at once: one downloads, the other waits
  * for the lock and uses the result. */
 static void test_concurrent_pulls(void) {
@@ -1017,6 +1051,7 @@ int main(void) {
         {"checksum mismatch leaves nothing", test_checksum_mismatch},
         {"404, disk full, token scope", test_http_errors},
         {"two concurrent pulls of one file", test_concurrent_pulls},
+        {"no sha256: held to the server's X-Linked-Etag", test_linked_etag},
         {"hf:// files list (HF directory)", test_files_list},
         {"llmh_model_load of a url model", test_model_load},
         {"llmhost pull, models, rm", test_cli},
