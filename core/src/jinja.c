@@ -1641,7 +1641,8 @@ typedef struct rctx {
     char err[512];
     bool failed;
     bool oom;
-    uint64_t steps;
+    uint64_t steps, max_steps;
+    size_t max_string;
     int call_depth;
     int64_t now;
 } rctx;
@@ -1684,9 +1685,9 @@ static bool r_str(rctx *R, const node *n, const char *p, size_t len, jv *out) {
 
 /* Move a scratch buffer into an arena string (and free the buffer). */
 static bool r_take(rctx *R, const node *n, sbuf *b, jv *out) {
-    if (b->oom || b->full) {
+    if (b->oom || b->full || b->len > R->max_string) {
         free(b->p);
-        return b->oom ? r_oom(R, n) : r_error(R, n, "string too long");
+        return b->oom ? r_oom(R, n) : r_error(R, n, "string too long (the limit is %zu bytes)", R->max_string);
     }
     bool ok = r_str(R, n, b->p ? b->p : "", b->len, out);
     free(b->p);
@@ -2441,6 +2442,9 @@ static bool undef_error(rctx *R, const node *n, jv v) {
 }
 
 static bool eval_bin(rctx *R, const node *n, binop op, jv a, jv b, jv *out) {
+    if ((op == OP_CAT || op == OP_ADD) && a.t == V_STR && b.t == V_STR &&
+        a.u.s.n + b.u.s.n > R->max_string)
+        return r_error(R, n, "string too long (the limit is %zu bytes)", R->max_string);
     if (op == OP_CAT) {
         sbuf s = {0};
         py_str(&s, a);
@@ -3552,8 +3556,8 @@ static bool out_check(rctx *R, const node *n) {
 }
 
 static bool step(rctx *R, const node *n) {
-    if (++R->steps > JJ_MAX_STEPS)
-        return r_error(R, n, "template ran more than %llu steps", (unsigned long long)JJ_MAX_STEPS);
+    if (++R->steps > R->max_steps)
+        return r_error(R, n, "template ran more than %llu steps", (unsigned long long)R->max_steps);
     return true;
 }
 
@@ -3767,6 +3771,9 @@ llmh_status llmh__jinja_render(const llmh_jinja *t, const cJSON *vars, const llm
     memset(&R, 0, sizeof R);
     R.ar.limit = JJ_MAX_ARENA;
     R.now = opts ? opts->now : 0;
+    R.max_steps = opts && opts->max_steps ? opts->max_steps : JJ_MAX_STEPS;
+    R.max_string = opts && opts->max_string && opts->max_string < JJ_MAX_STRING ? opts->max_string
+                                                                              : JJ_MAX_STRING;
     sbuf ob = {0};
     ob.limit = opts && opts->max_output ? opts->max_output : JJ_DEFAULT_OUTPUT;
     R.out = &ob;

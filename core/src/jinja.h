@@ -30,6 +30,8 @@ typedef struct llmh_jinja llmh_jinja;
 typedef struct llmh_jinja_opts {
     int64_t now;       /* Unix time strftime_now() formats (local time); 0 = time(NULL) */
     size_t max_output; /* output size limit in bytes; 0 = 64 MiB */
+    size_t max_string; /* size limit of one string value; 0 (or more than 64 MiB) = 64 MiB */
+    uint64_t max_steps; /* statements + loop iterations; 0 = 5,000,000 */
 } llmh_jinja_opts;
 
 /* Parse `len` bytes of template text (need not be NUL-terminated). Errors:

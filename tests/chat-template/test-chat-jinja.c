@@ -62,7 +62,7 @@ static char *render_case(const rcase *c, llmh_status *st_out) {
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
     CU_ASSERT_FATAL(!c->tools || t);
     CU_ASSERT_FATAL(!c->kwargs || k);
-    llmh_jinja_opts o = {c->now, 0};
+    llmh_jinja_opts o = {.now = c->now};
     char *out = NULL;
     bool parse_failed = true;
     llmh_status st = llmh__chat_render_jinja(c->tmpl, m, t, k, c->gen, c->bos, c->eos, c->strip_bos, &o,
