@@ -31,6 +31,7 @@
 
 static srv_proc g_srv;
 static char *g_config;
+static void direct_close(void);
 
 static int suite_init(void) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -42,6 +43,7 @@ static int suite_init(void) {
 }
 
 static int suite_cleanup(void) {
+    direct_close();
     int rc = srvc_stop(&g_srv);
     if (rc != 0) fprintf(stderr, "serve test: the server exited with status %d after SIGTERM\n", rc);
     free(g_config);
@@ -218,42 +220,78 @@ static void test_completion_stream_and_stop(void) {
     cJSON_Delete(j);
 }
 
+/* One in-process model (with adapters a and b loaded) for the direct
+ * llmh runs the server's outputs are compared with. */
+static struct {
+    llmh_manifest *m;
+    llmh_registry *reg;
+    llmh_model *model;
+    llmh_session *s;
+    llmh_sampler_chain *chain;
+} g_direct;
+
+static int direct_open(void) {
+    if (g_direct.chain) return 0;
+    if (llmh_manifest_load(g_config, &g_direct.m) || llmh_registry_create(&g_direct.reg) || llmh_registry_scan(g_direct.reg))
+        return -1;
+    llmh_model_params mp = {g_direct.reg, g_direct.m};
+    if (llmh_model_load(&mp, &g_direct.model) || llmh_session_create(g_direct.model, NULL, &g_direct.s)) return -1;
+    static const char *files[] = {"a", "models/adapters/qwen2-tiny-lora-a.gguf", "b", "models/adapters/qwen2-tiny-lora-b-peft"};
+    for (int i = 0; i < 4; i += 2) {
+        char *path = llmh_test_shared(files[i + 1]);
+        llmh_status st = llmh_adapter_load(g_direct.model, files[i], path, 1.0f, NULL);
+        free(path);
+        if (st) return -1;
+    }
+    return llmh_sampler_chain_create(g_direct.model, g_direct.m, &g_direct.chain) ? -1 : 0;
+}
+
+static void direct_close(void) {
+    llmh_sampler_chain_free(g_direct.chain);
+    llmh_session_free(g_direct.s);
+    llmh_model_free(g_direct.model);
+    llmh_registry_free(g_direct.reg);
+    llmh_manifest_free(g_direct.m);
+    memset(&g_direct, 0, sizeof g_direct);
+}
+
+/* Greedy ids of `toks` with the adapters `names`/`scales` (n = 0: base). */
+static int direct_run(const llmh_token *toks, size_t nt, const char *const *names, const float *scales, size_t n,
+                      const char *const *stop, size_t n_stop, int max_tokens, llmh_token *out) {
+    if (n) {
+        if (llmh_session_set_adapters(g_direct.s, names, scales, n)) return -1;
+    } else {
+        llmh_session_clear_adapters(g_direct.s);
+    }
+    llmh_session_truncate(g_direct.s, 0);
+    llmh_sampler_chain_reset(g_direct.chain);
+    llmh_generate_params gp = {.max_tokens = max_tokens, .stop = stop, .n_stop = n_stop};
+    llmh_generate_result res;
+    if (llmh_generate(g_direct.s, g_direct.chain, toks, nt, &gp, &res)) return -1;
+    int got = (int)res.n_generated;
+    memcpy(out, res.tokens, (size_t)got * sizeof *out);
+    free(res.tokens);
+    return got;
+}
+
 /* Prompt token count and greedy ids of a direct llmh run of a chat rendered
  * with llmh_chat_render_json (the server's renderer). */
 static int direct_chat(const char *messages_json, const char *tools_json, int max_tokens, size_t *n_prompt,
                        llmh_token *out) {
-    llmh_manifest *m = NULL;
-    llmh_registry *reg = NULL;
-    llmh_model *model = NULL;
-    llmh_session *s = NULL;
-    llmh_sampler_chain *chain = NULL;
-    llmh_token *toks = NULL;
     char *text = NULL;
+    llmh_token *toks = NULL;
     size_t nt = 0;
     int got = -1;
-    if (llmh_manifest_load(g_config, &m) || llmh_registry_create(&reg) || llmh_registry_scan(reg)) goto out;
-    llmh_model_params mp = {reg, m};
-    if (llmh_model_load(&mp, &model) || llmh_session_create(model, NULL, &s) || llmh_sampler_chain_create(model, m, &chain))
+    if (direct_open() || llmh_chat_render_json(g_direct.model, messages_json, tools_json, 1, &text) ||
+        llmh_tokenize(g_direct.model, text, strlen(text), LLMH_ENCODE_PARSE_SPECIAL, &toks, &nt))
         goto out;
-    if (llmh_chat_render_json(model, messages_json, tools_json, 1, &text)) goto out;
-    if (llmh_tokenize(model, text, strlen(text), LLMH_ENCODE_PARSE_SPECIAL, &toks, &nt)) goto out;
     *n_prompt = nt;
     const char *stop[] = {"<|im_end|>"};
-    llmh_generate_params gp = {.max_tokens = max_tokens, .stop = stop, .n_stop = 1};
-    llmh_generate_result res;
-    if (llmh_generate(s, chain, toks, nt, &gp, &res)) goto out;
-    got = (int)res.n_generated;
-    memcpy(out, res.tokens, (size_t)got * sizeof *out);
-    free(res.tokens);
+    got = direct_run(toks, nt, NULL, NULL, 0, stop, 1, max_tokens, out);
 out:
     if (got < 0) fprintf(stderr, "direct chat: %s\n", llmh_last_error());
     free(text);
     free(toks);
-    llmh_sampler_chain_free(chain);
-    llmh_session_free(s);
-    llmh_model_free(model);
-    llmh_registry_free(reg);
-    llmh_manifest_free(m);
     return got;
 }
 
@@ -656,46 +694,15 @@ static void test_overload_429(void) {
 /* Greedy ids from a direct llmh generation with `names`/`scales`. */
 static int direct_greedy(const char *prompt, const char *const *names, const float *scales, size_t n, int max_tokens,
                          llmh_token *out) {
-    llmh_manifest *m = NULL;
-    llmh_registry *reg = NULL;
-    llmh_model *model = NULL;
-    llmh_session *s = NULL;
-    llmh_sampler_chain *chain = NULL;
     llmh_token *toks = NULL;
     size_t nt = 0;
     int got = -1;
-    if (llmh_manifest_load(g_config, &m) || llmh_registry_create(&reg) || llmh_registry_scan(reg)) goto out;
-    llmh_model_params mp = {reg, m};
-    if (llmh_model_load(&mp, &model) || llmh_session_create(model, NULL, &s) || llmh_sampler_chain_create(model, m, &chain))
+    if (direct_open() || llmh_tokenize(g_direct.model, prompt, strlen(prompt), LLMH_ENCODE_PARSE_SPECIAL, &toks, &nt))
         goto out;
-    static const char *files[] = {"a", "models/adapters/qwen2-tiny-lora-a.gguf", "b",
-                                  "models/adapters/qwen2-tiny-lora-b-peft"};
-    for (int i = 0; i < 4; i += 2) {
-        char *path = llmh_test_shared(files[i + 1]);
-        llmh_status st = llmh_adapter_load(model, files[i], path, 1.0f, NULL);
-        free(path);
-        if (st) goto out;
-    }
-    if (n) {
-        if (llmh_session_set_adapters(s, names, scales, n)) goto out;
-    } else {
-        llmh_session_clear_adapters(s);
-    }
-    if (llmh_tokenize(model, prompt, strlen(prompt), LLMH_ENCODE_PARSE_SPECIAL, &toks, &nt)) goto out;
-    llmh_generate_params gp = {.max_tokens = max_tokens};
-    llmh_generate_result res;
-    if (llmh_generate(s, chain, toks, nt, &gp, &res)) goto out;
-    got = (int)res.n_generated;
-    memcpy(out, res.tokens, (size_t)got * sizeof *out);
-    free(res.tokens);
+    got = direct_run(toks, nt, names, scales, n, NULL, 0, max_tokens, out);
 out:
     if (got < 0) fprintf(stderr, "direct generation: %s\n", llmh_last_error());
     free(toks);
-    llmh_sampler_chain_free(chain);
-    llmh_session_free(s);
-    llmh_model_free(model);
-    llmh_registry_free(reg);
-    llmh_manifest_free(m);
     return got;
 }
 
