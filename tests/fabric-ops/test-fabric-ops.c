@@ -452,8 +452,20 @@ static void test_export_forms(void) {
     size_t l1 = 0, l2 = 0;
     char *b1 = llmh_test_read_file(o1, &l1), *b2 = llmh_test_read_file(o2, &l2);
     CU_ASSERT(b1 && b2 && l1 == l2 && !memcmp(b1, b2, l1));
+    free(b2);
+    /* the manifest's [[adapter]] tables (with their scales) count as well */
+    char extra[4096];
+    snprintf(extra, sizeof extra, "[[adapter]]\nname = \"a\"\npath = \"%s\"\nscale = 0.7\n", ga);
+    char *with = write_manifest("with.toml", model, extra);
+    snprintf(args, sizeof args, "export-lora --config '%s' --adapter 'b=%s:1.3' -o '%s'", with, gb, o2);
+    CU_ASSERT_EQUAL(run_host(args, NULL, &log), 0);
+    free(log);
+    b2 = llmh_test_read_file(o2, &l2);
+    CU_ASSERT(b1 && b2 && l1 == l2 && !memcmp(b1, b2, l1));
     free(b1);
     free(b2);
+    unlink(with);
+    free(with);
     /* the merged 0.7/1.3 model reproduces llama.cpp's reference for both
      * adapters (with llama.cpp's f16 KV cache) */
     char *mt = write_manifest_kv("m.toml", o1, NULL, "f16");
