@@ -667,10 +667,54 @@ static int sc_tag(scanner *S, bool block, int open_line, int open_col) {
     }
 }
 
+static bool tok_is(const struct tok *k, ttype t, const char *s);
+
 static bool ws_only_spaces(const char *s, size_t b, size_t e) {
     for (size_t i = b; i < e; i++)
         if (s[i] != ' ' && s[i] != '\t' && s[i] != '\v' && s[i] != '\f' && s[i] != '\r') return false;
     return true;
+}
+
+/* After "{% raw %}": find the matching "{% endraw %}" and turn what lies
+ * between into one text token (whitespace control applies at both ends as
+ * for any block tag). Returns the strip mode after endraw, or -1. */
+static int sc_raw(scanner *S, int mode, int line, int col) {
+    S->n -= 3; /* drop {% raw %} */
+    size_t k = S->pos;
+    for (;; k++) {
+        if (k + 1 >= S->len) {
+            sc_error(S, line, col, "{%% raw %%} is never closed (expected {%% endraw %%})");
+            return -1;
+        }
+        if (S->s[k] != '{' || S->s[k + 1] != '%') continue;
+        size_t j = k + 2;
+        char mod = j < S->len && (S->s[j] == '-' || S->s[j] == '+') ? S->s[j++] : 0;
+        while (j < S->len && (S->s[j] == ' ' || S->s[j] == '\t' || S->s[j] == '\n')) j++;
+        if (S->len - j < 6 || memcmp(S->s + j, "endraw", 6)) continue;
+        j += 6;
+        while (j < S->len && (S->s[j] == ' ' || S->s[j] == '\t' || S->s[j] == '\n')) j++;
+        char endmod = j < S->len && (S->s[j] == '-' || S->s[j] == '+') ? S->s[j++] : 0;
+        if (S->len - j < 2 || S->s[j] != '%' || S->s[j + 1] != '}') continue;
+        size_t b = S->pos, e = k;
+        if (mode == 1) {
+            size_t ee = e;
+            py_strip(S->s, &b, &ee, true, false, NULL, 0);
+        } else if (mode == 2 && b < e && S->s[b] == '\n') {
+            b++;
+        }
+        if (mod == '-') {
+            size_t bb = b;
+            py_strip(S->s, &bb, &e, false, true, NULL, 0);
+        } else if (mod != '+') {
+            size_t l = e;
+            while (l > b && S->s[l - 1] != '\n') l--;
+            if (l > b && ws_only_spaces(S->s, l, e)) e = l;
+        }
+        sc_advance(S, b);
+        if (e > b && !sc_push(S, T_TEXT, S->line, S->col, S->s + b, e - b)) return -1;
+        sc_advance(S, j + 2);
+        return endmod == '-' ? 1 : endmod == '+' ? 0 : 2;
+    }
 }
 
 /* Cut the whole template into tokens. */
@@ -729,6 +773,11 @@ static bool sc_run(scanner *S) {
             sc_advance(S, body);
             mode = sc_tag(S, block, line, col);
             if (mode < 0) return false;
+            if (block && S->n >= 3 && S->toks[S->n - 3].t == T_BBEGIN &&
+                tok_is(&S->toks[S->n - 2], T_NAME, "raw") && S->toks[S->n - 1].t == T_BEND) {
+                mode = sc_raw(S, mode, line, col);
+                if (mode < 0) return false;
+            }
         }
         /* what the tag end will eat decides whether the next text starts a line */
         size_t k = S->pos;
@@ -2320,7 +2369,15 @@ static bool get_attr(rctx *R, const node *n, jv obj, const char *name, size_t le
         else if (name_is(name, len, "depth0")) *out = v_int(0);
         else if (name_is(name, len, "previtem")) *out = l->has_prev ? l->prev : v_undef("previtem", 8);
         else if (name_is(name, len, "nextitem")) *out = l->has_next ? l->next : v_undef("nextitem", 8);
-        else *out = v_undef(name, len);
+        else if (name_is(name, len, "cycle")) {
+            jmeth *m = r_alloc(R, n, sizeof *m);
+            if (!m) return false;
+            m->self = obj;
+            m->name = "cycle";
+            jv v = {.t = V_METHOD};
+            v.u.meth = m;
+            *out = v;
+        } else *out = v_undef(name, len);
         return true;
     }
     if (is_method_name(obj, name, len)) {
@@ -2808,6 +2865,11 @@ static bool call_method(rctx *R, const node *n, const jmeth *m, const args *a, j
             }
         }
         *out = v_list(l);
+        return true;
+    }
+    if (self.t == V_LOOP) { /* loop.cycle(a, b, ...) */
+        if (!a->npos) return r_error(R, n, "loop.cycle() needs at least one argument");
+        *out = a->pos[(size_t)self.u.loop->index0 % a->npos];
         return true;
     }
     if (self.t == V_LIST) {

@@ -79,6 +79,10 @@ static void test_whitespace_control(void) {
     /* one trailing newline of the template is dropped, \r\n becomes \n */
     EXPECT("a\r\nb\n", NULL, "a\nb");
     EXPECT("a\n\n", NULL, "a\n");
+    /* raw blocks: tags inside are text; whitespace control at both ends */
+    EXPECT("{% raw %}{{ x }}{% if %}{% endraw %}|{%- raw -%}  a  {%- endraw -%}  |", NULL,
+           "{{ x }}{% if %}|a|");
+    EXPECT("<\n  {% raw %}\nx\n  {% endraw %}\ny", NULL, "<\nx\ny");
     /* a comment line disappears entirely */
     EXPECT("a\n  {# c #}\nb", NULL, "a\nb");
 }
@@ -124,6 +128,8 @@ static void test_for_loop(void) {
     EXPECT("{% for a in [1, 2] %}{% for b in [1, 2] %}{{ loop.index }}{% endfor %}{{ loop.index }}|"
            "{% endfor %}",
            NULL, "121|122|");
+    /* loop.cycle */
+    EXPECT("{% for i in range(5) %}{{ loop.cycle('a', 'b') }}{% endfor %}", NULL, "ababa");
     /* sets inside a loop do not leak out of it */
     EXPECT("{% set x = 'out' %}{% for i in [1] %}{% set x = 'in' %}{{ x }}{% endfor %} {{ x }}", NULL,
            "in out");
@@ -339,6 +345,7 @@ static void test_errors(void) {
     EXPECT_ERR("{% break %}", NULL, LLMH_ERR_FORMAT, "line 1:4", "outside a loop");
     EXPECT_ERR("{# open", NULL, LLMH_ERR_FORMAT, "line 1:1", "unclosed comment");
     EXPECT_ERR("{% endfor %}", NULL, LLMH_ERR_FORMAT, "line 1:4", "no open block");
+    EXPECT_ERR("a\n{% raw %}b", NULL, LLMH_ERR_FORMAT, "line 2:1", "{% raw %} is never closed");
     EXPECT_ERR("{{ 99999999999999999999 }}", NULL, LLMH_ERR_FORMAT, "line 1:4", "too large");
     EXPECT_ERR("x\n  {{ a $ b }}", NULL, LLMH_ERR_FORMAT, "line 2:8", "unexpected character '$'");
     /* render errors: LLMH_ERR_INVALID_ARG with line:col */
