@@ -171,7 +171,7 @@ static llmh_status materialize(llmh_backend *be, cpu_packed *pk) {
 }
 
 /* A LoRA B (ne [r, out], r <= 64, out >= 16 r and >= 256, F32/F16/BF16):
- * keep its transpose, so LORA's B side runs as r broadcast multiply-adds
+ * keep its transpose (made by the first graph that uses it), so LORA's B side runs as r broadcast multiply-adds
  * over vectors of output rows instead of a short dot product (and a
  * horizontal sum) per row. Costs one more copy of B; narrower outputs keep
  * the row kernel (little to gain there, and the tiny reference models keep
@@ -183,49 +183,56 @@ static int transposable(const llmh_backend *be, const llmh_tensor *w) {
            w->nb[0] == ts && w->nb[1] >= ts * (size_t)w->ne[0];
 }
 
+/* Record the plan; the first graph that uses B makes the copy
+ * (cpu_pack_pending), so loading an adapter stays a conversion pass. */
 static llmh_status prepare_transposed(llmh_backend *be, llmh_tensor *w) {
-    size_t ts = llmh_dtype_type_size(w->type);
-    int64_t k = w->ne[0], m = w->ne[1];
     cpu_packed *pk = be->host->alloc(sizeof *pk);
-    uint8_t *data = be->host->alloc_aligned((size_t)(k * m) * ts, 64);
-    if (!pk || !data) {
-        be->host->free(pk);
-        be->host->free(data);
+    if (!pk) {
         be->host->set_error("cpu backend: out of memory preparing tensor '%s'", w->name ? w->name : "(unnamed)");
         return LLMH_ERR_NO_MEMORY;
     }
     memset(pk, 0, sizeof *pk);
     pk->src = w->data;
     pk->type = w->type;
-    pk->k = k;
-    pk->m = m;
+    pk->k = w->ne[0];
+    pk->m = w->ne[1];
     pk->nb1 = w->nb[1];
     pk->transposed = 1;
-    pk->data = data;
-    const uint8_t *src = w->data;
+    pk->pending = 1;
+    w->extra = pk;
+    return LLMH_OK;
+}
+
+static llmh_status materialize_transposed(llmh_backend *be, cpu_packed *pk) {
+    size_t ts = llmh_dtype_type_size(pk->type);
+    int64_t k = pk->k, m = pk->m;
+    uint8_t *data = be->host->alloc_aligned((size_t)(k * m) * ts, 64);
+    if (!data) return LLMH_ERR_NO_MEMORY;
+    const uint8_t *src = pk->src;
     if (ts == 2) {
         uint16_t *d = (uint16_t *)data;
         for (int64_t i = 0; i < m; i++) {
             uint16_t row[64];
-            memcpy(row, src + (size_t)i * w->nb[1], (size_t)k * 2);
+            memcpy(row, src + (size_t)i * pk->nb1, (size_t)k * 2);
             for (int64_t j = 0; j < k; j++) d[j * m + i] = row[j];
         }
     } else {
         float *d = (float *)data;
         for (int64_t i = 0; i < m; i++) {
             float row[64];
-            memcpy(row, src + (size_t)i * w->nb[1], (size_t)k * 4);
+            memcpy(row, src + (size_t)i * pk->nb1, (size_t)k * 4);
             for (int64_t j = 0; j < k; j++) d[j * m + i] = row[j];
         }
     }
-    w->extra = pk;
+    pk->data = data;
+    pk->pending = 0;
     return LLMH_OK;
 }
 
 const cpu_packed *cpu_transposed_for(const llmh_backend *be, const llmh_tensor *w) {
     const cpu_packed *pk = w->extra;
     (void)be;
-    if (!pk || !pk->transposed || pk->src != w->data || pk->type != w->type || pk->k != w->ne[0] ||
+    if (!pk || !pk->transposed || pk->pending || pk->src != w->data || pk->type != w->type || pk->k != w->ne[0] ||
         pk->m != w->ne[1] || pk->nb1 != w->nb[1] || w->ne[2] != 1 || w->ne[3] != 1)
         return NULL;
     return pk;
@@ -281,6 +288,18 @@ oom:
  * the graph's last node) is packed while little else is, and the peak stays
  * at about one model copy. */
 llmh_status cpu_pack_pending(llmh_backend *be, const llmh_graph *g) {
+    /* LoRA B transposes (small: one pass each) */
+    for (size_t i = 0; i < g->n_nodes; i++) {
+        const llmh_node *n = &g->nodes[i];
+        if (n->op != LLMH_OP_LORA || !n->src[2] || !n->src[2]->extra) continue;
+        cpu_packed *pk = n->src[2]->extra;
+        if (!pk->transposed || !pk->pending || pk->src != n->src[2]->data) continue;
+        if (materialize_transposed(be, pk) != LLMH_OK) {
+            be->host->set_error("cpu backend: out of memory transposing tensor '%s'",
+                                n->src[2]->name ? n->src[2]->name : "(unnamed)");
+            return LLMH_ERR_NO_MEMORY;
+        }
+    }
     for (;;) {
         const llmh_node *best = NULL;
         size_t best_bytes = 0;
@@ -288,7 +307,7 @@ llmh_status cpu_pack_pending(llmh_backend *be, const llmh_graph *g) {
             const llmh_node *n = &g->nodes[i];
             if (n->op != LLMH_OP_MUL_MAT || !n->src[0] || !n->src[0]->extra) continue;
             const cpu_packed *pk = n->src[0]->extra;
-            if (!pk->pending || pk->src != n->src[0]->data) continue;
+            if (!pk->pending || pk->transposed || pk->src != n->src[0]->data) continue;
             size_t bytes = pk->nb1 * (size_t)pk->m;
             if (!best || bytes > best_bytes) {
                 best = n;
