@@ -592,6 +592,7 @@ static llmh_status validate(llmh_backend *be, const llmh_node *n, size_t index) 
             if (flat[i]->ne[2] != 1 || flat[i]->ne[3] != 1) return nfail(be, index, n, "A, x, B and dst must be 2-D");
         if (a->nb[0] != llmh_dtype_type_size(a->type) || c->nb[0] != llmh_dtype_type_size(c->type))
             return nfail(be, index, n, "A and B rows must be contiguous");
+        if (d->nb[0] != sizeof(float)) return nfail(be, index, n, "dst must be contiguous along ne[0]");
         if (e && (e->type != LLMH_DTYPE_F32 || e->ne[0] != N || e->ne[1] * e->ne[2] * e->ne[3] != 1))
             return nfail(be, index, n, "gate src3 must be f32 [%lld]", (long long)N);
         break;

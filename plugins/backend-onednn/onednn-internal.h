@@ -48,7 +48,9 @@ typedef enum od_wprec {
 } od_wprec;
 
 /* A weight after weight_prepare (llmh_tensor.extra). */
-typedef enum od_pack_kind { OD_PACK_DNNL = 1, OD_PACK_Q = 2 } od_pack_kind;
+/* OD_PACK_T: a LoRA B matrix [R, M] (R <= 64) stored transposed, [M] per
+ * rank row, in its own type (onednn-lora.c); MUL_MAT ignores it. */
+typedef enum od_pack_kind { OD_PACK_DNNL = 1, OD_PACK_Q = 2, OD_PACK_T = 3 } od_pack_kind;
 
 typedef struct od_weight {
     od_pack_kind kind;
@@ -157,6 +159,12 @@ void od_vnni_panel(int64_t k, const uint8_t *panel, size_t blk_bytes, int mins, 
 /* onednn-lora.c: LORA. od_lora_group: how many nodes from nodes[0] (a
  * LORA) run as one fused group (>= 1); od_lora runs them. */
 size_t od_lora_group(const llmh_node *nodes, size_t n_nodes);
+/* weight_prepare of rank-thin matrices (float types): 1 = a LoRA A shape
+ * [K, R] (R <= 64, K >= 16 R), used as stored; 2 = a LoRA B shape [R, M]
+ * (R <= 64, M >= 16 R, M <= 65536), kept transposed (od_lora_transpose);
+ * 0 = neither. */
+int od_lora_shape(const llmh_tensor *w);
+llmh_status od_lora_transpose(llmh_backend *be, const llmh_tensor *w, od_weight *pw);
 llmh_status od_lora(llmh_backend *be, const llmh_node *nodes, size_t count);
 
 /* onednn-ops.c: every op but MUL_MAT and LORA. */

@@ -7,28 +7,33 @@
  * product for f16/bf16 weights (the SDK keeps activations in f32 here).
  *
  * Precision (normative, see llmh-plugin.h): adapter values are widened
- * exactly to f32 (f16 via the hardware conversion where there is one, bf16
- * by a shift), x stays f32, r = A x is kept in f32, both products accumulate
+ * exactly to f32 (f16 by exact bit arithmetic that vectorizes, bf16 by a
+ * shift), x stays f32, r = A x is kept in f32, both products accumulate
  * in f32 (16 partial sums, then a fixed tree), and dst gets
  * dst + (fp0 * g) * y rounded in that order. Tokens whose gate is 0 are not
  * touched.
  *
+ * B phase: weight_prepare keeps a rank-thin B [R, M] transposed ([M] per
+ * rank row), so y = B r is R axpys along M (vectors, no horizontal sums);
+ * an unprepared B falls back to row dot products. A [K, R] is read as
+ * stored (weight_prepare leaves it alone instead of packing it for oneDNN).
+ *
  * Fusion: consecutive LORA nodes with the same dst and src1 (several
  * adapters on one projection) run as one group in one OpenMP region: every
- * r_i first, then each dst element is read once, gets its adapters' terms
- * added in node order (the same roundings as running the nodes one by one)
- * and is written once.
+ * r_i first, then per slice of 256 dst rows and per token, each adapter's
+ * term is added in node order (the same roundings as running the nodes one
+ * by one) while the slice stays in L1.
  *
  * The two leaf kernels are compiled for x86-64-v4, x86-64-v3 and the
- * baseline (GCC target_clones, chosen at load by CPUID), so f16 widening uses
- * F16C and the partial sums are 16-wide vectors where the CPU has them.
+ * baseline (GCC target_clones, chosen at load by CPUID), so the widening
+ * loads and the sums are 8- or 16-wide vectors where the CPU has them.
  */
 #include <omp.h>
 #include <string.h>
 
 #include "onednn-internal.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__FLT16_MAX__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
 #define OD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define OD_CLONES
@@ -45,6 +50,7 @@ typedef struct lora_item {
     llmh_dtype type;       /* A and B: F32, F16 or BF16 */
     const uint8_t *a, *b;  /* row 0 of A (R rows of K) and of B (M rows of R) */
     size_t a_ld, b_ld;     /* row strides in bytes */
+    const uint8_t *bt;     /* B transposed (R rows of M, weight_prepare), or NULL */
     int64_t r;             /* rank */
     float *rv;             /* r = A x: N columns of R floats */
     const float *coef;     /* N factors fp0 * g[t] */
@@ -61,16 +67,24 @@ OD_INLINE float ld_f32(const uint8_t *p, int64_t i) {
     return v;
 }
 
+/* Exact f16 -> f32 in integer and f32 arithmetic that vectorizes (GCC 12
+ * turns _Float16 conversions into one scalar vcvtph2ps per element): the
+ * exponent-and-mantissa bits shifted into f32 position are the value times
+ * 2^-112 (also for f16 subnormals, as f32 subnormals), so one exact multiply
+ * by 2^112 rebiases; infinities and NaNs keep all-ones exponents. */
 OD_INLINE float ld_f16(const uint8_t *p, int64_t i) {
-#ifdef __FLT16_MAX__
-    _Float16 h;
-    memcpy(&h, p + 2 * (size_t)i, 2);
-    return (float)h; /* exact */
-#else
     uint16_t h;
     memcpy(&h, p + 2 * (size_t)i, 2);
-    return llmh_fp16_to_fp32(h);
-#endif
+    uint32_t em = (uint32_t)(h & 0x7fffu) << 13, sign = (uint32_t)(h & 0x8000u) << 16;
+    float f;
+    memcpy(&f, &em, 4);
+    f *= 0x1p112f;
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u = em >= (0x7c00u << 13) ? (em | 0x7f800000u) : u;
+    u |= sign;
+    memcpy(&f, &u, 4);
+    return f;
 }
 
 OD_INLINE float ld_bf16(const uint8_t *p, int64_t i) {
@@ -159,36 +173,54 @@ OD_CLONES static void lora_a_rows(const lora_item *it, int64_t j0, int64_t j1, c
     }
 }
 
-/* dst rows [m0, m1) for every token: each dst element is read once, gets
- * (coef_i[t] * y_i) added for every item in order, and is written once. */
+#define OD_MCHUNK 256 /* dst rows per step: y and the dst slice stay in L1 */
+
+/* y[l] = sum_j r[j] * BT[j][m0 + l] for l < nm (BT rows of `ld` bytes):
+ * vectors along M, no horizontal sums; the sum over j is in order. */
+#define OD_AXPY_FN(NAME, LD)                                                                             \
+    OD_INLINE void NAME(const uint8_t *bt, size_t ld, int64_t r, int64_t m0, int nm, const float *rv,   \
+                        float *y) {                                                                      \
+        for (int l = 0; l < nm; l++) y[l] = 0.0f;                                                        \
+        for (int64_t j = 0; j < r; j++) {                                                                \
+            const uint8_t *row = bt + (size_t)j * ld;                                                    \
+            float rj = rv[j];                                                                            \
+            for (int l = 0; l < nm; l++) y[l] += rj * LD(row, m0 + l);                                   \
+        }                                                                                                \
+    }
+
+OD_AXPY_FN(axpy_f32, ld_f32)
+OD_AXPY_FN(axpy_f16, ld_f16)
+OD_AXPY_FN(axpy_bf16, ld_bf16)
+
+/* dst rows [m0, m1) for every token, OD_MCHUNK rows at a time: for each
+ * token and each item in node order, y = B r_t, then dst = dst + coef * y
+ * (the roundings of running the nodes one by one). dst is contiguous along
+ * M (validated). Gated-off tokens are neither computed nor written. */
 OD_CLONES static void lora_b_rows(const lora_item *items, int n_items, int64_t m0, int64_t m1, uint8_t *dst,
-                                  size_t d_nb0, size_t d_nb1, int64_t n) {
-    for (int64_t m = m0; m < m1; m++) {
-        for (int64_t t0 = 0; t0 < n; t0 += 4) {
-            int nc = n - t0 < 4 ? (int)(n - t0) : 4;
-            float v[4];
-            int touched = 0;
-            for (int c = 0; c < nc; c++) memcpy(&v[c], dst + (size_t)(t0 + c) * d_nb1 + (size_t)m * d_nb0, 4);
+                                  size_t d_nb1, int64_t n) {
+    float y[OD_MCHUNK];
+    for (int64_t mc = m0; mc < m1; mc += OD_MCHUNK) {
+        int nm = m1 - mc < OD_MCHUNK ? (int)(m1 - mc) : OD_MCHUNK;
+        for (int64_t t = 0; t < n; t++) {
+            float *dp = (float *)(void *)(dst + (size_t)t * d_nb1) + mc;
             for (int i = 0; i < n_items; i++) {
                 const lora_item *it = &items[i];
-                const float *cols[4];
-                int idx[4], nn = 0;
-                for (int c = 0; c < nc; c++)
-                    if (it->on[t0 + c]) {
-                        cols[nn] = it->rv + (t0 + c) * it->r;
-                        idx[nn++] = c;
+                if (!it->on[t]) continue;
+                const float *rt = it->rv + t * it->r;
+                if (it->bt) {
+                    size_t ld = (size_t)items[i].b_ld;
+                    if (it->type == LLMH_DTYPE_F16) axpy_f16(it->bt, ld, it->r, mc, nm, rt, y);
+                    else if (it->type == LLMH_DTYPE_BF16) axpy_bf16(it->bt, ld, it->r, mc, nm, rt, y);
+                    else axpy_f32(it->bt, ld, it->r, mc, nm, rt, y);
+                } else {
+                    for (int l = 0; l < nm; l++) {
+                        const float *col = rt;
+                        dot_any(it->type, it->b + (size_t)(mc + l) * it->b_ld, &col, 1, it->r, &y[l]);
                     }
-                if (!nn) continue;
-                float y[4];
-                dot_any(it->type, it->b + (size_t)m * it->b_ld, cols, nn, it->r, y);
-                for (int q = 0; q < nn; q++) {
-                    float term = it->coef[t0 + idx[q]] * y[q];
-                    v[idx[q]] = v[idx[q]] + term;
-                    touched |= 1 << idx[q];
                 }
+                float c = it->coef[t];
+                for (int l = 0; l < nm; l++) dp[l] = dp[l] + c * y[l];
             }
-            for (int c = 0; c < nc; c++)
-                if (touched & (1 << c)) memcpy(dst + (size_t)(t0 + c) * d_nb1 + (size_t)m * d_nb0, &v[c], 4);
         }
     }
 }
@@ -243,6 +275,29 @@ size_t od_lora_group(const llmh_node *nodes, size_t n_nodes) {
 
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
+int od_lora_shape(const llmh_tensor *w) {
+    if (w->ne[2] != 1 || w->ne[3] != 1 || w->ne[0] <= 0 || w->ne[1] <= 0) return 0;
+    if (w->ne[1] <= 64 && w->ne[0] >= 16 * w->ne[1] && w->ne[0] <= 65536) return 1;
+    if (w->ne[0] <= 64 && w->ne[1] >= 16 * w->ne[0] && w->ne[1] <= 65536) return 2;
+    return 0;
+}
+
+llmh_status od_lora_transpose(llmh_backend *be, const llmh_tensor *w, od_weight *pw) {
+    size_t ts = llmh_dtype_type_size(w->type);
+    int64_t r = w->ne[0], m = w->ne[1];
+    uint8_t *t = be->host->alloc_aligned((size_t)r * (size_t)m * ts, 64);
+    if (!t) {
+        be->host->set_error("onednn backend: out of memory transposing '%s'", w->name ? w->name : "(unnamed)");
+        return LLMH_ERR_NO_MEMORY;
+    }
+    const uint8_t *src = w->data;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < r; j++)
+            memcpy(t + ((size_t)j * (size_t)m + (size_t)i) * ts, src + (size_t)i * w->nb[1] + (size_t)j * ts, ts);
+    pw->packed = t;
+    return LLMH_OK;
+}
+
 llmh_status od_lora(llmh_backend *be, const llmh_node *nodes, size_t count) {
     const llmh_tensor *x = nodes[0].src[1];
     llmh_tensor *d = nodes[0].dst;
@@ -280,6 +335,13 @@ llmh_status od_lora(llmh_backend *be, const llmh_node *nodes, size_t count) {
         it->b = b->data;
         it->a_ld = a->nb[1];
         it->b_ld = b->nb[1];
+        it->bt = NULL;
+        const od_weight *pw = b->extra;
+        if (pw && pw->kind == OD_PACK_T && pw->src == b->data && pw->type == b->type && pw->k == b->ne[0] &&
+            pw->m == b->ne[1] && b->nb[1] == llmh_dtype_type_size(b->type) * (size_t)b->ne[0]) {
+            it->bt = pw->packed;
+            it->b_ld = llmh_dtype_type_size(b->type) * (size_t)b->ne[1]; /* a transposed row: M values */
+        }
         it->r = a->ne[1];
         it->rv = (float *)(void *)p;
         p += align64((size_t)it->r * (size_t)N * 4);
@@ -307,7 +369,7 @@ llmh_status od_lora(llmh_backend *be, const llmh_node *nodes, size_t count) {
     work *= (double)N;
     int par = work >= (double)OD_PAR_MIN * 8 && be->n_threads > 1;
     uint8_t *dd = d->data;
-    size_t d_nb0 = d->nb[0], d_nb1 = d->nb[1];
+    size_t d_nb1 = d->nb[1];
 #pragma omp parallel if(par)
     {
         int nt = omp_get_num_threads(), id = omp_get_thread_num();
@@ -322,7 +384,7 @@ llmh_status od_lora(llmh_backend *be, const llmh_node *nodes, size_t count) {
 #pragma omp barrier
         /* phase 2: dst rows split evenly */
         int64_t m0 = M * id / nt, m1 = M * (id + 1) / nt;
-        if (m0 < m1) lora_b_rows(items, n_items, m0, m1, dd, d_nb0, d_nb1, N);
+        if (m0 < m1) lora_b_rows(items, n_items, m0, m1, dd, d_nb1, N);
     }
     return LLMH_OK;
 }

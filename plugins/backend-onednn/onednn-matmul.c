@@ -370,6 +370,9 @@ llmh_status od_weight_prepare(llmh_backend *be, llmh_tensor *w) {
     if (w->extra || !is_plain_matrix(w)) return LLMH_OK; /* vectors, odd views: used as stored */
     int fl = od_float_type(w->type) || od_kquant(w->type), q = od_quant_supported(w->type);
     if (!fl && !q) return LLMH_OK; /* not a MUL_MAT type here (e.g. K-quant embeddings for GET_ROWS) */
+    /* LoRA adapters: A is read as stored, B transposed (see onednn-lora.c) */
+    int lora = od_float_type(w->type) ? od_lora_shape(w) : 0;
+    if (lora == 1) return LLMH_OK;
     od_weight *pw = be->host->alloc(sizeof *pw);
     if (!pw) {
         be->host->set_error("onednn backend: out of memory preparing '%s'", w->name ? w->name : "(unnamed)");
@@ -382,7 +385,10 @@ llmh_status od_weight_prepare(llmh_backend *be, llmh_tensor *w) {
     pw->m = w->ne[1];
     omp_set_num_threads(be->n_threads);
     llmh_status rc;
-    if (fl) {
+    if (lora == 2) {
+        pw->kind = OD_PACK_T;
+        rc = od_lora_transpose(be, w, pw);
+    } else if (fl) {
         pw->kind = OD_PACK_DNNL;
         rc = be->wprec == OD_WPREC_S8 && od_float_type(w->type) ? pack_s8(be, w, pw) : pack_float(be, w, pw);
     } else {

@@ -11,7 +11,9 @@
  * whose gate is 0 in every node: those columns must be bit-identical to the
  * dst that went in, even when x holds an infinity there (the SDK: a zero
  * gate leaves the token untouched).
- * Cases cover N = 1 and N > 1, gates absent/present with zeros, x with
+ * Every case runs with the adapter tensors as stored and again after
+ * weight_prepare (the host prepares adapter tensors like weights, and a
+ * backend may keep them in another layout). Cases cover N = 1 and N > 1, gates absent/present with zeros, x with
  * padded columns and x transposed (nb[0] != 4), ranks 1..32, K and M not
  * multiples of 16, a projection large enough for threaded paths, and 1, 3
  * and 4 adapters on one dst. Malformed nodes (A and B of different types,
@@ -89,7 +91,7 @@ static void stored(llmh_dtype type, float *v, int64_t n) {
     }
 }
 
-static bool run_case(const lora_case *c, llmh_dtype type, uint64_t seed) {
+static bool run_case(const lora_case *c, llmh_dtype type, uint64_t seed, bool prep) {
     int64_t K = c->k, M = c->m, N = c->n;
     cf_seed(seed);
     cf_tensor *x = new_x(K, N, c->x_layout), *d = cf_new(LLMH_DTYPE_F32, M, N, 1, 1, 0);
@@ -118,6 +120,10 @@ static bool run_case(const lora_case *c, llmh_dtype type, uint64_t seed) {
         stored(type, bv[i], R * M);
         cf_put(a[i], av[i]);
         cf_put(b[i], bv[i]);
+        if (prep) { /* as the host does for adapter tensors */
+            CU_ASSERT_EQUAL(cf_cur->bi->weight_prepare(cf_cur->be, &a[i]->t), LLMH_OK);
+            CU_ASSERT_EQUAL(cf_cur->bi->weight_prepare(cf_cur->be, &b[i]->t), LLMH_OK);
+        }
         scale[i] = 0.25f + 1.5f * (float)i + 0.0625f * (cf_randf() + 1.0f);
         if (c->gated[i] || c->dead_token) {
             g[i] = cf_new(LLMH_DTYPE_F32, N, 1, 1, 1, 0);
@@ -166,7 +172,7 @@ static bool run_case(const lora_case *c, llmh_dtype type, uint64_t seed) {
                 mag[t * M + m] = s;
             }
         char what[160];
-        snprintf(what, sizeof what, "lora %s %s", llmh_dtype_name(type), c->name);
+        snprintf(what, sizeof what, "lora %s %s%s", llmh_dtype_name(type), c->name, prep ? " (prepared)" : "");
         ok = cf_close(what, got, want, mag, M * N, 0.0, 1e-5);
         if (c->dead_token) /* bit-identical */
             for (int64_t m = 0; m < M && ok; m++)
@@ -177,6 +183,10 @@ static bool run_case(const lora_case *c, llmh_dtype type, uint64_t seed) {
                 }
     }
     for (int i = 0; i < LORA_MAX_AD; i++) {
+        if (prep && cf_cur->bi->weight_release) {
+            if (a[i]) cf_cur->bi->weight_release(cf_cur->be, &a[i]->t);
+            if (b[i]) cf_cur->bi->weight_release(cf_cur->be, &b[i]->t);
+        }
         cf_free(a[i]);
         cf_free(b[i]);
         cf_free(g[i]);
@@ -228,10 +238,12 @@ void cf_test_lora(void) {
             fprintf(stderr, "  [%s] lora %s: not claimed, skipped\n", cf_cur->name, llmh_dtype_name(type));
             continue;
         }
-        for (size_t ci = 0; ci < sizeof k_cases / sizeof k_cases[0]; ci++) {
-            CU_ASSERT(run_case(&k_cases[ci], type, 0x10a0 + ti * 100 + ci));
-            tested++;
-        }
+        /* as stored, and after weight_prepare (adapters get it like weights) */
+        for (int prep = 0; prep < (cf_cur->bi->weight_prepare ? 2 : 1); prep++)
+            for (size_t ci = 0; ci < sizeof k_cases / sizeof k_cases[0]; ci++) {
+                CU_ASSERT(run_case(&k_cases[ci], type, 0x10a0 + ti * 100 + ci, prep != 0));
+                tested++;
+            }
         check_refusals(type);
     }
     fprintf(stderr, "  [%s] lora: %d cases\n", cf_cur->name, tested);
