@@ -51,6 +51,9 @@ LLMH_API llmh_status llmh_template_render(const char *template_text, const char 
  *   "text" becomes the concatenation of their "text" strings, and a
  *   tool_calls[i].function.arguments that is a string holding a JSON object
  *   (OpenAI's wire form) becomes that object (what HF templates expect).
+ *   A "content": null is passed as null (DeepSeek's templates test
+ *   `is not none`); when the render then fails, it is tried once more with
+ *   those contents as "" (Qwen3's template reads content as a string).
  * tools_json: NULL for none, else a JSON array of tool definitions
  *   (OpenAI's {"type": "function", "function": {...}} objects) given to the
  *   template as `tools`.

@@ -513,6 +513,16 @@ static llmh_status normalize_messages(cJSON *msgs) {
     return LLMH_OK;
 }
 
+/* Replace every message's "content": null by ""; false when there was none. */
+static bool null_contents_to_empty(cJSON *msgs) {
+    bool any = false;
+    for (cJSON *m = msgs->child; m; m = m->next) {
+        cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (cJSON_IsNull(c) && replace_item(m, "content", cJSON_CreateString(""))) any = true;
+    }
+    return any;
+}
+
 static bool add_ref(cJSON *vars, const char *key, const cJSON *v) {
     cJSON *item = cJSON_IsArray(v) ? cJSON_CreateArrayReference(v->child)
                 : cJSON_IsObject(v) ? cJSON_CreateObjectReference(v->child)
@@ -761,6 +771,17 @@ llmh_status llmh_chat_render_json_kw(const llmh_model *m, const char *messages_j
         bool parse_failed = false;
         st = llmh__chat_render_jinja(tmpl, j[0], j[1], j[2], add_generation_prompt != 0, mt.bos,
                                      mt.eos, mt.tokenizer_adds_bos, NULL, &parse_failed, out);
+        if (st == LLMH_ERR_INVALID_ARG && !parse_failed && null_contents_to_empty(j[0])) {
+            /* OpenAI clients send "content": null with tool calls; templates
+             * differ on what they expect (DeepSeek tests `is not none`,
+             * Qwen3 runs `'</think>' in content`), so a render that failed
+             * with nulls is tried once more with empty strings */
+            char first[512];
+            snprintf(first, sizeof first, "%s", llmh_last_error());
+            st = llmh__chat_render_jinja(tmpl, j[0], j[1], j[2], add_generation_prompt != 0, mt.bos,
+                                         mt.eos, mt.tokenizer_adds_bos, NULL, &parse_failed, out);
+            if (st == LLMH_ERR_INVALID_ARG) llmh_set_error("%s", first);
+        }
         if (st != LLMH_OK && parse_failed) {
             char why[512];
             snprintf(why, sizeof why, "%s", llmh_last_error());

@@ -3764,7 +3764,7 @@ llmh_status llmh__jinja_parse(const char *text, size_t len, llmh_jinja **out) {
         llmh_set_error("jinja: out of memory");
         return LLMH_ERR_NO_MEMORY;
     }
-    t->ar.limit = (len > SIZE_MAX / 64 ? SIZE_MAX / 2 : len * 64) + ((size_t)1 << 20);
+    t->ar.limit = (len > SIZE_MAX / 512 ? SIZE_MAX / 2 : len * 256) + ((size_t)1 << 20);
     /* normalize newlines as Jinja does: \r\n and \r become \n, and one
      * trailing newline is dropped (keep_trailing_newline = False) */
     char *src = ar_alloc(&t->ar, len + 1);

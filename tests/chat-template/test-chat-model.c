@@ -27,7 +27,7 @@ static int suite_cleanup(void) {
 /* Load a model; `extra` (may be NULL) is appended to the manifest. */
 static llmh_model *load_with(const char *rel, const char *extra, llmh_manifest **man) {
     char *path = llmh_test_shared(rel);
-    char text[8192];
+    char text[16384];
     snprintf(text, sizeof text, "[model]\npath = \"%s\"\n[backend]\nplugin = \"cpu\"\nthreads = 1\n%s",
              path, extra ? extra : "");
     free(path);
@@ -229,6 +229,51 @@ static void test_override_and_fallback(void) {
     llmh_manifest_free(man);
 }
 
+/* Qwen3's template (as a manifest override) with an OpenAI client's
+ * assistant message: "content": null fails `'</think>' in content`, so the
+ * render is retried with "" and succeeds. */
+static void test_null_content_retry(void) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/Qwen-Qwen3-0.6B.jinja", LLMH_TEST_TEMPLATE_DIR);
+    char *tmpl = llmh_test_read_file(path, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(tmpl);
+    CU_ASSERT_PTR_NULL_FATAL(strstr(tmpl, "'''")); /* fits a TOML literal string */
+    size_t cap = strlen(tmpl) + 64;
+    char *extra = malloc(cap);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(extra);
+    snprintf(extra, cap, "[generate]\nchat_template = '''%s'''\n", tmpl);
+    llmh_manifest *man;
+    llmh_model *model = load_with("models/qwen2-tiny-f32.gguf", extra, &man);
+    free(extra);
+    free(tmpl);
+    char *out = NULL;
+    llmh_status st = llmh_chat_render_json(
+        model,
+        "[{\"role\": \"user\", \"content\": \"Weather?\"},"
+        " {\"role\": \"assistant\", \"content\": null, \"tool_calls\": [{\"id\": \"c1\", \"type\": \"function\","
+        "  \"function\": {\"name\": \"get_weather\", \"arguments\": \"{\\\"city\\\": \\\"Paris\\\"}\"}}]},"
+        " {\"role\": \"tool\", \"tool_call_id\": \"c1\", \"content\": \"22C\"}]",
+        NULL, 1, &out);
+    if (st != LLMH_OK) fprintf(stderr, "\n    %s", llmh_last_error());
+    CU_ASSERT_EQUAL_FATAL(st, LLMH_OK);
+    CU_ASSERT_STRING_EQUAL(out, "<|im_start|>user\nWeather?<|im_end|>\n"
+                                /* content "" after the last query: '<|im_start|>assistant\n' + '';
+                                 * arguments became an object: written by tojson */
+                                "<|im_start|>assistant\n<tool_call>\n{\"name\": \"get_weather\", "
+                                "\"arguments\": {\"city\": \"Paris\"}}\n</tool_call><|im_end|>\n"
+                                "<|im_start|>user\n<tool_response>\n22C\n</tool_response><|im_end|>\n"
+                                "<|im_start|>assistant\n");
+    free(out);
+    /* an error that is not about null contents still comes through */
+    out = (char *)1;
+    CU_ASSERT_EQUAL(llmh_chat_render_json(model, "[{\"role\": \"user\", \"content\": 5}]", NULL, 1, &out),
+                    LLMH_ERR_INVALID_ARG);
+    CU_ASSERT_PTR_NULL(out);
+    CU_ASSERT_PTR_NOT_NULL(strstr(llmh_last_error(), "template line "));
+    llmh_model_free(model);
+    llmh_manifest_free(man);
+}
+
 static void test_no_template(void) {
     llmh_manifest *man;
     llmh_model *model = load("models/stories260K.gguf", &man);
@@ -248,6 +293,7 @@ int main(void) {
         {"qwen2-tiny (ChatML from the GGUF)", test_qwen},
         {"llmh_chat_render_json: OpenAI messages, tools", test_render_json},
         {"manifest template override, kwargs, parse-failure fallback", test_override_and_fallback},
+        {"content null retried as \"\" (Qwen3 template)", test_null_content_retry},
         {"stories260K (no template)", test_no_template},
         {NULL, NULL}};
     static const llmh_test_suite suites[] = {{"chat-model", cases, suite_init, suite_cleanup}};
