@@ -1,6 +1,7 @@
 /* cli-dry-run.c — `llmhost --config M.toml --dry-run`: print the resolved
  * manifest, then which plugin serves each role, without loading the model.
  * Exit 0 when every role resolves, 1 otherwise (2: no usable manifest). */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -78,7 +79,14 @@ int llmh_cmd_dry_run(int argc, char **argv) {
     /* format: by name, or probed from the model file when "auto" */
     int is_dir = 0;
     int exists = path_exists(c->model.path, &is_dir);
-    if (strcmp(c->model.format, "auto") != 0) {
+    bool fetchable = !exists && (c->model.url || c->model.n_files);
+    if (fetchable) {
+        /* a url model that is not in the cache yet is fine: it is fetched on
+         * first use (or by llmhost pull); the format is probed then */
+        printf("  %-24s not downloaded yet: %s -> %s (llmhost pull, or on first use)\n", "model",
+               c->model.url ? c->model.url : c->model.files[0].url, c->model.path);
+        if (strcmp(c->model.format, "auto") != 0) ok &= resolve(reg, "format", LLMH_PLUGIN_FORMAT, c->model.format);
+    } else if (strcmp(c->model.format, "auto") != 0) {
         ok &= resolve(reg, "format", LLMH_PLUGIN_FORMAT, c->model.format);
         if (!exists) {
             printf("  %-24s MISSING: model file %s does not exist\n", "model", c->model.path);
