@@ -819,6 +819,7 @@ static void test_adapters(void) {
     }
     for (size_t i = 0; i < NC; i++) {
         pthread_join(th[i], NULL);
+        if (reqs[i].r.status != 200) fprintf(stderr, "  %s at once: status %ld: %.200s\n", g_ad_cases[i].ref, reqs[i].r.status, reqs[i].r.body);
         CU_ASSERT_EQUAL(reqs[i].r.status, 200);
         cJSON *ref = load_ref(g_ad_cases[i].ref);
         cJSON *g = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(ref, "cases"), 0), "greedy");

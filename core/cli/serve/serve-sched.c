@@ -148,6 +148,11 @@ static void finish(srv_server *s, srv_slot *sl, const char *reason, int err_stat
     srv_request *r = sl->req;
     if (!err_status && sl->n_pending) emit(r, sl->pending, sl->n_pending);
     sl->n_pending = 0;
+    /* the slot counts as free before the client hears of the result, so a
+     * client that sends its next request at once finds room for it */
+    pthread_mutex_lock(&s->mu);
+    s->n_active--;
+    pthread_mutex_unlock(&s->mu);
     pthread_mutex_lock(&r->mu);
     r->state = SRV_DONE;
     r->finish = reason;
@@ -162,9 +167,6 @@ static void finish(srv_server *s, srv_slot *sl, const char *reason, int err_stat
     sl->req = NULL;
     sl->last_used = srv_now();
     srv_request_release(r);
-    pthread_mutex_lock(&s->mu);
-    s->n_active--;
-    pthread_mutex_unlock(&s->mu);
 }
 
 /* A sampler chain for the request: the manifest's [sampler] with the
@@ -434,7 +436,7 @@ static void sample_one(srv_server *s, srv_slot *sl) {
 }
 
 /* One step over every active slot. */
-static void step(srv_server *s, llmh_batch_item *items, int *who) {
+static void step(srv_server *s, llmh_batch_item *items, int *who, bool *failed) {
     size_t n = 0;
     int64_t budget = s->opt.n_batch; /* prompt tokens this step, all slots together */
     for (int i = 0; i < s->n_slots; i++) {
@@ -457,10 +459,9 @@ static void step(srv_server *s, llmh_batch_item *items, int *who) {
     }
     if (!n) return;
     llmh_status st = llmh_session_eval_batch(items, n);
-    bool *failed = NULL;
+    memset(failed, 0, n * sizeof *failed);
     if (st) {
-        /* find the item at fault: evaluate them one by one */
-        failed = calloc(n, sizeof *failed);
+        /* nothing was evaluated; find the item at fault one by one */
         for (size_t k = 0; k < n; k++) {
             if (llmh_session_eval(items[k].session, items[k].tokens, items[k].n_tokens) != LLMH_OK) {
                 srv_slot *sl = &s->slots[who[k]];
@@ -468,14 +469,13 @@ static void step(srv_server *s, llmh_batch_item *items, int *who) {
                 llmh_log(LLMH_LOG_ERROR, "serve", "%s: %s", sl->req->id, msg);
                 finish(s, sl, NULL, 500, msg);
                 free(msg);
-                if (failed) failed[k] = true;
+                failed[k] = true;
             }
         }
-        if (!failed) return;
     }
     int64_t decoded = 0;
     for (size_t k = 0; k < n; k++) {
-        if (failed && failed[k]) continue;
+        if (failed[k]) continue;
         srv_slot *sl = &s->slots[who[k]];
         slot_cache_push(sl, items[k].tokens, items[k].n_tokens);
         if (sl->decoding) {
@@ -487,7 +487,6 @@ static void step(srv_server *s, llmh_batch_item *items, int *who) {
         }
         sample_one(s, sl);
     }
-    free(failed);
     int64_t kv = 0;
     for (int i = 0; i < s->n_slots; i++) kv += llmh_session_pos(s->slots[i].session);
     atomic_store(&s->kv_used, kv);
@@ -526,7 +525,8 @@ static void *sched_main(void *arg) {
     llmh_batch_item *items = calloc((size_t)s->n_slots, sizeof *items);
     int *who = calloc((size_t)s->n_slots, sizeof *who);
     srv_slot **admitted = calloc((size_t)s->n_slots, sizeof *admitted);
-    if (!items || !who || !admitted) {
+    bool *failed = calloc((size_t)s->n_slots, sizeof *failed);
+    if (!items || !who || !admitted || !failed) {
         llmh_log(LLMH_LOG_ERROR, "serve", "scheduler: out of memory");
         pthread_mutex_lock(&s->mu);
         s->stopping = true;
@@ -558,7 +558,7 @@ static void *sched_main(void *arg) {
         }
         pthread_mutex_unlock(&s->mu);
         for (int i = 0; i < n_adm; i++) start(s, admitted[i]);
-        step(s, items, who);
+        step(s, items, who, failed);
         pthread_mutex_lock(&s->mu);
     }
     /* stopping: fail what waits, then what runs */
@@ -576,6 +576,7 @@ static void *sched_main(void *arg) {
     free(items);
     free(who);
     free(admitted);
+    free(failed);
     return NULL;
 }
 
