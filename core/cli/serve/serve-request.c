@@ -403,7 +403,7 @@ static char *render_chat(pctx *p, srv_server *s, const cJSON *o) {
     } else {
         llmh_status st = llmh_chat_render_json_kw(s->model, mj, tj, kj, 1, &out);
         if (st == LLMH_ERR_UNSUPPORTED) {
-            fail(p, 400, "this model has no chat template (%s); use /v1/completions", llmh_last_error());
+            fail(p, 400, "this model has no chat template; use /v1/completions");
         } else if (st == LLMH_ERR_NO_MEMORY) {
             fail(p, 500, "out of memory rendering the chat template");
         } else if (st) {
