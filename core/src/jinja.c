@@ -227,17 +227,25 @@ static jv v_str(const char *p, size_t n) {
 /* ------------------------------------------------------------------------ */
 /* UTF-8 and Python whitespace                                               */
 /* ------------------------------------------------------------------------ */
-/* Length of the UTF-8 sequence at s (1 for invalid bytes, so that every
- * byte string walks forward). */
+static uint32_t u8_cp(const char *s, size_t l);
+
+/* Length of the UTF-8 sequence at s; 1 for an invalid byte (a bad lead or
+ * continuation, an overlong form, a surrogate, past U+10FFFF), so that every
+ * byte string walks forward. */
 static size_t u8_len(const char *s, size_t n) {
     unsigned char c = (unsigned char)s[0];
     size_t l = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
-    if (l > n) return 1;
+    if (l == 1 || l > n) return 1;
     for (size_t i = 1; i < l; i++)
         if (((unsigned char)s[i] & 0xC0) != 0x80) return 1;
+    uint32_t cp = u8_cp(s, l);
+    if ((l == 2 && cp < 0x80) || (l == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+        (l == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+        return 1;
     return l;
 }
 
+/* Code point of the sequence of length l at s; U+FFFD for a lone byte >= 0x80. */
 static uint32_t u8_cp(const char *s, size_t l) {
     const unsigned char *u = (const unsigned char *)s;
     switch (l) {
@@ -246,7 +254,7 @@ static uint32_t u8_cp(const char *s, size_t l) {
     case 4:
         return ((uint32_t)(u[0] & 0x07) << 18) | ((uint32_t)(u[1] & 0x3F) << 12) |
                ((uint32_t)(u[2] & 0x3F) << 6) | (u[3] & 0x3F);
-    default: return u[0];
+    default: return u[0] < 0x80 ? u[0] : 0xFFFD;
     }
 }
 

@@ -3,7 +3,9 @@
  *
  * Every expected string below was derived by hand from the family's
  * reference template (quoted next to each test), for single- and multi-turn
- * conversations, with and without a system message.
+ * conversations, with and without a system message. Each one is checked
+ * twice: against the family renderer (now the fallback for templates that
+ * do not parse) and against the Jinja engine running the template itself.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +85,31 @@ static int suite_cleanup(void) {
     return 0;
 }
 
+/* The family renderer only (see the callers for why the Jinja engine differs). */
+static void expect_render_family(const char *tmpl, const llmh_chat_message *msgs, size_t n, bool gen,
+                                 bool bos, const char *want) {
+    llmh_chat_template t;
+    CU_ASSERT_EQUAL_FATAL(llmh__chat_template_init(&t, tmpl, LLMH_CHAT_UNKNOWN), LLMH_OK);
+    llmh_chat_render_params p = {gen, bos};
+    char *out = NULL;
+    CU_ASSERT_EQUAL_FATAL(llmh__chat_render(&t, msgs, n, &p, &out, NULL), LLMH_OK);
+    CU_ASSERT_STRING_EQUAL(out, want);
+    free(out);
+    llmh__chat_template_clear(&t);
+}
+
+/* With no messages, templates that read messages[0] fail in Jinja (as in
+ * transformers: an attribute of an undefined value). */
+static void expect_jinja_no_messages_error(const char *tmpl) {
+    cJSON *arr = cJSON_CreateArray();
+    char *out = (char *)1;
+    CU_ASSERT_EQUAL(llmh__chat_render_jinja(tmpl, arr, NULL, NULL, true, "", "", false, NULL, NULL, &out),
+                    LLMH_ERR_INVALID_ARG);
+    CU_ASSERT_PTR_NULL(out);
+    CU_ASSERT_PTR_NOT_NULL(strstr(llmh_last_error(), "index out of range"));
+    cJSON_Delete(arr);
+}
+
 /* Render and compare; prints both on mismatch. */
 static void expect_render(const char *tmpl, const llmh_chat_message *msgs, size_t n, bool gen,
                           bool bos, const char *want) {
@@ -99,6 +126,28 @@ static void expect_render(const char *tmpl, const llmh_chat_message *msgs, size_
                 llmh__chat_family_name(t.family), out, want);
     CU_ASSERT_STRING_EQUAL(out, want);
     free(out);
+
+    /* The Jinja engine (what llmh_chat_render now runs) executing the
+     * template itself must give the same text: bos_token is the family's BOS
+     * text, removed at the start unless add_bos, eos_token Llama-2's "</s>". */
+    cJSON *arr = cJSON_CreateArray();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(arr);
+    for (size_t i = 0; i < n; i++) {
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "role", msgs[i].role);
+        cJSON_AddStringToObject(m, "content", msgs[i].content);
+        cJSON_AddItemToArray(arr, m);
+    }
+    const char *bos_text = llmh__chat_bos_text(t.family);
+    char *jin = NULL;
+    llmh_status st = llmh__chat_render_jinja(tmpl, arr, NULL, NULL, gen, bos_text ? bos_text : "",
+                                             "</s>", !bos, NULL, NULL, &jin);
+    if (st != LLMH_OK) fprintf(stderr, "\n    jinja: %s", llmh_last_error());
+    CU_ASSERT_EQUAL_FATAL(st, LLMH_OK);
+    if (strcmp(jin, want) != 0) fprintf(stderr, "\n--- jinja:\n[%s]\n--- expected:\n[%s]\n", jin, want);
+    CU_ASSERT_STRING_EQUAL(jin, want);
+    free(jin);
+    cJSON_Delete(arr);
     llmh__chat_template_clear(&t);
 }
 
@@ -242,7 +291,8 @@ static void test_qwen25(void) {
                   "assistant.<|im_end|>\n<|im_start|>user\n a <|im_end|>\n"
                   "<|im_start|>system\nS<|im_end|>\n<|im_start|>assistant\nb\n<|im_end|>\n");
     /* no messages */
-    expect_render(g_qwen25, NULL, 0, true, false,
+    expect_jinja_no_messages_error(g_qwen25); /* messages[0]['role'] */
+    expect_render_family(g_qwen25, NULL, 0, true, false,
                   "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
                   "assistant.<|im_end|>\n<|im_start|>assistant\n");
 }
@@ -307,7 +357,8 @@ static void test_llama31(void) {
     const llmh_chat_message sys1[] = {{"system", "  Be brief.\n"}, {"user", "Hi"}};
     expect_render(LLAMA31_TMPL, sys1, 2, false, false, L31_SYS("Be brief.") L3("user", "Hi"));
     /* the template writes bos_token unconditionally */
-    expect_render(LLAMA31_TMPL, NULL, 0, false, true, "<|begin_of_text|>" L31_SYS(""));
+    expect_jinja_no_messages_error(LLAMA31_TMPL); /* messages[0]['role'] */
+    expect_render_family(LLAMA31_TMPL, NULL, 0, false, true, "<|begin_of_text|>" L31_SYS(""));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -353,6 +404,18 @@ static void test_errors(void) {
     expect_render_error(LLAMA2_TMPL, uu, 2, "message 1", "alternate");
     const llmh_chat_message a0[] = {{"system", "s"}, {"assistant", "a"}};
     expect_render_error(LLAMA2_TMPL, a0, 2, "message 1", "alternate");
+    /* the Jinja engine runs the template's own check: raise_exception() */
+    cJSON *uu_json = cJSON_Parse("[{\"role\": \"user\", \"content\": \"a\"}, "
+                                 "{\"role\": \"user\", \"content\": \"b\"}]");
+    char *jout = (char *)1;
+    CU_ASSERT_EQUAL(llmh__chat_render_jinja(LLAMA2_TMPL, uu_json, NULL, NULL, true, "<s>", "</s>", false,
+                                            NULL, NULL, &jout),
+                    LLMH_ERR_INVALID_ARG);
+    CU_ASSERT_PTR_NULL(jout);
+    CU_ASSERT_PTR_NOT_NULL(strstr(llmh_last_error(), "template line 1:"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(llmh_last_error(), "raise_exception: Conversation roles must alternate "
+                                                     "user/assistant/user/assistant/..."));
+    cJSON_Delete(uu_json);
     const llmh_chat_message sys_mid[] = {{"user", "a"}, {"assistant", "b"}, {"system", "c"}};
     expect_render_error(LLAMA2_TMPL, sys_mid, 3, "message 2", "system");
     /* roles outside system/user/assistant */
