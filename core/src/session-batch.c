@@ -184,16 +184,34 @@ static llmh_tensor *colv(llmh__gb *g, const llmh_tensor *t, int64_t c, int64_t n
     return llmh__g_view3(g, t, t->ne[0], n, 1, t->nb[1], t->nb[1] * (size_t)n, t->nb[1] * (size_t)c);
 }
 
-/* dst = w x over every column, + each session's LoRA deltas on its own
- * columns, + b: per column the order of llmh__g_matmul. */
+/* True when two sessions apply the same adapters with the same multipliers
+ * (their deltas are the same function of a column). */
+static bool same_set(const llmh_session *a, const llmh_session *b) {
+    if (a->n_lora != b->n_lora) return false;
+    for (size_t i = 0; i < a->n_lora; i++)
+        if (a->lora[i] != b->lora[i] || memcmp(&a->lora_mult[i], &b->lora_mult[i], sizeof(float)) != 0) return false;
+    return true;
+}
+
+/* dst = w x over every column, + the LoRA deltas of each session's adapters
+ * on its own columns, + b: per column the order of llmh__g_matmul.
+ * Neighbouring segments with the same adapter set (run_step puts them
+ * side by side) get their deltas in one go, so an adapter shared by
+ * several sessions is read once; the run stays within its first session's
+ * n_batch columns (the width of its LoRA scratch). */
 static void bmatmul(llmh__gb *g, const seg *segs, size_t n_segs, llmh_tensor *dst, const llmh_tensor *w,
                     const llmh_tensor *x, const llmh_tensor *bias, int64_t layer, int target) {
     llmh__g_matmul(g, NULL, dst, w, x, NULL, layer, target);
-    for (size_t i = 0; i < n_segs; i++) {
-        if (!segs[i].s->n_lora) continue;
-        llmh_tensor *dc = colv(g, dst, segs[i].col, segs[i].n), *xc = colv(g, x, segs[i].col, segs[i].n);
-        if (!dc || !xc) return;
-        llmh__g_lora(g, segs[i].s, dc, xc, layer, target);
+    for (size_t i = 0; i < n_segs;) {
+        size_t j = i + 1;
+        int64_t n = segs[i].n;
+        while (j < n_segs && n + segs[j].n <= segs[i].s->n_batch && same_set(segs[i].s, segs[j].s)) n += segs[j++].n;
+        if (segs[i].s->n_lora) {
+            llmh_tensor *dc = colv(g, dst, segs[i].col, n), *xc = colv(g, x, segs[i].col, n);
+            if (!dc || !xc) return;
+            llmh__g_lora(g, segs[i].s, dc, xc, layer, target);
+        }
+        i = j;
     }
     if (bias) llmh__g_node(g, LLMH_OP_ADD, dst, dst, bias, NULL);
 }
@@ -352,11 +370,24 @@ static llmh_status run_step(llmh_model *m, const llmh_batch_item *items, size_t 
         if (t > items[i].session->n_batch) t = items[i].session->n_batch;
         if (t > LLMH__BATCH_MAX_COLS - N) t = LLMH__BATCH_MAX_COLS - N;
         if (t == rem && n_out == LLMH__BATCH_MAX_OUT) break; /* its logits go in the next graph */
-        segs[n_segs] = (seg){items[i].session, N, t, start[i] + done[i], t == rem ? n_out++ : -1, i};
+        segs[n_segs] = (seg){items[i].session, 0, t, start[i] + done[i], t == rem ? n_out++ : -1, i};
         n_segs++;
         N += t;
         *next = (i + 1) % n_items;
     }
+    /* sessions with the same adapter set side by side (stable), then the
+     * columns in that order */
+    for (size_t i = 0; i < n_segs;) {
+        size_t k = i + 1; /* end of segs[i]'s group */
+        for (size_t j = i + 1; j < n_segs; j++)
+            if (same_set(segs[i].s, segs[j].s)) {
+                seg tmp = segs[j];
+                memmove(&segs[k + 1], &segs[k], (j - k) * sizeof *segs);
+                segs[k++] = tmp;
+            }
+        i = k;
+    }
+    for (size_t i = 0, col = 0; i < n_segs; col += (size_t)segs[i].n, i++) segs[i].col = (int64_t)col;
     llmh_status st = batch_reserve(m, N, n_out);
     if (st) return st;
     struct llmh__batch_ctx *b = m->batch;

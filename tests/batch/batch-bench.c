@@ -3,9 +3,10 @@
  * stepped one at a time (llmh_session_eval), run alternately so drift
  * cancels. Built, not run as a test (docs/batching.md).
  *
- *   batch-bench MODEL.gguf [sessions=8] [steps=32] [rounds=3] [backend=cpu] [threads=2]
+ *   batch-bench MODEL.gguf [sessions=8] [steps=32] [rounds=3] [backend=cpu] [threads=2] [ADAPTER.gguf...]
  *
- * Each session is prefilled with its own 16-token prompt, then decodes
+ * With adapters, session i uses adapter i % n_adapters alone (a batch mixes
+ * adapter sets). Each session is prefilled with its own 16-token prompt, then decodes
  * greedily; both ways see the same positions (caches are truncated back
  * before every run). LLMH_PLUGIN_PATH must name the plugin directory. */
 #define _POSIX_C_SOURCE 200809L
@@ -36,7 +37,8 @@ static int fail(const char *what) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s MODEL.gguf [sessions=8] [steps=32] [rounds=3] [backend=cpu] [threads=2]\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL.gguf [sessions=8] [steps=32] [rounds=3] [backend=cpu] [threads=2] [ADAPTER...]\n",
+                argv[0]);
         return 2;
     }
     int ns = argc > 2 ? atoi(argv[2]) : 8, steps = argc > 3 ? atoi(argv[3]) : 32, rounds = argc > 4 ? atoi(argv[4]) : 3;
@@ -46,9 +48,16 @@ int main(int argc, char **argv) {
         fprintf(stderr, "batch-bench: sessions 1..64, steps, rounds and threads >= 1\n");
         return 2;
     }
-    char text[4096];
-    snprintf(text, sizeof text, "[model]\npath = \"%s\"\ncontext = 512\n[backend]\nplugin = \"%s\"\nthreads = %d\n",
-             argv[1], backend, threads);
+    char text[8192];
+    int len = snprintf(text, sizeof text, "[model]\npath = \"%s\"\ncontext = 512\n[backend]\nplugin = \"%s\"\nthreads = %d\n",
+                       argv[1], backend, threads);
+    int n_ad = argc > 7 ? argc - 7 : 0;
+    for (int i = 0; i < n_ad && len > 0 && (size_t)len < sizeof text; i++)
+        len += snprintf(text + len, sizeof text - (size_t)len, "[[adapter]]\nname = \"ad%d\"\npath = \"%s\"\n", i, argv[7 + i]);
+    if (len < 0 || (size_t)len >= sizeof text) {
+        fprintf(stderr, "batch-bench: paths too long\n");
+        return 2;
+    }
     llmh_manifest *man = NULL;
     llmh_model *model = NULL;
     if (llmh_manifest_parse(text, strlen(text), "batch-bench.toml", NULL, &man)) return fail("manifest");
@@ -63,6 +72,12 @@ int main(int argc, char **argv) {
         llmh_session_params p = {0};
         p.n_ctx = PROMPT + steps + 1;
         if (llmh_session_create(model, &p, &s[i])) return fail("session");
+        if (n_ad) {
+            char name[16];
+            snprintf(name, sizeof name, "ad%d", i % n_ad);
+            const char *nm = name;
+            if (llmh_session_set_adapters(s[i], &nm, NULL, 1)) return fail("adapters");
+        }
         llmh_token prompt[PROMPT];
         for (int j = 0; j < PROMPT; j++) prompt[j] = (llmh_token)((7919u * (unsigned)(i * PROMPT + j) + 13u) % (unsigned)V);
         if (llmh_session_eval(s[i], prompt, PROMPT)) return fail("prefill");
@@ -98,8 +113,8 @@ int main(int argc, char **argv) {
             fprintf(stderr, "round %d %-10s %7.2f tok/s\n", r + 1, way ? "batched" : "one-by-one", ns * steps / dt);
         }
     double tok = (double)ns * steps;
-    printf("model %s, backend %s, %d threads, %d sessions x %d decode steps, %d rounds\n", argv[1], backend, threads,
-           ns, steps, rounds);
+    printf("model %s, backend %s, %d threads, %d sessions x %d decode steps, %d rounds, %d adapters (one per session)\n",
+           argv[1], backend, threads, ns, steps, rounds, n_ad);
     printf("one at a time: %.2f tok/s (best %.2f)\n", tok * rounds / sum[0], tok / best[0]);
     printf("batched:       %.2f tok/s (best %.2f)\n", tok * rounds / sum[1], tok / best[1]);
     printf("speed-up: %.2fx (mean)\n", sum[0] / sum[1]);

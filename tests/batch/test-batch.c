@@ -6,8 +6,10 @@
  *    prefill and decode items, then 12 greedy steps together: the batched
  *    logits equal the lone ones (bound below) and every greedy id is the
  *    same;
- *  - prefills longer than a session's n_batch and batches wider than a
- *    graph's column cap (the step is split into several graphs);
+ *  - prefills longer than a session's n_batch, batches wider than a
+ *    graph's column cap, and more items than its logits cap (the step is
+ *    split into several graphs); sessions sharing adapter sets (their
+ *    deltas applied once per group of columns);
  *  - errors: one item's context full, the same session twice, sessions of
  *    two models, a bad token id, NULL items: refused, and every session
  *    keeps its position and logits;
@@ -255,6 +257,29 @@ static void check_chunks(const char *backend) {
         }
         step_both(bat, ref, tp, n, 3, V, "600 columns");
         for (int i = 0; i < 3; i++) {
+            llmh_session_free(bat[i]);
+            llmh_session_free(ref[i]);
+        }
+    }
+    /* sessions sharing adapter sets (a, b 0.5, a, a+b, b 0.5, a): their
+     * deltas are applied per group of neighbouring columns */
+    {
+        enum { K = 6 };
+        static const int sets[K] = {1, 2, 1, 3, 2, 1};
+        llmh_session *bat[K], *ref[K];
+        llmh_token t[K][4];
+        const llmh_token *tp[K];
+        size_t n[K] = {1, 2, 1, 1, 4, 1};
+        for (int i = 0; i < K; i++) {
+            bat[i] = new_session(fm.model, 64, 0, sets[i]);
+            ref[i] = new_session(fm.model, 64, 0, sets[i]);
+            fill_tokens(t[i], 4, 900 + (uint64_t)i, V);
+            tp[i] = t[i];
+        }
+        step_both(bat, ref, tp, n, K, V, "shared sets");
+        for (int i = 0; i < K; i++) n[i] = 1;
+        step_both(bat, ref, tp, n, K, V, "shared sets, decode");
+        for (int i = 0; i < K; i++) {
             llmh_session_free(bat[i]);
             llmh_session_free(ref[i]);
         }
