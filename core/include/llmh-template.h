@@ -46,11 +46,13 @@ LLMH_API llmh_status llmh_template_render(const char *template_text, const char 
  * messages_json: a JSON array of OpenAI-style messages, each an object with
  *   "role" (any string: system, user, assistant, tool, ...) and usually
  *   "content"; other keys (tool_calls, tool_call_id, name,
- *   reasoning_content) are passed to the template as they are, with two
+ *   reasoning_content) are passed to the template as they are, with these
  *   normalizations: a "content" that is an array of parts all of type
  *   "text" becomes the concatenation of their "text" strings, and a
  *   tool_calls[i].function.arguments that is a string holding a JSON object
- *   (OpenAI's wire form) becomes that object (what HF templates expect).
+ *   (OpenAI's wire form) becomes that object (what HF templates expect);
+ *   a "tool_calls" that is null or [] is dropped (Llama 3.x tests
+ *   `'tool_calls' in message`).
  *   A "content": null is passed as null (DeepSeek's templates test
  *   `is not none`); when the render then fails, it is tried once more with
  *   those contents as "" (Qwen3's template reads content as a string).

@@ -495,6 +495,12 @@ static llmh_status normalize_messages(cJSON *msgs) {
             }
         }
         cJSON *calls = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
+        if (cJSON_IsNull(calls) || (cJSON_IsArray(calls) && !calls->child)) {
+            /* "tool_calls": null / [] means none: drop the key, since some
+             * templates test `'tool_calls' in message` (Llama 3.x) */
+            cJSON_DeleteItemFromObjectCaseSensitive(m, "tool_calls");
+            calls = NULL;
+        }
         for (cJSON *c = cJSON_IsArray(calls) ? calls->child : NULL; c; c = c->next) {
             cJSON *fn = cJSON_GetObjectItemCaseSensitive(c, "function");
             cJSON *args = cJSON_IsObject(fn) ? cJSON_GetObjectItemCaseSensitive(fn, "arguments") : NULL;

@@ -274,6 +274,52 @@ static void test_null_content_retry(void) {
     llmh_manifest_free(man);
 }
 
+/* Llama 3.2's template (as an override) with an OpenAI client's echoed
+ * assistant message carrying "tool_calls": null: the key is dropped, so
+ * `'tool_calls' in message` is false and the message renders as text. The
+ * tokenizer (Qwen vocab) does not add BOS, so the template's leading
+ * {{ bos_token }} (the vocab's BOS text) stays. */
+static void test_tool_calls_null(void) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/meta-llama-Llama-3.2-3B-Instruct.jinja", LLMH_TEST_TEMPLATE_DIR);
+    char *tmpl = llmh_test_read_file(path, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(tmpl);
+    CU_ASSERT_PTR_NULL_FATAL(strstr(tmpl, "'''"));
+    size_t cap = strlen(tmpl) + 64;
+    char *extra = malloc(cap);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(extra);
+    snprintf(extra, cap, "[generate]\nchat_template = '''%s'''\n", tmpl);
+    llmh_manifest *man;
+    llmh_model *model = load_with("models/qwen2-tiny-f32.gguf", extra, &man);
+    free(extra);
+    free(tmpl);
+    char *out = NULL;
+    llmh_status st = llmh_chat_render_json_kw(
+        model,
+        "[{\"role\": \"user\", \"content\": \"Hi\"},"
+        " {\"role\": \"assistant\", \"content\": \"Hello\", \"tool_calls\": null},"
+        " {\"role\": \"user\", \"content\": \"Bye\"}]",
+        NULL, "{\"date_string\": \"01 Jan 2025\"}", 1, &out);
+    if (st != LLMH_OK) fprintf(stderr, "\n    %s", llmh_last_error());
+    CU_ASSERT_EQUAL_FATAL(st, LLMH_OK);
+    const llmh_tokenizer *tok = NULL;
+    const llmh_tokenizer_iface *ti = llmh_model_tokenizer(model, &tok);
+    size_t bos_len = 0;
+    const char *bos = ti->token_text(tok, ti->special(tok, LLMH_SPECIAL_BOS), &bos_len);
+    char want[1024];
+    snprintf(want, sizeof want,
+             "%.*s<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"
+             "Today Date: 01 Jan 2025\n\n<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+             "<|start_header_id|>assistant<|end_header_id|>\n\nHello<|eot_id|>"
+             "<|start_header_id|>user<|end_header_id|>\n\nBye<|eot_id|>"
+             "<|start_header_id|>assistant<|end_header_id|>\n\n",
+             bos ? (int)bos_len : 0, bos ? bos : "");
+    CU_ASSERT_STRING_EQUAL(out, want);
+    free(out);
+    llmh_model_free(model);
+    llmh_manifest_free(man);
+}
+
 static void test_no_template(void) {
     llmh_manifest *man;
     llmh_model *model = load("models/stories260K.gguf", &man);
@@ -294,6 +340,7 @@ int main(void) {
         {"llmh_chat_render_json: OpenAI messages, tools", test_render_json},
         {"manifest template override, kwargs, parse-failure fallback", test_override_and_fallback},
         {"content null retried as \"\" (Qwen3 template)", test_null_content_retry},
+        {"tool_calls null dropped (Llama 3.2 template)", test_tool_calls_null},
         {"stories260K (no template)", test_no_template},
         {NULL, NULL}};
     static const llmh_test_suite suites[] = {{"chat-model", cases, suite_init, suite_cleanup}};
