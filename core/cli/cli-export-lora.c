@@ -192,7 +192,7 @@ int llmh_cmd_export_lora(int argc, char **argv) {
         goto out;
     }
     ads = calloc(total, sizeof *ads);
-    if (!ads) goto out;
+    if (!ads) goto oom;
     for (size_t k = 0; k < total; k++) {
         llmh_lora_spec sp;
         if (k < cfg->n_adapters) {
@@ -218,7 +218,7 @@ int llmh_cmd_export_lora(int argc, char **argv) {
     job.pairs = calloc(base.n_tensors, sizeof *job.pairs);
     job.n_pairs = calloc(base.n_tensors, sizeof *job.n_pairs);
     gt = calloc(base.n_tensors, sizeof *gt);
-    if (!job.pairs || !job.n_pairs || !gt) goto out;
+    if (!job.pairs || !job.n_pairs || !gt) goto oom;
     size_t n_merge = 0;
     for (size_t k = 0; k < n_ads; k++) {
         for (size_t j = 0; j < ads[k].n_pairs; j++) {
@@ -229,7 +229,7 @@ int llmh_cmd_export_lora(int argc, char **argv) {
             }
             if (!job.pairs[bi]) {
                 job.pairs[bi] = calloc(64, sizeof **job.pairs);
-                if (!job.pairs[bi]) goto out;
+                if (!job.pairs[bi]) goto oom;
                 n_merge++;
             }
             job.pairs[bi][job.n_pairs[bi]++] = (el_pair){&ads[k], ads[k].pairs[j].a, ads[k].pairs[j].b};
@@ -264,6 +264,9 @@ int llmh_cmd_export_lora(int argc, char **argv) {
         goto out;
     }
     rc = 0;
+    goto out;
+oom:
+    fprintf(stderr, "llmhost: export-lora: out of memory\n");
 out:
     if (job.pairs)
         for (size_t i = 0; i < base.n_tensors; i++) free(job.pairs[i]);
