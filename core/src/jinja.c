@@ -1591,7 +1591,7 @@ static node *p_macro(parser *P, const tok *at) {
 }
 
 static node *p_stmt(parser *P) {
-    tok *open = p_next(P); /* {% */
+    p_next(P); /* {% */
     tok *k = p_peek(P);
     char b[64];
     if (k->t != T_NAME) {
@@ -1599,7 +1599,6 @@ static node *p_stmt(parser *P) {
         return NULL;
     }
     p_next(P);
-    (void)open;
     if (tok_is(k, T_NAME, "if")) return p_if(P, k);
     if (tok_is(k, T_NAME, "for")) return p_for(P, k);
     if (tok_is(k, T_NAME, "set")) return p_set(P, k);
