@@ -176,6 +176,7 @@ typedef struct jv {
 typedef struct jlist {
     size_t n, cap;
     jv *v;
+    bool tuple; /* a Python tuple: behaves as a list, printed with ( ) */
 } jlist;
 
 typedef struct jdict {
@@ -831,7 +832,7 @@ typedef enum nkind {
     E_AND,
     E_OR,
     E_COND, /* a if b else c */
-    E_LIST, /* v[n] */
+    E_LIST, /* v[n]; op 1: a tuple */
     E_DICT  /* v[2n]: key, value, ... */
 } nkind;
 
@@ -1093,10 +1094,12 @@ static node *p_primary(parser *P) {
         p_next(P);
         if (p_accept_op(P, ")")) { /* () is an empty tuple */
             x = p_node(P, E_LIST, k);
+            if (x) x->op = 1;
         } else {
             node *e = p_expr(P);
             if (e && p_op(P, ",")) {
                 x = p_node(P, E_LIST, k);
+                if (x) x->op = 1; /* a tuple */
                 size_t cap = 0;
                 if (x && !p_push(P, &x->v, &x->n, &cap, e)) x = NULL;
                 while (x && p_accept_op(P, ",") && !p_op(P, ")")) {
@@ -1756,6 +1759,7 @@ static jlist *r_list(rctx *R, const node *n, size_t cap) {
     l->n = 0;
     l->cap = cap;
     l->v = NULL;
+    l->tuple = false;
     if (cap && !(l->v = r_alloc(R, n, cap * sizeof *l->v))) return NULL;
     return l;
 }
@@ -2029,12 +2033,13 @@ static void py_repr(sbuf *b, jv v, int depth) {
         else py_repr_str(b, v.u.s.p, v.u.s.n);
         break;
     case V_LIST:
-        sb_chr(b, '[');
+        sb_chr(b, v.u.l->tuple ? '(' : '[');
         for (size_t i = 0; i < v.u.l->n; i++) {
             if (i) sb_str(b, ", ");
             py_repr(b, v.u.l->v[i], depth + 1);
         }
-        sb_chr(b, ']');
+        if (v.u.l->tuple && v.u.l->n == 1) sb_chr(b, ',');
+        sb_chr(b, v.u.l->tuple ? ')' : ']');
         break;
     case V_DICT:
         if (v.u.d->ns) sb_str(b, "<Namespace {");
@@ -2451,6 +2456,7 @@ static bool eval_slice(rctx *R, frame *f, const node *n, jv obj, jv *out) {
     if (obj.t == V_LIST) {
         jlist *l = r_list(R, n, 0);
         if (!l) return false;
+        l->tuple = obj.u.l->tuple;
         for (int64_t i = start; neg ? i > stop : i < stop; i += step)
             if (!list_push(R, n, l, obj.u.l->v[i])) return false;
         *out = v_list(l);
@@ -2865,6 +2871,7 @@ static bool call_method(rctx *R, const node *n, const jmeth *m, const args *a, j
             else {
                 jlist *pair = r_list(R, n, 2);
                 if (!pair) return false;
+                pair->tuple = true;
                 pair->v[0] = d->k[i];
                 pair->v[1] = d->v[i];
                 pair->n = 2;
@@ -3067,7 +3074,7 @@ static bool to_str(rctx *R, const node *n, jv v, jv *out) {
 static bool apply_filter(rctx *R, const node *n, const char *nm, size_t nl, jv v, const args *a, jv *out) {
     const jv *a0 = arg_get(a, 0, NULL);
 #define F(s) name_is(nm, nl, s)
-    if (F("safe") || (F("list") && v.t == V_LIST)) {
+    if (F("safe") || (F("list") && v.t == V_LIST && !v.u.l->tuple)) {
         *out = v;
         return true;
     }
@@ -3595,6 +3602,7 @@ static bool eval(rctx *R, frame *f, const node *n, jv *out) {
     case E_LIST: {
         jlist *l = r_list(R, n, n->n);
         if (!l) return false;
+        l->tuple = n->op == 1;
         for (size_t i = 0; i < n->n; i++)
             if (!eval(R, f, n->v[i], &l->v[l->n++])) return false;
         *out = v_list(l);
