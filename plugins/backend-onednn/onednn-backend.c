@@ -593,6 +593,10 @@ static llmh_status validate(llmh_backend *be, const llmh_node *n, size_t index) 
         if (a->nb[0] != llmh_dtype_type_size(a->type) || c->nb[0] != llmh_dtype_type_size(c->type))
             return nfail(be, index, n, "A and B rows must be contiguous");
         if (d->nb[0] != sizeof(float)) return nfail(be, index, n, "dst must be contiguous along ne[0]");
+        /* scratch holds x packed (K x N), r (R x N) and per-token factors */
+        if ((double)K * (double)N > 4e11 || (double)R * (double)N > 4e11)
+            return nfail(be, index, n, "x or r too large (K %lld, R %lld, N %lld)", (long long)K, (long long)R,
+                         (long long)N);
         if (e && (e->type != LLMH_DTYPE_F32 || e->ne[0] != N || e->ne[1] * e->ne[2] * e->ne[3] != 1))
             return nfail(be, index, n, "gate src3 must be f32 [%lld]", (long long)N);
         break;
