@@ -1850,7 +1850,7 @@ static bool frame_set(rctx *R, const node *n, frame *f, const char *name, size_t
             return true;
         }
     if (f->n == f->cap) {
-        size_t cap = f->cap ? f->cap * 2 : 8;
+        size_t cap = f->cap ? f->cap * 2 : 4;
         const char **nn = r_alloc(R, n, cap * sizeof *nn);
         size_t *nl = r_alloc(R, n, cap * sizeof *nl);
         jv *nv = r_alloc(R, n, cap * sizeof *nv);
@@ -3686,6 +3686,10 @@ static int exec_for(rctx *R, frame *f, const node *n) {
     for (size_t i = 0; i < sel->n; i++) {
         if (!step(R, n)) return EX_ERR;
         jv x = sel->v[i];
+        /* each iteration has its own scope, as in Jinja: a set in one
+         * iteration is not seen by the next */
+        lf = frame_new(R, n, f);
+        if (!lf) return EX_ERR;
         lp->index0 = (int64_t)i;
         lp->has_prev = i > 0;
         lp->prev = i > 0 ? sel->v[i - 1] : v_none();

@@ -130,6 +130,9 @@ static void test_for_loop(void) {
            NULL, "121|122|");
     /* loop.cycle */
     EXPECT("{% for i in range(5) %}{{ loop.cycle('a', 'b') }}{% endfor %}", NULL, "ababa");
+    /* each iteration has its own scope: a set is not seen by the next one */
+    EXPECT("{% for i in [1, 2] %}{% if i == 2 %}[{{ x }}]{% endif %}{% set x = i %}{% endfor %}[{{ x }}]", NULL,
+           "[][]");
     /* sets inside a loop do not leak out of it */
     EXPECT("{% set x = 'out' %}{% for i in [1] %}{% set x = 'in' %}{{ x }}{% endfor %} {{ x }}", NULL,
            "in out");
@@ -320,10 +323,11 @@ static void test_globals(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(llmh_last_error(), "line 1:"));
     CU_ASSERT_PTR_NOT_NULL(strstr(llmh_last_error(), "ran more than 100000 steps"));
     llmh__jinja_free(t);
-    static const char dbl[] = "{% set s = 'ab' %}{% for i in range(40) %}{% set s = s ~ s %}{% endfor %}";
+    static const char dbl[] =
+        "{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}";
     CU_ASSERT_EQUAL_FATAL(llmh__jinja_parse(dbl, strlen(dbl), &t), LLMH_OK);
     CU_ASSERT_EQUAL(llmh__jinja_render(t, NULL, &lim, &out, NULL), LLMH_ERR_INVALID_ARG);
-    CU_ASSERT_PTR_NOT_NULL(strstr(llmh_last_error(), "line 1:56: string too long"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(llmh_last_error(), "line 1:76: string too long"));
     llmh__jinja_free(t);
     static const char rep[] = "{{ ('x' * 600000)|replace('x', 'yy') }}";
     CU_ASSERT_EQUAL_FATAL(llmh__jinja_parse(rep, strlen(rep), &t), LLMH_OK);

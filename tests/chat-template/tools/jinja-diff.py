@@ -112,6 +112,7 @@ SNIPPETS = [
     "{% for a, b in [[1, 2], [3, 4]] %}{{ a + b }}{% else %}none{% endfor %}{% for i in [] %}x{% else %}empty{% endfor %}",
     "{{ range(3) | list }} {{ range(1, 10, 3) | list }} {{ range(3, 0, -1) | list }} {{ [1, 2, 3] | sum }} {{ [3, 9] | max }}",
     "{{ '1.5' | float }} {{ '7' | int }} {{ 'x' | int }} {{ 3.7 | int }} {{ -3 | abs }} {{ 2.555 | round(1) }}",
+    "{% for i in [1, 2] %}{% if i == 2 %}[{{ x }}]{% endif %}{% set x = i %}{% endfor %}[{{ x }}]",
     "{{ 1 if none is none }} {{ 'x' is not string }} {{ 4 is divisibleby 2 }} {{ 'AB' is upper }} {{ 2 is even }}",
 ]
 
