@@ -183,8 +183,11 @@ int llmh_cmd_serve(int argc, char **argv) {
     llmh_log(LLMH_LOG_INFO, "serve", "signal %d: shutting down", sig);
     rc = 0;
 stop:
+    /* fail what waits and runs, close the connections, then free the slots
+     * (connection threads read the slot count until they are gone) */
     srv_sched_stop(s);
     srv_http_stop(s);
+    srv_sched_free(s);
 out:
     free(s->manifest_text);
     free(s->model_id);

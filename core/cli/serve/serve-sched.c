@@ -608,6 +608,9 @@ void srv_sched_stop(srv_server *s) {
         pthread_join(s->thread, NULL);
         s->thread_started = false;
     }
+}
+
+void srv_sched_free(srv_server *s) {
     if (s->slots)
         for (int i = 0; i < s->n_slots; i++) {
             srv_slot *sl = &s->slots[i];

@@ -132,6 +132,7 @@ typedef struct srv_server {
 /* serve-sched.c */
 int srv_sched_start(srv_server *s);           /* creates the slots and the thread */
 void srv_sched_stop(srv_server *s);           /* fails what is queued/active, joins */
+void srv_sched_free(srv_server *s);           /* frees the slots (after srv_http_stop) */
 /* Queue `r` (takes a reference). Returns 0, or the HTTP status (503) when
  * the queue is full or the server is stopping. */
 int srv_sched_submit(srv_server *s, srv_request *r);
