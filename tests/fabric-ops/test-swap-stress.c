@@ -10,7 +10,9 @@
  * Which set a selection got is known when no store operation overlapped it:
  * the churn thread bumps a sequence counter before and after each operation
  * (odd while one runs), and the generator lists the store, selects, and
- * keeps the result only when the counter did not move. Steps after a
+ * keeps the result only when the counter did not move; after every other
+ * operation the churn thread waits for one selection, so such quiet windows
+ * occur throughout the churn. Steps after a
  * selection that overlapped an operation still run (and must not crash);
  * they are just not compared. */
 #define _POSIX_C_SOURCE 200809L
@@ -53,8 +55,10 @@ typedef struct shared {
     atomic_uint seq;   /* odd while a store operation runs */
     atomic_int done;   /* the churn thread finished */
     atomic_int ops;    /* operations done */
+    atomic_int selections; /* choose() calls finished */
     step *steps;
     int n_steps, unverified, failed_selects; /* n_steps: steps kept for the check */
+    int kept_during_churn;
     int churn_errors;
 } shared;
 
@@ -103,10 +107,14 @@ static void *churn(void *arg) {
             sh->churn_errors++;
         }
         atomic_fetch_add(&sh->ops, 1);
-        /* a short quiet window now and then, so some selections land between
-         * operations and their sets are known */
-        struct timespec ts = {0, (long)(50000 + (r >> 24) % 8 * 50000)};
-        nanosleep(&ts, NULL);
+        /* after every other operation, a quiet window until the generator has
+         * made a selection (at most ~20 ms), so selections with a known set
+         * happen during the churn however fast each side runs (sanitizers) */
+        if (r & (1u << 30)) {
+            int sel0 = atomic_load(&sh->selections);
+            struct timespec ts = {0, 50000};
+            for (int w = 0; w < 400 && atomic_load(&sh->selections) == sel0; w++) nanosleep(&ts, NULL);
+        }
     }
     atomic_store(&sh->done, 1);
     return NULL;
@@ -177,6 +185,7 @@ static void *generate(void *arg) {
     while (!atomic_load(&sh->done) || sh->n_steps < 50) {
         if (reselect-- <= 0) {
             choose(sh, s, &rs, &cur);
+            atomic_fetch_add(&sh->selections, 1);
             reselect = (int)(llmh_test_rand(&rs) % 3);
         }
         if (llmh_session_truncate(s, 0) || llmh_session_eval(s, g_prompt, g_n_prompt)) break;
@@ -197,6 +206,7 @@ static void *generate(void *arg) {
         if (!st->logits) break;
         memcpy(st->logits, llmh_session_logits(s), (size_t)sh->n_vocab * sizeof(float));
         sh->n_steps++;
+        if (!atomic_load(&sh->done)) sh->kept_during_churn++;
     }
 out:
     llmh_session_free(s);
@@ -234,10 +244,12 @@ static void test_swap_stress(void) {
     CU_ASSERT_PTR_NULL(gr);
     CU_ASSERT_EQUAL(atomic_load(&sh.ops), N_OPS);
     CU_ASSERT_EQUAL(sh.churn_errors, 0);
-    fprintf(stderr, "  %d store operations; %d generation steps kept for the check (of those with a known set), "
-                    "%d after an overlapped selection, %d selections refused (name unloaded meanwhile)\n",
-            N_OPS, sh.n_steps, sh.unverified, sh.failed_selects);
+    fprintf(stderr, "  %d store operations; %d generation steps kept for the check (%d of them during the churn; "
+                    "one in 8 with a known set), %d after an overlapped selection, %d selections refused (name "
+                    "unloaded meanwhile)\n",
+            N_OPS, sh.n_steps, sh.kept_during_churn, sh.unverified, sh.failed_selects);
     CU_ASSERT(sh.n_steps >= 50);
+    CU_ASSERT(sh.kept_during_churn >= 20);
 
     /* every adapter left in the store has no user: the generator's session is gone */
     llmh_adapter_info *info = NULL;
