@@ -467,11 +467,23 @@ static llmh_status place_adapter(load_ctx *c, llmh__adapter *ad) {
     }
     char *wrap = NULL;
     if (bi->buffer_wrap_host) {
-        void *p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+        /* 2 MiB-aligned and backed by huge pages where the kernel allows
+         * (decode reads every adapter byte per token: fewer TLB misses),
+         * then prefaulted in one call */
+        size_t huge = (size_t)2 << 20, len = total + huge;
+        void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p != MAP_FAILED) {
-            wrap = p;
+            char *al = (char *)(((uintptr_t)p + huge - 1) & ~(uintptr_t)(huge - 1));
+#ifdef MADV_HUGEPAGE
+            (void)madvise(al, (total + huge - 1) & ~(huge - 1), MADV_HUGEPAGE);
+#endif
+#ifdef MADV_POPULATE_WRITE
+            if (madvise(al, total, MADV_POPULATE_WRITE) != 0)
+#endif
+                memset(al, 0, total); /* fault it in before the conversion pass */
+            wrap = al;
             ad->host_mem = p;
-            ad->host_len = total;
+            ad->host_len = len;
         }
     }
     llmh_status st = LLMH_OK;

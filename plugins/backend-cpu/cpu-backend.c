@@ -234,6 +234,7 @@ static llmh_status cpu_create(void *state, const llmh_backend_params *params, ll
 static void cpu_destroy(llmh_backend *be) {
     if (!be) return;
     cpu_pool_free(be->pool);
+    cpu_arena_free(be);
     be->host->free(be->work);
     be->host->free(be->steps);
     be->host->free(be);
@@ -336,7 +337,7 @@ static void graph_task(void *arg, int ith, int nth) {
     (void)nth;
     for (size_t i = 0; i < run->n_steps; i++) {
         cpu_step *st = &run->be->steps[i];
-        cpu_exec ex = {run->be, st->node, st->n_nodes};
+        cpu_exec ex = {run->be, st->node, st->n_nodes, &st->aux};
         for (;;) {
             int64_t u0 = atomic_fetch_add(&st->next, st->grain);
             if (u0 >= st->units) break;
@@ -366,7 +367,7 @@ static llmh_status cpu_graph_compute(llmh_backend *be, const llmh_graph *g) {
         if (ml) {
             len = ml;
             w = cpu_mm_lora_work_size(be, &g->nodes[i], len);
-            n_steps += 2;
+            n_steps += 1;
         } else if (g->nodes[i].op == LLMH_OP_LORA) {
             len = cpu_lora_run_length(g->nodes, g->n_nodes, i);
             w = cpu_lora_work_size(be, &g->nodes[i], len);
@@ -404,7 +405,7 @@ static llmh_status cpu_graph_compute(llmh_backend *be, const llmh_graph *g) {
         const llmh_node *nd = &g->nodes[i];
         size_t ml = cpu_mm_lora_length(be, g->nodes, g->n_nodes, i);
         size_t len = ml ? ml : nd->op == LLMH_OP_LORA ? cpu_lora_run_length(g->nodes, g->n_nodes, i) : 1;
-        int nph = ml ? 2 : nd->op == LLMH_OP_LORA ? cpu_lora_phases(be, nd, len) : cpu_op_phases(be, nd);
+        int nph = ml ? 1 : nd->op == LLMH_OP_LORA ? cpu_lora_phases(be, nd, len) : cpu_op_phases(be, nd);
         for (int ph = 0; ph < nph; ph++) {
             cpu_step *st = &be->steps[k++];
             st->node = nd;
@@ -415,6 +416,7 @@ static llmh_status cpu_graph_compute(llmh_backend *be, const llmh_graph *g) {
                                                  : cpu_op_units(be, nd, ph, &st->grain);
             atomic_init(&st->next, 0);
             atomic_init(&st->done, 0);
+            atomic_init(&st->aux, 0);
         }
         i += len;
     }

@@ -136,6 +136,15 @@ typedef void (*cpu_mm_fn)(int64_t k, const uint8_t *w, size_t w_stride, int64_t 
  * plain kernels on the original data. */
 #define CPU_PANEL 16
 #define CPU_PACKED_MAX_COLS 8
+/* A huge-page arena chunk for small prepared copies (LoRA B transposes):
+ * bump-allocated, freed when its last copy is released. */
+typedef struct cpu_chunk {
+    uint8_t *base;
+    size_t size, used;
+    int live;
+    struct cpu_chunk *next;
+} cpu_chunk;
+
 typedef struct cpu_packed {
     const void *src;      /* the tensor data this was made from */
     llmh_dtype type;
@@ -148,8 +157,9 @@ typedef struct cpu_packed {
                              NULL while pending */
     int pending;          /* recorded at load, packed by the first graph using it */
     int advise;           /* the source is wrapped host memory (mapped file): page it out */
+    struct cpu_chunk *chunk; /* arena chunk holding data (transposed copies), or NULL */
     int transposed;       /* a LoRA B shape (k <= 64, m >= 16 k, float type): data is the
-                             transpose [k][m] (row j = column j of the source), for LORA */
+                             transpose in blocks of CPU_LORA_BT rows (cpu_lora_acc_t_fn) */
 } cpu_packed;
 
 /* dst[c * dst_stride + r] for r in [0, 16 * n_panels), c < n_cols (<= 8);
@@ -164,11 +174,14 @@ typedef void (*cpu_mm_packed_fn)(int64_t k, const uint8_t *p, int64_t n_panels, 
 typedef void (*cpu_lora_acc_fn)(int64_t k, const uint8_t *w, size_t w_stride, int64_t n_rows,
                                 const float *r, float s, float *dst);
 
-/* LORA's B side on a transposed B (cpu_packed.transposed): dst[i] += s *
- * sum_j bt[j][i] r[j] for i < n_rows; bt rows (k of them) are bt_stride
- * bytes apart and start at row 0 of the chunk. */
-typedef void (*cpu_lora_acc_t_fn)(int64_t k, const uint8_t *bt, size_t bt_stride, int64_t n_rows,
-                                  const float *r, float s, float *dst);
+/* LORA's B side on a transposed B (cpu_packed.transposed), stored in
+ * blocks of CPU_LORA_BT rows: element (j, i) of B^T (B[i][j]) at index
+ * (i / CPU_LORA_BT) * k * CPU_LORA_BT + j * CPU_LORA_BT + i % CPU_LORA_BT, so
+ * one block is one contiguous run of k * CPU_LORA_BT values (the last block
+ * zero-padded). dst[i - r0] += s * sum_j B[i][j] r[j] for i in [r0, r0 + n_rows). */
+#define CPU_LORA_BT 64
+typedef void (*cpu_lora_acc_t_fn)(int64_t k, const uint8_t *bt, int64_t r0, int64_t n_rows, const float *r,
+                                  float s, float *dst);
 
 typedef struct cpu_kernels {
     const char *name;                      /* "scalar", "avx2", "avx512" */
@@ -225,6 +238,7 @@ typedef struct cpu_step {
     int64_t units, grain;
     _Alignas(64) atomic_llong next;
     _Alignas(64) atomic_llong done;
+    _Alignas(64) atomic_llong aux; /* op-specific progress (MUL_MAT + LORA: A products done) */
 } cpu_step;
 
 /* Which node a thread last converted private activations for. */
@@ -249,6 +263,7 @@ struct llmh_backend {
     /* the steps of the graph being run */
     cpu_step *steps;
     size_t steps_cap;
+    cpu_chunk *chunks;   /* arena of transposed LoRA B copies */
     int repack;          /* option `repack` (default 1) */
     int repack_at_load;  /* option `repack_at_load` (default 0: at first use) */
     /* first error raised by a worker during graph_compute */
@@ -269,6 +284,7 @@ typedef struct cpu_exec {
     llmh_backend *be;
     const llmh_node *node;
     size_t n_nodes;           /* nodes run as one (a fused LORA run), else 1 */
+    atomic_llong *aux;        /* the step's aux counter (starts at 0) */
 } cpu_exec;
 
 /* Work division. A node runs in cpu_op_phases() phases (MUL_MAT: convert
@@ -290,6 +306,8 @@ int cpu_op_supported(const llmh_backend *be, llmh_op op, llmh_dtype t0, llmh_dty
 /* cpu-repack.c: the weight_prepare/weight_release slots. */
 llmh_status cpu_weight_prepare(llmh_backend *be, llmh_tensor *w);
 void cpu_weight_release(llmh_backend *be, llmh_tensor *w);
+/* Free the arena of transposed copies (backend destroy). */
+void cpu_arena_free(llmh_backend *be);
 /* The transposed copy of a LoRA B when usable for this exact view, else NULL. */
 const cpu_packed *cpu_transposed_for(const llmh_backend *be, const llmh_tensor *w);
 /* The packed form of `w` when it is usable for this exact view, else NULL. */
@@ -307,7 +325,7 @@ int cpu_lora_phases(const llmh_backend *be, const llmh_node *nodes, size_t n);
 int64_t cpu_lora_units(const llmh_backend *be, const llmh_node *nodes, size_t n, int phase, int64_t *grain);
 void cpu_lora(const cpu_exec *ex, int phase, int64_t u0, int64_t u1, int ith);
 /* A decode-sized MUL_MAT followed by a LORA run on its dst and x: 1 + the
- * run's length when they run as one two-phase step (0 = not this shape). */
+ * run's length when they run as one step (0 = not this shape). */
 size_t cpu_mm_lora_length(const llmh_backend *be, const llmh_node *nodes, size_t n_nodes, size_t i);
 size_t cpu_mm_lora_work_size(const llmh_backend *be, const llmh_node *nodes, size_t n);
 int64_t cpu_mm_lora_units(const llmh_backend *be, const llmh_node *nodes, size_t n, int phase, int64_t *grain);
@@ -317,6 +335,8 @@ void cpu_mm_lora(const cpu_exec *ex, int phase, int64_t u0, int64_t u1, int ith)
 size_t cpu_mul_mat_work_size(const llmh_backend *be, const llmh_node *node);
 int cpu_mul_mat_phases(const llmh_backend *be, const llmh_node *node);
 int64_t cpu_mul_mat_units(const llmh_backend *be, const llmh_node *node, int phase, int64_t *grain);
+/* The dst rows [*r0, *r0 + *nr) of multiply unit `unit` (no batch dims). */
+void cpu_mul_mat_unit_rows(const llmh_backend *be, const llmh_node *node, int64_t unit, int64_t *r0, int64_t *nr);
 void cpu_mul_mat(const cpu_exec *ex, int phase, int64_t u0, int64_t u1, int ith);
 
 #endif

@@ -288,43 +288,48 @@ AI __m256 hsum8x8(const __m256 *a) {
         }                                                                                          \
     }
 
-/* Transposed B: 32 output rows at a time, one broadcast of r[j] per j. */
-#define LORA_ACC_T_KERNEL(NAME, LOAD8, LOAD1)                                                     \
-    static void NAME(int64_t k, const uint8_t *bt, size_t bs, int64_t nr, const float *x, float s, \
+/* Transposed B (blocks of CPU_LORA_BT rows): per block segment, 8-row
+ * vectors with one broadcast of r[j] per j; rows off the 8-grid one by one. */
+#define LORA_ACC_T_KERNEL(NAME, LOAD8, LOAD1, TS)                                                 \
+    static void NAME(int64_t k, const uint8_t *bt, int64_t r0, int64_t nr, const float *x, float s, \
                      float *dst) {                                                                \
         const __m256 vs = _mm256_set1_ps(s);                                                      \
-        int64_t r = 0;                                                                             \
-        for (; r + 32 <= nr; r += 32) {                                                            \
-            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                            \
-            for (int64_t j = 0; j < k; j++) {                                                      \
-                const uint8_t *row = bt + (size_t)j * bs;                                          \
-                __m256 xj = _mm256_set1_ps(x[j]);                                                  \
-                a0 = _mm256_fmadd_ps(LOAD8(row, r), xj, a0);                                       \
-                a1 = _mm256_fmadd_ps(LOAD8(row, r + 8), xj, a1);                                   \
-                a2 = _mm256_fmadd_ps(LOAD8(row, r + 16), xj, a2);                                  \
-                a3 = _mm256_fmadd_ps(LOAD8(row, r + 24), xj, a3);                                  \
+        int64_t i = r0, end = r0 + nr;                                                             \
+        while (i < end) {                                                                          \
+            int64_t blk = i / CPU_LORA_BT, in = i % CPU_LORA_BT;                                   \
+            int64_t seg = CPU_LORA_BT - in < end - i ? CPU_LORA_BT - in : end - i;                 \
+            const uint8_t *b0 = bt + (size_t)(blk * k * CPU_LORA_BT) * (TS);                       \
+            float *d = dst + (i - r0);                                                             \
+            int64_t q = 0;                                                                         \
+            if (seg == CPU_LORA_BT) { /* a whole block: 8 accumulators, one pass over j */         \
+                __m256 a[8];                                                                       \
+                for (int v = 0; v < 8; v++) a[v] = _mm256_setzero_ps();                            \
+                for (int64_t j = 0; j < k; j++) {                                                  \
+                    __m256 xj = _mm256_set1_ps(x[j]);                                              \
+                    for (int v = 0; v < 8; v++) a[v] = _mm256_fmadd_ps(LOAD8(b0, j * CPU_LORA_BT + 8 * v), xj, a[v]); \
+                }                                                                                  \
+                for (int v = 0; v < 8; v++)                                                        \
+                    _mm256_storeu_ps(d + 8 * v, _mm256_add_ps(_mm256_loadu_ps(d + 8 * v), _mm256_mul_ps(vs, a[v]))); \
+                q = seg;                                                                           \
             }                                                                                      \
-            _mm256_storeu_ps(dst + r, _mm256_add_ps(_mm256_loadu_ps(dst + r), _mm256_mul_ps(vs, a0))); \
-            _mm256_storeu_ps(dst + r + 8, _mm256_add_ps(_mm256_loadu_ps(dst + r + 8), _mm256_mul_ps(vs, a1))); \
-            _mm256_storeu_ps(dst + r + 16, _mm256_add_ps(_mm256_loadu_ps(dst + r + 16), _mm256_mul_ps(vs, a2))); \
-            _mm256_storeu_ps(dst + r + 24, _mm256_add_ps(_mm256_loadu_ps(dst + r + 24), _mm256_mul_ps(vs, a3))); \
-        }                                                                                          \
-        for (; r + 8 <= nr; r += 8) {                                                              \
-            __m256 a0 = _mm256_setzero_ps();                                                       \
-            for (int64_t j = 0; j < k; j++)                                                        \
-                a0 = _mm256_fmadd_ps(LOAD8(bt + (size_t)j * bs, r), _mm256_set1_ps(x[j]), a0);     \
-            _mm256_storeu_ps(dst + r, _mm256_add_ps(_mm256_loadu_ps(dst + r), _mm256_mul_ps(vs, a0))); \
-        }                                                                                          \
-        for (; r < nr; r++) {                                                                      \
-            float acc = 0.0f;                                                                      \
-            for (int64_t j = 0; j < k; j++) acc += LOAD1(bt + (size_t)j * bs, r) * x[j];           \
-            dst[r] += s * acc;                                                                     \
+            for (; q + 8 <= seg; q += 8) {                                                         \
+                __m256 a = _mm256_setzero_ps();                                                    \
+                for (int64_t j = 0; j < k; j++)                                                    \
+                    a = _mm256_fmadd_ps(LOAD8(b0, j * CPU_LORA_BT + in + q), _mm256_set1_ps(x[j]), a); \
+                _mm256_storeu_ps(d + q, _mm256_add_ps(_mm256_loadu_ps(d + q), _mm256_mul_ps(vs, a))); \
+            }                                                                                      \
+            for (; q < seg; q++) {                                                                 \
+                float acc = 0.0f;                                                                  \
+                for (int64_t j = 0; j < k; j++) acc += LOAD1(b0, j * CPU_LORA_BT + in + q) * x[j];  \
+                d[q] += s * acc;                                                                   \
+            }                                                                                      \
+            i += seg;                                                                              \
         }                                                                                          \
     }
 
-LORA_ACC_T_KERNEL(lora_acc_t_f32, LOAD8_F32, LOAD1_F32)
-LORA_ACC_T_KERNEL(lora_acc_t_f16, LOAD8_F16, LOAD1_F16)
-LORA_ACC_T_KERNEL(lora_acc_t_bf16, LOAD8_BF16, LOAD1_BF16)
+LORA_ACC_T_KERNEL(lora_acc_t_f32, LOAD8_F32, LOAD1_F32, 4)
+LORA_ACC_T_KERNEL(lora_acc_t_f16, LOAD8_F16, LOAD1_F16, 2)
+LORA_ACC_T_KERNEL(lora_acc_t_bf16, LOAD8_BF16, LOAD1_BF16, 2)
 
 LORA_ACC_KERNEL(lora_acc_f32, LOAD8_F32, LOAD1_F32)
 LORA_ACC_KERNEL(lora_acc_f16, LOAD8_F16, LOAD1_F16)

@@ -537,39 +537,49 @@ AI __m256 hsum8x8_512(const __m512 *a) {
         }                                                                                          \
     }
 
-/* Transposed B: 64 output rows at a time, the last partial vectors masked. */
-#define LORA_ACC_T_KERNEL(NAME, LD16)                                                             \
-    static void NAME(int64_t k, const uint8_t *bt, size_t bs, int64_t nr, const float *x, float s, \
+/* Transposed B (blocks of CPU_LORA_BT = 64 rows): a whole block is 4
+ * accumulators and one pass over j; partial segments go 16 rows at a time,
+ * masked. */
+#define LORA_ACC_T_KERNEL(NAME, LD16, TS)                                                         \
+    static void NAME(int64_t k, const uint8_t *bt, int64_t r0, int64_t nr, const float *x, float s, \
                      float *dst) {                                                                \
         const __m512 vs = _mm512_set1_ps(s);                                                      \
-        int64_t r = 0;                                                                             \
-        for (; r + 64 <= nr; r += 64) {                                                            \
-            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                            \
-            for (int64_t j = 0; j < k; j++) {                                                      \
-                const uint8_t *row = bt + (size_t)j * bs;                                          \
-                __m512 xj = _mm512_set1_ps(x[j]);                                                  \
-                a0 = _mm512_fmadd_ps(LD16(row, r, 0xffff), xj, a0);                                \
-                a1 = _mm512_fmadd_ps(LD16(row, r + 16, 0xffff), xj, a1);                           \
-                a2 = _mm512_fmadd_ps(LD16(row, r + 32, 0xffff), xj, a2);                           \
-                a3 = _mm512_fmadd_ps(LD16(row, r + 48, 0xffff), xj, a3);                           \
+        int64_t i = r0, end = r0 + nr;                                                             \
+        while (i < end) {                                                                          \
+            int64_t blk = i / CPU_LORA_BT, in = i % CPU_LORA_BT;                                   \
+            int64_t seg = CPU_LORA_BT - in < end - i ? CPU_LORA_BT - in : end - i;                 \
+            const uint8_t *b0 = bt + (size_t)(blk * k * CPU_LORA_BT) * (TS);                       \
+            float *d = dst + (i - r0);                                                             \
+            if (seg == CPU_LORA_BT) {                                                              \
+                __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                        \
+                for (int64_t j = 0; j < k; j++) {                                                  \
+                    const uint8_t *row = b0 + (size_t)(j * CPU_LORA_BT) * (TS);                    \
+                    __m512 xj = _mm512_set1_ps(x[j]);                                              \
+                    a0 = _mm512_fmadd_ps(LD16(row, 0, 0xffff), xj, a0);                            \
+                    a1 = _mm512_fmadd_ps(LD16(row, 16, 0xffff), xj, a1);                           \
+                    a2 = _mm512_fmadd_ps(LD16(row, 32, 0xffff), xj, a2);                           \
+                    a3 = _mm512_fmadd_ps(LD16(row, 48, 0xffff), xj, a3);                           \
+                }                                                                                  \
+                _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), _mm512_mul_ps(vs, a0)));     \
+                _mm512_storeu_ps(d + 16, _mm512_add_ps(_mm512_loadu_ps(d + 16), _mm512_mul_ps(vs, a1))); \
+                _mm512_storeu_ps(d + 32, _mm512_add_ps(_mm512_loadu_ps(d + 32), _mm512_mul_ps(vs, a2))); \
+                _mm512_storeu_ps(d + 48, _mm512_add_ps(_mm512_loadu_ps(d + 48), _mm512_mul_ps(vs, a3))); \
+            } else {                                                                               \
+                for (int64_t q = 0; q < seg; q += 16) {                                            \
+                    __mmask16 m = tail_mask(seg - q);                                              \
+                    __m512 a = _mm512_setzero_ps();                                                \
+                    for (int64_t j = 0; j < k; j++)                                                \
+                        a = _mm512_fmadd_ps(LD16(b0, j * CPU_LORA_BT + in + q, m), _mm512_set1_ps(x[j]), a); \
+                    _mm512_mask_storeu_ps(d + q, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, d + q), _mm512_mul_ps(vs, a))); \
+                }                                                                                  \
             }                                                                                      \
-            _mm512_storeu_ps(dst + r, _mm512_add_ps(_mm512_loadu_ps(dst + r), _mm512_mul_ps(vs, a0))); \
-            _mm512_storeu_ps(dst + r + 16, _mm512_add_ps(_mm512_loadu_ps(dst + r + 16), _mm512_mul_ps(vs, a1))); \
-            _mm512_storeu_ps(dst + r + 32, _mm512_add_ps(_mm512_loadu_ps(dst + r + 32), _mm512_mul_ps(vs, a2))); \
-            _mm512_storeu_ps(dst + r + 48, _mm512_add_ps(_mm512_loadu_ps(dst + r + 48), _mm512_mul_ps(vs, a3))); \
-        }                                                                                          \
-        for (; r < nr; r += 16) {                                                                  \
-            __mmask16 m = tail_mask(nr - r);                                                       \
-            __m512 a0 = _mm512_setzero_ps();                                                       \
-            for (int64_t j = 0; j < k; j++)                                                        \
-                a0 = _mm512_fmadd_ps(LD16(bt + (size_t)j * bs, r, m), _mm512_set1_ps(x[j]), a0);   \
-            _mm512_mask_storeu_ps(dst + r, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst + r), _mm512_mul_ps(vs, a0))); \
+            i += seg;                                                                              \
         }                                                                                          \
     }
 
-LORA_ACC_T_KERNEL(lora_acc_t_f32, LD16_F32)
-LORA_ACC_T_KERNEL(lora_acc_t_f16, LD16_F16)
-LORA_ACC_T_KERNEL(lora_acc_t_bf16, LD16_BF16)
+LORA_ACC_T_KERNEL(lora_acc_t_f32, LD16_F32, 4)
+LORA_ACC_T_KERNEL(lora_acc_t_f16, LD16_F16, 2)
+LORA_ACC_T_KERNEL(lora_acc_t_bf16, LD16_BF16, 2)
 
 LORA_A_KERNEL(lora_a_f32, LD16_F32)
 LORA_A_KERNEL(lora_a_f16, LD16_F16)

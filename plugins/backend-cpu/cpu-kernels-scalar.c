@@ -424,11 +424,13 @@ static float load_plain(llmh_dtype t, const uint8_t *p) {
 }
 
 #define SCALAR_LORA_ACC_T(NAME, TYPE)                                                                     \
-    static void NAME(int64_t k, const uint8_t *bt, size_t bs, int64_t nr, const float *x, float s, float *dst) { \
+    static void NAME(int64_t k, const uint8_t *bt, int64_t r0, int64_t nr, const float *x, float s, float *dst) { \
         size_t ts = llmh_dtype_type_size(TYPE);                                                          \
         for (int64_t r = 0; r < nr; r++) {                                                                \
+            int64_t i = r0 + r;                                                                           \
+            const uint8_t *col = bt + (size_t)((i / CPU_LORA_BT) * k * CPU_LORA_BT + i % CPU_LORA_BT) * ts; \
             float acc = 0.0f;                                                                             \
-            for (int64_t j = 0; j < k; j++) acc += load_plain(TYPE, bt + (size_t)j * bs + (size_t)r * ts) * x[j]; \
+            for (int64_t j = 0; j < k; j++) acc += load_plain(TYPE, col + (size_t)(j * CPU_LORA_BT) * ts) * x[j]; \
             dst[r] += s * acc;                                                                            \
         }                                                                                                 \
     }

@@ -12,11 +12,13 @@
  * - prefill: phase 0 (units = groups of 4 columns) computes every r_i into
  *   shared scratch, phase 1 (units = row chunks) applies the B_i.
  * - a decode-sized MUL_MAT followed by a run of LORA nodes on its dst and
- *   x (the usual projection W x + adapters): two phases for the lot. Phase
- *   0 hands out the adapters' A products (one unit per adapter, into
- *   shared scratch) and the matmul's row chunks from one counter, as both
- *   read only x; phase 1 (row chunks of dst) applies the B_i. No thread
- *   repeats another's work and k adapters add one synchronization point.
+ *   x (the usual projection W x + adapters): one step for the lot. Its
+ *   counter hands out the adapters' A products first (one unit per adapter,
+ *   into shared scratch), then the matmul's row chunks; a thread that has
+ *   multiplied a chunk waits until every A product is done (they were all
+ *   claimed before its chunk, and are small) and applies the B_i to the
+ *   same rows while they are in cache. No thread repeats another's work and
+ *   the adapters add no synchronization point of their own.
  * B side: where weight_prepare kept B's transpose (cpu-repack.c), r_j
  * times vectors of output rows; else a short dot product per row.
  * Columns whose gate is 0 are skipped (dst untouched). Per element of dst
@@ -162,8 +164,7 @@ static void apply_b(const llmh_backend *be, const lora_run *r, int64_t r0, int64
             float g = gate_at(nd, t);
             const cpu_packed *bt = g != 0.0f ? cpu_transposed_for(be, B) : NULL;
             if (bt)
-                be->kern.lora_acc_t[B->type](B->ne[0], bt->data + (size_t)r0 * llmh_dtype_type_size(B->type),
-                                             (size_t)B->ne[1] * llmh_dtype_type_size(B->type), nr, rt, nd->fp[0] * g, dp);
+                be->kern.lora_acc_t[B->type](B->ne[0], bt->data, r0, nr, rt, nd->fp[0] * g, dp);
             else if (g != 0.0f)
                 be->kern.lora_acc[B->type](B->ne[0], (const uint8_t *)B->data + (size_t)r0 * B->nb[1], B->nb[1], nr, rt,
                                            nd->fp[0] * g, dp);
@@ -232,16 +233,10 @@ size_t cpu_mm_lora_work_size(const llmh_backend *be, const llmh_node *nodes, siz
 }
 
 int64_t cpu_mm_lora_units(const llmh_backend *be, const llmh_node *nodes, size_t n, int phase, int64_t *grain) {
-    lora_run r;
-    run_get(nodes + 1, n - 1, &r);
+    (void)phase;
+    int64_t g;
     *grain = 1;
-    if (phase == 0) {
-        int64_t g;
-        int64_t u = cpu_mul_mat_units(be, nodes, 1, &g);
-        return (int64_t)(n - 1) + u; /* grain 1 on both sides */
-    }
-    int64_t rows = chunk_rows(be, &r);
-    return (r.m + rows - 1) / rows;
+    return (int64_t)(n - 1) + cpu_mul_mat_units(be, nodes, 1, &g); /* A products first, then row chunks */
 }
 
 /* Adapter u's r = A_u x (every column) into the shared scratch. */
@@ -258,24 +253,25 @@ static void compute_r_one(const llmh_backend *be, const lora_run *r, size_t u, f
 void cpu_mm_lora(const cpu_exec *ex, int phase, int64_t u0, int64_t u1, int ith) {
     llmh_backend *be = ex->be;
     size_t n_ad = ex->n_nodes - 1;
+    (void)phase;
     lora_run r;
     run_get(ex->node + 1, n_ad, &r);
     float *rbuf = (float *)(be->work + 64 + mm_part(be, ex->node));
-    if (phase == 1) {
-        int64_t rows = chunk_rows(be, &r);
-        for (int64_t u = u0; u < u1; u++) {
-            int64_t r0 = u * rows, nr = r.m - r0 < rows ? r.m - r0 : rows;
-            apply_b(be, &r, r0, nr, rbuf);
-        }
-        return;
-    }
     float *gather = (float *)((uint8_t *)rbuf + r_bytes(&r) + gather_bytes(&r) * (size_t)ith);
     for (int64_t u = u0; u < u1; u++) {
         if (u < (int64_t)n_ad) {
             compute_r_one(be, &r, (size_t)u, rbuf, gather);
-        } else {
-            cpu_exec mx = {be, ex->node, 1};
-            cpu_mul_mat(&mx, 1, u - (int64_t)n_ad, u - (int64_t)n_ad + 1, ith);
+            atomic_fetch_add(ex->aux, 1);
+            continue;
         }
+        int64_t mu = u - (int64_t)n_ad, r0, nr;
+        cpu_exec mx = {be, ex->node, 1, NULL};
+        cpu_mul_mat(&mx, 1, mu, mu + 1, ith);
+        /* the A products were handed out before any row chunk, so they
+         * are claimed; usually finished by now */
+        int spins = 0;
+        while (atomic_load(ex->aux) < (long long)n_ad) cpu_pool_yield_wait(&spins);
+        cpu_mul_mat_unit_rows(be, ex->node, mu, &r0, &nr);
+        apply_b(be, &r, r0, nr, rbuf);
     }
 }

@@ -121,6 +121,14 @@ static int64_t chunk_rows(const llmh_backend *be, const mm_shape *s) {
     return (rows + 3) & ~(int64_t)3;
 }
 
+void cpu_mul_mat_unit_rows(const llmh_backend *be, const llmh_node *node, int64_t unit, int64_t *r0, int64_t *nr) {
+    mm_shape s;
+    mm_shape_get(be, node, &s);
+    int64_t rows = chunk_rows(be, &s), n_chunks = (s.m + rows - 1) / rows, chunk = unit % n_chunks;
+    *r0 = chunk * rows;
+    *nr = s.m - *r0 < rows ? s.m - *r0 : rows;
+}
+
 int64_t cpu_mul_mat_units(const llmh_backend *be, const llmh_node *node, int phase, int64_t *grain) {
     mm_shape s;
     mm_shape_get(be, node, &s);
