@@ -2311,9 +2311,10 @@ static const char *undef_name(jv v, char *buf, size_t cap) {
 
 static bool get_index(rctx *R, const node *n, jv obj, jv key, jv *out) {
     if (obj.t == V_LIST || obj.t == V_STR) {
-        if (key.t != V_INT && key.t != V_BOOL)
-            return obj.t == V_LIST ? r_error(R, n, "list index must be an integer, not %s", type_name(key))
-                                   : r_error(R, n, "string index must be an integer, not %s", type_name(key));
+        if (key.t != V_INT && key.t != V_BOOL) { /* Jinja's sandbox: undefined, not an error */
+            *out = v_undef("", 0);
+            return true;
+        }
         int64_t i = num_i(key);
         if (obj.t == V_LIST) {
             int64_t len = (int64_t)obj.u.l->n;
@@ -2685,7 +2686,26 @@ static bool str_split(rctx *R, const node *n, jv s, const jv *sep, int64_t maxsp
 }
 
 static bool str_case(rctx *R, const node *n, jv s, int mode, jv *out) {
-    /* mode 0 lower, 1 upper, 2 title, 3 capitalize (ASCII letters) */
+    /* mode 0 lower, 1 upper, 2 str.title(), 3 capitalize (ASCII letters),
+     * 4 Jinja's title filter: words start after - ( { [ < or white space,
+     * their first character upper-cased and the rest lower-cased */
+    if (mode == 4) {
+        char *c = r_alloc(R, n, s.u.s.n + 1);
+        if (!c) return false;
+        bool start = true;
+        for (size_t i = 0; i < s.u.s.n; i++) {
+            char ch = s.u.s.p[i];
+            bool sep = ch == '-' || ch == '(' || ch == '{' || ch == '[' || ch == '<' || ch == ' ' ||
+                       (ch >= 9 && ch <= 13);
+            if (sep) c[i] = ch;
+            else if (start) c[i] = ch >= 'a' && ch <= 'z' ? (char)(ch - 32) : ch;
+            else c[i] = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
+            start = sep;
+        }
+        c[s.u.s.n] = 0;
+        *out = v_str(c, s.u.s.n);
+        return true;
+    }
     char *c = r_alloc(R, n, s.u.s.n + 1);
     if (!c) return false;
     bool word_start = true;
@@ -2924,13 +2944,15 @@ static bool apply_test(rctx *R, const node *n, const char *nm, size_t nl, jv v, 
     else if (T("sequence")) *res = v.t == V_STR || v.t == V_LIST || v.t == V_DICT;
     else if (T("callable")) *res = v.t == V_FUNC || v.t == V_MACRO || v.t == V_METHOD;
     else if (T("odd") || T("even") || T("divisibleby")) {
-        if (v.t != V_INT) return r_error(R, n, "test '%.*s' needs an integer, not %s", (int)nl, nm, type_name(v));
+        if (v.t != V_INT && v.t != V_BOOL)
+            return r_error(R, n, "test '%.*s' needs an integer, not %s", (int)nl, nm, type_name(v));
+        int64_t x = num_i(v);
         if (T("divisibleby")) {
-            if (!a0 || a0->t != V_INT || a0->u.i == 0)
+            if (!a0 || (a0->t != V_INT && a0->t != V_BOOL) || num_i(*a0) == 0)
                 return r_error(R, n, "divisibleby needs a non-zero integer");
-            *res = v.u.i % a0->u.i == 0;
+            *res = num_i(*a0) == -1 || x % num_i(*a0) == 0;
         } else {
-            *res = (v.u.i % 2 != 0) == T("odd");
+            *res = (x % 2 != 0) == T("odd");
         }
     } else if (T("lower") || T("upper")) {
         if (v.t != V_STR) {
@@ -3071,6 +3093,16 @@ static bool to_str(rctx *R, const node *n, jv v, jv *out) {
     return r_take(R, n, &b, out);
 }
 
+/* Jinja's sort/unique/min/max compare strings case-insensitively unless
+ * case_sensitive is true: the key of one item. */
+static bool fold_key(rctx *R, const node *n, jv v, bool case_sensitive, jv *out) {
+    if (case_sensitive || v.t != V_STR) {
+        *out = v;
+        return true;
+    }
+    return str_case(R, n, v, 0, out);
+}
+
 static bool apply_filter(rctx *R, const node *n, const char *nm, size_t nl, jv v, const args *a, jv *out) {
     const jv *a0 = arg_get(a, 0, NULL);
 #define F(s) name_is(nm, nl, s)
@@ -3134,7 +3166,7 @@ static bool apply_filter(rctx *R, const node *n, const char *nm, size_t nl, jv v
             jv low;
             return str_case(R, n, s, 0, &low) && str_case(R, n, low, 3, out);
         }
-        return str_case(R, n, s, F("lower") ? 0 : F("upper") ? 1 : 2, out);
+        return str_case(R, n, s, F("lower") ? 0 : F("upper") ? 1 : 4, out);
     }
     if (F("replace")) {
         jv s;
@@ -3218,6 +3250,7 @@ static bool apply_filter(rctx *R, const node *n, const char *nm, size_t nl, jv v
         jlist *items;
         if (!iter_items(R, n, v, &items)) return false;
         const jv *rev = arg_get(a, 0, "reverse");
+        const jv *cs = arg_get(a, 1, "case_sensitive");
         const jv *attr = arg_get(a, 2, "attribute");
         jlist *l = r_list(R, n, items->n);
         jv *keys = r_alloc(R, n, (items->n + 1) * sizeof *keys);
@@ -3226,6 +3259,7 @@ static bool apply_filter(rctx *R, const node *n, const char *nm, size_t nl, jv v
             l->v[i] = items->v[i];
             keys[i] = items->v[i];
             if (attr && !attr_path(R, n, items->v[i], *attr, &keys[i])) return false;
+            if (!fold_key(R, n, keys[i], cs && truthy(*cs), &keys[i])) return false;
         }
         l->n = items->n;
         bool desc = rev && truthy(*rev);
@@ -3249,12 +3283,19 @@ static bool apply_filter(rctx *R, const node *n, const char *nm, size_t nl, jv v
     if (F("unique")) {
         jlist *items;
         if (!iter_items(R, n, v, &items)) return false;
+        const jv *cs = arg_get(a, 0, "case_sensitive");
         jlist *l = r_list(R, n, items->n);
-        if (!l) return false;
+        jv *keys = r_alloc(R, n, (items->n + 1) * sizeof *keys);
+        if (!l || !keys) return false;
         for (size_t i = 0; i < items->n; i++) {
+            jv k;
+            if (!fold_key(R, n, items->v[i], cs && truthy(*cs), &k)) return false;
             bool seen = false;
-            for (size_t j = 0; j < l->n && !seen; j++) seen = v_eq(l->v[j], items->v[i]);
-            if (!seen) l->v[l->n++] = items->v[i];
+            for (size_t j = 0; j < l->n && !seen; j++) seen = v_eq(keys[j], k);
+            if (!seen) {
+                keys[l->n] = k;
+                l->v[l->n++] = items->v[i];
+            }
         }
         *out = v_list(l);
         return true;
@@ -3292,7 +3333,8 @@ static bool apply_filter(rctx *R, const node *n, const char *nm, size_t nl, jv v
         return true;
     }
     if (F("abs")) {
-        if (v.t == V_INT && v.u.i != INT64_MIN) *out = v_int(v.u.i < 0 ? -v.u.i : v.u.i);
+        if (v.t == V_BOOL) *out = v_int(v.u.b);
+        else if (v.t == V_INT && v.u.i != INT64_MIN) *out = v_int(v.u.i < 0 ? -v.u.i : v.u.i);
         else if (v.t == V_FLOAT) *out = v_float(fabs(v.u.f));
         else return r_error(R, n, "abs needs a number, not %s", type_name(v));
         return true;
@@ -3370,13 +3412,21 @@ static bool apply_filter(rctx *R, const node *n, const char *nm, size_t nl, jv v
             *out = v_undef("", 0);
             return true;
         }
-        jv best = items->v[0];
+        const jv *cs = arg_get(a, 0, "case_sensitive");
+        size_t best = 0;
+        jv best_key;
+        if (!fold_key(R, n, items->v[0], cs && truthy(*cs), &best_key)) return false;
         for (size_t i = 1; i < items->n; i++) {
             int c;
-            if (!v_cmp(items->v[i], best, &c)) return r_error(R, n, "%.*s: values do not compare", (int)nl, nm);
-            if (F("min") ? c < 0 : c > 0) best = items->v[i];
+            jv k;
+            if (!fold_key(R, n, items->v[i], cs && truthy(*cs), &k)) return false;
+            if (!v_cmp(k, best_key, &c)) return r_error(R, n, "%.*s: values do not compare", (int)nl, nm);
+            if (F("min") ? c < 0 : c > 0) {
+                best = i;
+                best_key = k;
+            }
         }
-        *out = best;
+        *out = items->v[best];
         return true;
     }
 #undef F

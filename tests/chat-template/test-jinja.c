@@ -195,6 +195,8 @@ static void test_subscripts(void) {
            "\xc3\xa9 o \xc3\xa9l oll\xc3\xa9h 5");
     EXPECT("{{ d.role }} {{ d['role'] }} {{ d.missing is defined }} {{ xs[9] is defined }} {{ xs.0 }}", ctx,
            "user user False False 10");
+    /* a non-integer list index is undefined, as in Jinja's sandbox */
+    EXPECT("{{ xs['a'] is defined }} {{ s[1.5] is defined }}", ctx, "False False");
     EXPECT("{{ xs[-9:2] }} {{ xs[5:] }} {{ xs[3:1] }}", ctx, "[10, 20] [] []");
 }
 
@@ -240,6 +242,12 @@ static void test_filters(void) {
            "[1, 3] 2 1 [2, 4] ['A', 'B']");
     EXPECT("{{ [3, 1, 2]|sort }} {{ [3, 1, 2]|sort(reverse=true) }} {{ [1, 2]|reverse|list }} {{ 'ab'|reverse }}",
            NULL, "[1, 2, 3] [3, 2, 1] [2, 1] ba");
+    /* Jinja's sort/unique/max ignore case unless case_sensitive=true */
+    EXPECT("{{ ['b', 'A', 'a', 'C']|sort }} {{ ['b', 'A']|sort(case_sensitive=true) }} "
+           "{{ ['a', 'A', 'b']|unique|list }} {{ ['b', 'A']|max }}",
+           NULL, "['A', 'a', 'b', 'C'] ['A', 'b'] ['a', 'b'] b");
+    /* the title filter starts words after - ( { [ < and white space only */
+    EXPECT("{{ 'x-y z{w(v<u[t \\'q\\'s'|title }} {{ \"it's\".title() }}", NULL, "X-Y Z{W(V<U[T 'q's It'S");
     EXPECT("{{ '3'|int + 1 }} {{ 'x'|int }} {{ '2.5'|float }} {{ -3|abs }} {{ 2.567|round(2) }} {{ [1, 1, 2]|unique|list }}",
            NULL, "4 0 2.5 3 2.57 [1, 2]");
     EXPECT("{{ 'a\\nb'|indent(2) }}|{{ 'a\\nb'|indent(2, true) }}", NULL, "a\n  b|  a\n  b");

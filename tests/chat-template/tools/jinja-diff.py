@@ -113,6 +113,8 @@ SNIPPETS = [
     "{{ range(3) | list }} {{ range(1, 10, 3) | list }} {{ range(3, 0, -1) | list }} {{ [1, 2, 3] | sum }} {{ [3, 9] | max }}",
     "{{ '1.5' | float }} {{ '7' | int }} {{ 'x' | int }} {{ 3.7 | int }} {{ -3 | abs }} {{ 2.555 | round(1) }}",
     "{% for i in [1, 2] %}{% if i == 2 %}[{{ x }}]{% endif %}{% set x = i %}{% endfor %}[{{ x }}]",
+    "{{ ['b', 'A', 'a', 'C'] | sort }} {{ ['b', 'A'] | sort(case_sensitive=true) }} {{ ['a', 'A', 'b'] | unique | list }} {{ ['b', 'A'] | max }}",
+    "{{ 'x-y z{w(v<u[t' | title }} {{ [1, 2, 3]['a'] }}|{{ 'abc'[1.0] }}|{{ true is odd }} {{ true | abs }}",
     "{{ 1 if none is none }} {{ 'x' is not string }} {{ 4 is divisibleby 2 }} {{ 'AB' is upper }} {{ 2 is even }}",
 ]
 
