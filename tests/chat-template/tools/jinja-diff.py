@@ -7,10 +7,12 @@ loopcontrols, tojson = json.dumps(ensure_ascii=False), raise_exception,
 strftime_now), and through libllmh's llmh_template_render (ctypes), and
 reports every difference. A developer tool, not a CI test (it needs jinja2):
 
-    python3 tests/chat-template/tools/jinja-diff.py BUILD/lib/libllmh.so [TEMPLATE.jinja ...]
+    python3 tests/chat-template/tools/jinja-diff.py BUILD/lib/libllmh.so [--random N] [TEMPLATE.jinja ...]
 
 Without template arguments it uses tests/chat-template/templates/*.jinja and
-a set of expression snippets. Exit status 1 when anything differs.
+a set of expression snippets; --random N adds N random conversations (roles,
+<think> tags, tool calls, reasoning, tools, enable_thinking) per template.
+Exit status 1 when anything differs.
 """
 import ctypes
 import glob
@@ -119,10 +121,49 @@ SNIPPETS = [
 ]
 
 
+def random_contexts(n, seed=3):
+    """n random conversations: roles, think tags, tool calls, reasoning, tools, enable_thinking."""
+    import random
+    rnd = random.Random(seed)
+    contents = ["Hi", " padded ", "<think>\nr\n</think>\n\nA", "<think>x</think>", "</think>tail",
+                "<tool_response>\nok\n</tool_response>", "", "multi\nline\n", "é ünïcode 😀", "  \n "]
+    out = []
+    for _ in range(n):
+        msgs = []
+        if rnd.random() < 0.5:
+            msgs.append({"role": "system", "content": rnd.choice(contents)})
+        for _ in range(rnd.randrange(0, 6)):
+            r = rnd.choice(["user", "user", "assistant", "assistant", "tool"])
+            m = {"role": r, "content": rnd.choice(contents)}
+            if r == "assistant" and rnd.random() < 0.3:
+                m["tool_calls"] = [{"id": "call_%09d" % rnd.randrange(10**9), "type": "function",
+                                    "function": {"name": "f", "arguments": rnd.choice(
+                                        [{"a": 1}, {"q": "é", "n": [1, 2]}, "{\"x\":1}"])}}
+                                   for _ in range(rnd.randrange(1, 3))]
+            if r == "assistant" and rnd.random() < 0.2:
+                m["reasoning_content"] = rnd.choice(["R", "\nR\n", None])
+            if r == "tool":
+                m["tool_call_id"] = "call_%09d" % rnd.randrange(10**9)
+            msgs.append(m)
+        ctx = {"messages": msgs, "add_generation_prompt": rnd.random() < 0.5, "bos_token": "<s>",
+               "eos_token": "</s>", "date_string": "26 Jul 2024"}
+        if rnd.random() < 0.3:
+            ctx["tools"] = [TOOL]
+        if rnd.random() < 0.5:
+            ctx["enable_thinking"] = rnd.random() < 0.5
+        out.append(ctx)
+    return out
+
+
 def main():
     if len(sys.argv) < 2:
         print(__doc__)
         return 2
+    contexts = CONTEXTS
+    if "--random" in sys.argv:
+        i = sys.argv.index("--random")
+        contexts = CONTEXTS + random_contexts(int(sys.argv[i + 1]))
+        del sys.argv[i:i + 2]
     lib = ctypes.CDLL(sys.argv[1])
     lib.llmh_template_render.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
     lib.llmh_template_render.restype = ctypes.c_int
@@ -144,12 +185,13 @@ def main():
     templates = sys.argv[2:] or sorted(glob.glob(os.path.join(HERE, "..", "templates", "*.jinja")))
     for path in templates:
         text = open(path, encoding="utf-8").read()
-        for i, ctx in enumerate(CONTEXTS):
+        for i, ctx in enumerate(contexts):
             cases.append((f"{os.path.basename(path)} #{i}", text, ctx))
     if len(sys.argv) == 2:
         for i, s in enumerate(SNIPPETS):
             cases.append((f"snippet #{i}", s, {}))
     bad = 0
+    quiet = len(cases) > 200
     for name, text, ctx in cases:
         try:
             want, werr = env.from_string(text).render(**ctx), None
@@ -160,7 +202,8 @@ def main():
             bad += 1
             print(f"DIFF {name}\n  jinja2: {want!r} {werr or ''}\n  llmh:   {got!r} {gerr or ''}")
         else:
-            print(f"same {name}" + (f" (both fail: {gerr})" if got is None else ""))
+            if not quiet:
+                print(f"same {name}" + (f" (both fail: {gerr})" if got is None else ""))
     print(f"{len(cases) - bad}/{len(cases)} the same")
     return 1 if bad else 0
 
