@@ -43,6 +43,7 @@
 #define OD_INLINE static inline __attribute__((always_inline))
 
 #define OD_LORA_MAX_GROUP 64 /* nodes fused into one group at most */
+#define OD_LORA_WIDEN_N 4    /* tokens from which adapters are widened once per call */
 #define OD_LANES 16
 
 /* One adapter of a group, as the kernels see it. */
@@ -150,6 +151,19 @@ OD_INLINE void dot_any(llmh_dtype t, const uint8_t *w, const float *const *x, in
 /* ------------------------------------------------------------------------ */
 /* Leaf kernels (cloned per ISA)                                              */
 /* ------------------------------------------------------------------------ */
+/* rows x cols f16/bf16 values (rows `ld` bytes apart) widened to f32. */
+OD_CLONES static void widen_rows(llmh_dtype type, const uint8_t *src, size_t ld, int64_t rows, int64_t cols,
+                                 float *dst) {
+    for (int64_t i = 0; i < rows; i++) {
+        const uint8_t *s = src + (size_t)i * ld;
+        float *o = dst + i * cols;
+        if (type == LLMH_DTYPE_F16)
+            for (int64_t j = 0; j < cols; j++) o[j] = ld_f16(s, j);
+        else
+            for (int64_t j = 0; j < cols; j++) o[j] = ld_bf16(s, j);
+    }
+}
+
 /* r rows [j0, j1) of item `it` for every token (4 at a time): r[t][j] =
  * A_j . x_t. x column t starts at xs + t * x_ld (contiguous floats). */
 OD_CLONES static void lora_a_rows(const lora_item *it, int64_t j0, int64_t j1, const uint8_t *xs, size_t x_ld,
@@ -180,11 +194,22 @@ OD_CLONES static void lora_a_rows(const lora_item *it, int64_t j0, int64_t j1, c
 #define OD_AXPY_FN(NAME, LD)                                                                             \
     OD_INLINE void NAME(const uint8_t *bt, size_t ld, int64_t r, int64_t m0, int nm, const float *rv,   \
                         float *y) {                                                                      \
-        for (int l = 0; l < nm; l++) y[l] = 0.0f;                                                        \
-        for (int64_t j = 0; j < r; j++) {                                                                \
+        int l0 = 0;                                                                                      \
+        for (; l0 + 32 <= nm; l0 += 32) { /* 32 sums stay in registers across the rank */              \
+            float acc[32];                                                                               \
+            for (int l = 0; l < 32; l++) acc[l] = 0.0f;                                                  \
+            for (int64_t j = 0; j < r; j++) {                                                            \
+                const uint8_t *row = bt + (size_t)j * ld;                                                \
+                float rj = rv[j];                                                                        \
+                for (int l = 0; l < 32; l++) acc[l] += rj * LD(row, m0 + l0 + l);                       \
+            }                                                                                            \
+            for (int l = 0; l < 32; l++) y[l0 + l] = acc[l];                                             \
+        }                                                                                                \
+        for (int l = l0; l < nm; l++) y[l] = 0.0f;                                                       \
+        for (int64_t j = 0; j < r && l0 < nm; j++) {                                                     \
             const uint8_t *row = bt + (size_t)j * ld;                                                    \
             float rj = rv[j];                                                                            \
-            for (int l = 0; l < nm; l++) y[l] += rj * LD(row, m0 + l);                                   \
+            for (int l = l0; l < nm; l++) y[l] += rj * LD(row, m0 + l);                                  \
         }                                                                                                \
     }
 
@@ -304,10 +329,15 @@ llmh_status od_lora(llmh_backend *be, const llmh_node *nodes, size_t count) {
     int64_t K = x->ne[0], N = x->ne[1], M = d->ne[0];
     /* scratch: packed x (when its rows are strided) | per node: r, coef, on */
     int pack_x = x->nb[0] != sizeof(float);
+    /* with several tokens, f16/bf16 adapters are widened to f32 once per
+     * call instead of once per token (exact, so the results are the same) */
+    int widen = N >= OD_LORA_WIDEN_N && nodes[0].src[0]->type != LLMH_DTYPE_F32;
     size_t bytes = pack_x ? align64((size_t)K * (size_t)N * 4) : 0;
-    for (size_t i = 0; i < count; i++)
-        bytes += align64((size_t)nodes[i].src[0]->ne[1] * (size_t)N * 4) + align64((size_t)N * 4) +
-                 align64((size_t)N);
+    for (size_t i = 0; i < count; i++) {
+        size_t r = (size_t)nodes[i].src[0]->ne[1];
+        bytes += align64(r * (size_t)N * 4) + align64((size_t)N * 4) + align64((size_t)N);
+        if (widen) bytes += align64(r * (size_t)K * 4) + align64(r * (size_t)M * 4);
+    }
     bytes += align64(count * sizeof(lora_item));
     uint8_t *scr = od_scratch(be, bytes);
     if (!scr) return LLMH_ERR_NO_MEMORY;
@@ -360,6 +390,23 @@ llmh_status od_lora(llmh_backend *be, const llmh_node *nodes, size_t count) {
         it->coef = coef;
         it->on = on;
         if (!it->any) continue; /* every token gated off: nothing to do */
+        if (widen) {
+            float *wa = (float *)(void *)p, *wb = (float *)(void *)(p + align64((size_t)it->r * (size_t)K * 4));
+            p += align64((size_t)it->r * (size_t)K * 4) + align64((size_t)it->r * (size_t)M * 4);
+            widen_rows(it->type, it->a, it->a_ld, it->r, K, wa);
+            it->a = (const uint8_t *)wa;
+            it->a_ld = (size_t)K * 4;
+            if (it->bt) {
+                widen_rows(it->type, it->bt, it->b_ld, it->r, M, wb);
+                it->bt = (const uint8_t *)wb;
+                it->b_ld = (size_t)M * 4;
+            } else {
+                widen_rows(it->type, it->b, it->b_ld, M, it->r, wb);
+                it->b = (const uint8_t *)wb;
+                it->b_ld = (size_t)it->r * 4;
+            }
+            it->type = LLMH_DTYPE_F32;
+        }
         rows_a += it->r;
         n_items++;
     }
