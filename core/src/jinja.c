@@ -2507,6 +2507,147 @@ static bool do_in(rctx *R, const node *n, jv a, jv b, bool *res) {
     return r_error(R, n, "'in' needs a string, list or dict on the right, not %s", type_name(b));
 }
 
+/* Python's printf-style `fmt % args`: flags - + space 0, width, precision,
+ * conversions s r d i f F e E g G x X o c %, and %(key)s with a dict. */
+static bool str_format(rctx *R, const node *n, jv fmt, jv fa, jv *out) {
+    bool tuple = fa.t == V_LIST && fa.u.l->tuple;
+    bool mapping = fa.t == V_DICT || (fa.t == V_LIST && !tuple);
+    size_t nargs = tuple ? fa.u.l->n : 1, used = 0;
+    const char *p = fmt.u.s.p;
+    size_t len = fmt.u.s.n;
+    sbuf b = {0};
+    for (size_t i = 0; i < len;) {
+        if (p[i] != '%') {
+            sb_chr(&b, p[i++]);
+            continue;
+        }
+        if (++i >= len) goto bad;
+        jv arg;
+        bool have = false;
+        if (p[i] == '(') { /* %(key)s */
+            size_t e = i + 1;
+            while (e < len && p[e] != ')') e++;
+            if (e >= len || fa.t != V_DICT) goto bad;
+            jv *x = dict_find_str(fa.u.d, p + i + 1, e - i - 1);
+            if (!x) {
+                free(b.p);
+                return r_error(R, n, "format: no key '%.*s'", (int)(e - i - 1), p + i + 1);
+            }
+            arg = *x;
+            have = true;
+            i = e + 1;
+        }
+        char flags[8];
+        size_t nf = 0;
+        while (i < len && strchr("-+ 0#", p[i]) && nf < sizeof flags - 1) flags[nf++] = p[i++];
+        flags[nf] = 0;
+        int width = -1, prec = -1;
+        if (i < len && is_digit(p[i])) {
+            width = 0;
+            while (i < len && is_digit(p[i]) && width < 1000) width = width * 10 + (p[i++] - '0');
+        }
+        if (i < len && p[i] == '.') {
+            i++;
+            prec = 0;
+            while (i < len && is_digit(p[i]) && prec < 1000) prec = prec * 10 + (p[i++] - '0');
+        }
+        if (i >= len) goto bad;
+        char conv = p[i++];
+        if (conv == '%') {
+            sb_chr(&b, '%');
+            continue;
+        }
+        if (!have) {
+            if (used >= nargs) {
+                free(b.p);
+                return r_error(R, n, "format: not enough arguments for the format string");
+            }
+            arg = tuple ? fa.u.l->v[used] : fa;
+            used++;
+        }
+        char spec[32], tmp[1100];
+        sbuf piece = {0};
+        if (conv == 's' || conv == 'r') {
+            if (conv == 's') py_str(&piece, arg);
+            else py_repr(&piece, arg, 1);
+            size_t plen = piece.len;
+            if (prec >= 0) { /* precision counts code points */
+                size_t k = 0, c = 0;
+                while (k < piece.len && c < (size_t)prec) {
+                    k += u8_len(piece.p + k, piece.len - k);
+                    c++;
+                }
+                plen = k;
+            }
+            size_t cps = piece.p ? u8_count(piece.p, plen) : 0;
+            bool left = strchr(flags, '-') != NULL;
+            if (!left)
+                for (int k = (int)cps; k < width; k++) sb_chr(&b, ' ');
+            if (plen) sb_put(&b, piece.p, plen);
+            if (left)
+                for (int k = (int)cps; k < width; k++) sb_chr(&b, ' ');
+            free(piece.p);
+            continue;
+        }
+        if (strchr("diouxXc", conv)) {
+            if (!is_num(arg)) {
+                free(b.p);
+                return r_error(R, n, "format: %%%c needs a number, not %s", conv, type_name(arg));
+            }
+            long long v = (long long)num_i(arg);
+            if (conv == 'c') {
+                u8_put(&b, (uint32_t)(v < 0 || v > 0x10FFFF ? 0xFFFD : v));
+                continue;
+            }
+            char c = conv == 'i' || conv == 'u' ? 'd' : conv;
+            snprintf(spec, sizeof spec, "%%%s%s%s%s%s", flags, width >= 0 ? "*" : "", prec >= 0 ? ".*" : "",
+                     "ll", (char[]){c, 0});
+            if (width >= 0 && prec >= 0) snprintf(tmp, sizeof tmp, spec, width, prec, v);
+            else if (width >= 0) snprintf(tmp, sizeof tmp, spec, width, v);
+            else if (prec >= 0) snprintf(tmp, sizeof tmp, spec, prec, v);
+            else snprintf(tmp, sizeof tmp, spec, v);
+            if (strlen(tmp) >= sizeof tmp - 1) {
+                free(b.p);
+                return r_error(R, n, "format: field too wide");
+            }
+            sb_str(&b, tmp);
+            continue;
+        }
+        if (strchr("fFeEgG", conv)) {
+            if (!is_num(arg)) {
+                free(b.p);
+                return r_error(R, n, "format: %%%c needs a number, not %s", conv, type_name(arg));
+            }
+            snprintf(spec, sizeof spec, "%%%s%s%s%c", flags, width >= 0 ? "*" : "", prec >= 0 ? ".*" : "", conv);
+            double v = num_f(arg);
+            if (width >= 0 && prec >= 0) snprintf(tmp, sizeof tmp, spec, width, prec, v);
+            else if (width >= 0) snprintf(tmp, sizeof tmp, spec, width, v);
+            else if (prec >= 0) snprintf(tmp, sizeof tmp, spec, prec, v);
+            else snprintf(tmp, sizeof tmp, spec, v);
+            if (strlen(tmp) >= sizeof tmp - 1) {
+                free(b.p);
+                return r_error(R, n, "format: field too wide");
+            }
+            sb_str(&b, tmp);
+            continue;
+        }
+        free(b.p);
+        return r_error(R, n, "format: unsupported conversion '%%%c'", conv);
+    }
+    if (used < nargs && tuple) {
+        free(b.p);
+        return r_error(R, n, "format: not all arguments converted during string formatting");
+    }
+    if (!tuple && !mapping && used == 0) {
+        free(b.p);
+        return r_error(R, n, "format: not all arguments converted during string formatting");
+    }
+    return r_take(R, n, &b, out);
+bad:
+    free(b.p);
+    return r_error(R, n, "format: incomplete format");
+}
+
 static bool undef_error(rctx *R, const node *n, jv v) {
     char nb[96];
     return r_error(R, n, "%s is undefined", undef_name(v, nb, sizeof nb));
@@ -2557,6 +2698,7 @@ static bool eval_bin(rctx *R, const node *n, binop op, jv a, jv b, jv *out) {
         *out = v_list(l);
         return true;
     }
+    if (op == OP_MOD && a.t == V_STR) return str_format(R, n, a, b, out);
     if (op == OP_MUL && ((a.t == V_STR && b.t == V_INT) || (a.t == V_INT && b.t == V_STR))) {
         jv s = a.t == V_STR ? a : b;
         int64_t k = a.t == V_INT ? a.u.i : b.u.i;

@@ -177,6 +177,10 @@ static void test_operators(void) {
            "True True True True True False");
     EXPECT("{{ 'ell' in 'hello' }} {{ 2 in [1, 2] }} {{ 'k' in {'k': 1} }} {{ 3 not in [1] }}", NULL,
            "True True True True");
+    /* printf-style formatting */
+    EXPECT("{{ '%s-%s' % (1, 'a') }}|{{ '%(a)s %(b)d' % {'a': 'A', 'b': 2} }}|{{ '%05d %+d %.3s %-4s|%.1f %x %r %%' % "
+           "(42, 5, 'abcdef', 'ab', 2.25, 255, 'q') }}|{{ '%s' % [1, 2] }}",
+           NULL, "1-a|A 2|00042 +5 abc ab  |2.2 ff 'q' %|[1, 2]");
     /* and/or return an operand; not binds looser than comparisons */
     EXPECT("{{ 0 or 'x' }} {{ 1 and 'y' }} {{ not 1 == 2 }} {{ not (1 and 0) }}", NULL, "x y True True");
     /* filters bind tighter than arithmetic: messages|length - 1 */
@@ -369,6 +373,11 @@ static void test_errors(void) {
     EXPECT_ERR("{{ 'a' + missing }}", NULL, LLMH_ERR_INVALID_ARG, "line 1:8", "'missing' is undefined");
     EXPECT_ERR("{{ missing.attr }}", NULL, LLMH_ERR_INVALID_ARG, "line 1:12", "'missing' is undefined");
     EXPECT_ERR("{{ 1 // 0 }}", NULL, LLMH_ERR_INVALID_ARG, "line 1:6", "division by zero");
+    EXPECT_ERR("{{ '%s %s' % (1,) }}", NULL, LLMH_ERR_INVALID_ARG, "line 1:12", "not enough arguments");
+    EXPECT_ERR("{{ '%s' % (1, 2) }}", NULL, LLMH_ERR_INVALID_ARG, "line 1:9", "not all arguments converted");
+    EXPECT_ERR("{{ '%d' % 'x' }}", NULL, LLMH_ERR_INVALID_ARG, "line 1:9", "%d needs a number");
+    EXPECT_ERR("{{ '%q' % 1 }}", NULL, LLMH_ERR_INVALID_ARG, "line 1:9", "unsupported conversion");
+    EXPECT_ERR("{{ '%.999f' % 1e300 }}", NULL, LLMH_ERR_INVALID_ARG, "line 1:13", "field too wide");
     EXPECT_ERR("{% set x = 1 %}{% set x.a = 2 %}", NULL, LLMH_ERR_INVALID_ARG, "line 1:25", "namespace");
     EXPECT_ERR("{% for x in 5 %}{% endfor %}", NULL, LLMH_ERR_INVALID_ARG, "line 1:13", "not iterable");
     EXPECT_ERR("{{ nope() }}", NULL, LLMH_ERR_INVALID_ARG, "line 1:4", "'nope' is undefined");

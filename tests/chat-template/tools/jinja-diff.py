@@ -117,6 +117,9 @@ SNIPPETS = [
     "{% for i in [1, 2] %}{% if i == 2 %}[{{ x }}]{% endif %}{% set x = i %}{% endfor %}[{{ x }}]",
     "{{ ['b', 'A', 'a', 'C'] | sort }} {{ ['b', 'A'] | sort(case_sensitive=true) }} {{ ['a', 'A', 'b'] | unique | list }} {{ ['b', 'A'] | max }}",
     "{{ 'x-y z{w(v<u[t' | title }} {{ [1, 2, 3]['a'] }}|{{ 'abc'[1.0] }}|{{ true is odd }} {{ true | abs }}",
+    "{{ 'x' % [1] }}|{{ '%s' % [1, 2] }}|{{ '%s-%s' % (1, 'a') }}|{{ '%(a)s %(b)d' % {'a': 'A', 'b': 2} }}",
+    "{{ '%05d %+d % d %.3s %-6s|%6s|' % (42, 5, 3, 'abcdef', 'ab', 'é') }}{{ '%s' % (none,) }} {{ '%d' % true }}",
+    "{{ '%.1f %e %g %x %X %o %r %c %%' % (2.25, 12345.678, 0.0001, 255, 255, 8, 'q', 65) }}",
     "{{ 1 if none is none }} {{ 'x' is not string }} {{ 4 is divisibleby 2 }} {{ 'AB' is upper }} {{ 2 is even }}",
 ]
 
