@@ -2527,7 +2527,11 @@ static bool str_format(rctx *R, const node *n, jv fmt, jv fa, jv *out) {
         if (p[i] == '(') { /* %(key)s */
             size_t e = i + 1;
             while (e < len && p[e] != ')') e++;
-            if (e >= len || fa.t != V_DICT) goto bad;
+            if (e >= len) goto bad;
+            if (fa.t != V_DICT) {
+                free(b.p);
+                return r_error(R, n, "format: %%(key) requires a dict");
+            }
             jv *x = dict_find_str(fa.u.d, p + i + 1, e - i - 1);
             if (!x) {
                 free(b.p);
