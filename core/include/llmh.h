@@ -312,10 +312,11 @@ typedef struct llmh_chat_message {
     const char *content;
 } llmh_chat_message;
 
-/* Render a conversation with the model's chat template (the family —
- * ChatML/Qwen, Llama-3, Llama-2 — is detected from the template text).
- * *out is malloc'd. LLMH_ERR_UNSUPPORTED when the model has no template or
- * its family is unknown. */
+/* Render a conversation with the model's chat template, executed by the
+ * Jinja engine (llmh-template.h; that header also takes OpenAI-style JSON
+ * messages with tools); the family renderers (ChatML/Qwen, Llama-3,
+ * Llama-2) are used only when the template cannot be parsed. *out is
+ * malloc'd. LLMH_ERR_UNSUPPORTED when the model has no template. */
 LLMH_API llmh_status llmh_chat_render(const llmh_model *model, const llmh_chat_message *msgs, size_t n,
                                       bool add_generation_prompt, char **out);
 /* The text that ends an assistant turn ("<|im_end|>", "<|eot_id|>", "</s>"),
