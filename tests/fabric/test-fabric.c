@@ -31,9 +31,11 @@
 #define TOL 1e-3
 
 /* Compare the session's outputs with every case of reference `ref_name`
- * (top-10 logits within `tol`, their order, the greedy ids). */
-static void check_session_tol(llmh_model *model, llmh_session *s, const char *ref_name, const char *label,
-                              double tol) {
+ * (top-10 logits within `tol`, their order, the greedy ids); returns the
+ * largest top-10 difference. */
+static double check_session_tol(llmh_model *model, llmh_session *s, const char *ref_name, const char *label,
+                                double tol) {
+    double worst = 0;
     cJSON *ref = fixture_reference(ref_name);
     CU_ASSERT_PTR_NOT_NULL_FATAL(ref);
     const llmh_model_desc *d = llmh_model_describe(model);
@@ -71,6 +73,7 @@ static void check_session_tol(llmh_model *model, llmh_session *s, const char *re
         CU_ASSERT_EQUAL(k, 10);
         fprintf(stderr, "  %s (%s) case %d: max |logit diff| over top-10 = %.2e\n", ref_name, label, case_no, max_diff);
         CU_ASSERT(max_diff <= tol);
+        if (max_diff > worst) worst = max_diff;
 
         cJSON *g = cJSON_GetObjectItem(c, "greedy");
         int ng = cJSON_GetArraySize(g), matched = 0;
@@ -95,6 +98,7 @@ static void check_session_tol(llmh_model *model, llmh_session *s, const char *re
         free(toks);
     }
     cJSON_Delete(ref);
+    return worst;
 }
 
 static void check_session(llmh_model *model, llmh_session *s, const char *ref_name, const char *label) {
@@ -172,8 +176,11 @@ static void check_backend(const char *backend) {
      * of France is": one ulp less of lora-a's scale moves those logits by
      * 7.6e-3 on oneDNN (7.6e-6 on the CPU backend), measured below. */
     bool onednn = !strcmp(backend, "onednn");
-    check_session_tol(fm.model, fm.session, "ref-qwen2-tiny-f32-lora-a0.7-b1.3", backend, onednn ? 1e-2 : TOL);
-    if (onednn) {
+    double worst =
+        check_session_tol(fm.model, fm.session, "ref-qwen2-tiny-f32-lora-a0.7-b1.3", backend, onednn ? 1e-2 : TOL);
+    /* the looser bound is taken only where the near-tie is shown (oneDNN's
+     * LoRA arithmetic may change: with its own LORA op it may meet 1e-3) */
+    if (onednn && worst > TOL) {
         llmh_token toks[] = {785, 6722, 315, 9625, 374}; /* "The capital of France is" */
         const llmh_model_desc *d = llmh_model_describe(fm.model);
         float *base = malloc((size_t)d->n_vocab * sizeof *base);
