@@ -537,9 +537,9 @@ AI __m256 hsum8x8_512(const __m512 *a) {
         }                                                                                          \
     }
 
-/* Transposed B (blocks of CPU_LORA_BT = 64 rows): a whole block is 4
- * accumulators and one pass over j; partial segments go 16 rows at a time,
- * masked. */
+/* Transposed B (blocks of CPU_LORA_BT = 64 rows): each block segment is up
+ * to 4 vectors of 16 rows (masked at the segment's ends), all accumulated
+ * in one pass over j, so the FMA chains of the vectors overlap. */
 #define LORA_ACC_T_KERNEL(NAME, LD16, TS)                                                         \
     static void NAME(int64_t k, const uint8_t *bt, int64_t r0, int64_t nr, const float *x, float s, \
                      float *dst) {                                                                \
@@ -548,9 +548,9 @@ AI __m256 hsum8x8_512(const __m512 *a) {
         while (i < end) {                                                                          \
             int64_t blk = i / CPU_LORA_BT, in = i % CPU_LORA_BT;                                   \
             int64_t seg = CPU_LORA_BT - in < end - i ? CPU_LORA_BT - in : end - i;                 \
-            const uint8_t *b0 = bt + (size_t)(blk * k * CPU_LORA_BT) * (TS);                       \
+            const uint8_t *b0 = bt + (size_t)(blk * k * CPU_LORA_BT + in) * (TS);                  \
             float *d = dst + (i - r0);                                                             \
-            if (seg == CPU_LORA_BT) {                                                              \
+            if (seg == CPU_LORA_BT) { /* a whole block: plain loads */                             \
                 __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                        \
                 for (int64_t j = 0; j < k; j++) {                                                  \
                     const uint8_t *row = b0 + (size_t)(j * CPU_LORA_BT) * (TS);                    \
@@ -564,15 +564,24 @@ AI __m256 hsum8x8_512(const __m512 *a) {
                 _mm512_storeu_ps(d + 16, _mm512_add_ps(_mm512_loadu_ps(d + 16), _mm512_mul_ps(vs, a1))); \
                 _mm512_storeu_ps(d + 32, _mm512_add_ps(_mm512_loadu_ps(d + 32), _mm512_mul_ps(vs, a2))); \
                 _mm512_storeu_ps(d + 48, _mm512_add_ps(_mm512_loadu_ps(d + 48), _mm512_mul_ps(vs, a3))); \
-            } else {                                                                               \
-                for (int64_t q = 0; q < seg; q += 16) {                                            \
-                    __mmask16 m = tail_mask(seg - q);                                              \
-                    __m512 a = _mm512_setzero_ps();                                                \
-                    for (int64_t j = 0; j < k; j++)                                                \
-                        a = _mm512_fmadd_ps(LD16(b0, j * CPU_LORA_BT + in + q, m), _mm512_set1_ps(x[j]), a); \
-                    _mm512_mask_storeu_ps(d + q, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, d + q), _mm512_mul_ps(vs, a))); \
-                }                                                                                  \
+                i += seg;                                                                          \
+                continue;                                                                          \
             }                                                                                      \
+            __mmask16 m0 = tail_mask(seg), m1 = seg > 16 ? tail_mask(seg - 16) : 0;                \
+            __mmask16 m2 = seg > 32 ? tail_mask(seg - 32) : 0, m3 = seg > 48 ? tail_mask(seg - 48) : 0; \
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                            \
+            for (int64_t j = 0; j < k; j++) {                                                      \
+                const uint8_t *row = b0 + (size_t)(j * CPU_LORA_BT) * (TS);                        \
+                __m512 xj = _mm512_set1_ps(x[j]);                                                  \
+                a0 = _mm512_fmadd_ps(LD16(row, 0, m0), xj, a0);                                    \
+                a1 = _mm512_fmadd_ps(LD16(row, 16, m1), xj, a1);                                   \
+                a2 = _mm512_fmadd_ps(LD16(row, 32, m2), xj, a2);                                   \
+                a3 = _mm512_fmadd_ps(LD16(row, 48, m3), xj, a3);                                   \
+            }                                                                                      \
+            _mm512_mask_storeu_ps(d, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, d), _mm512_mul_ps(vs, a0))); \
+            _mm512_mask_storeu_ps(d + 16, m1, _mm512_add_ps(_mm512_maskz_loadu_ps(m1, d + 16), _mm512_mul_ps(vs, a1))); \
+            _mm512_mask_storeu_ps(d + 32, m2, _mm512_add_ps(_mm512_maskz_loadu_ps(m2, d + 32), _mm512_mul_ps(vs, a2))); \
+            _mm512_mask_storeu_ps(d + 48, m3, _mm512_add_ps(_mm512_maskz_loadu_ps(m3, d + 48), _mm512_mul_ps(vs, a3))); \
             i += seg;                                                                              \
         }                                                                                          \
     }
