@@ -435,7 +435,6 @@ llmh_status llmh_model_load(const llmh_model_params *params, llmh_model **out) {
     }
     m->default_ctx = cfg->model.context > 0 ? cfg->model.context : 4096;
     snprintf(m->kv_type, sizeof m->kv_type, "%s", cfg->model.kv_type ? cfg->model.kv_type : "f16");
-    snprintf(m->adapter_type, sizeof m->adapter_type, "%s", cfg->model.adapter_type ? cfg->model.adapter_type : "auto");
     if (m->default_ctx > m->hp.n_ctx_train)
         LLMH_LOGW("context %lld exceeds the %lld positions '%s' was trained with; output may degrade past them",
                   (long long)m->default_ctx, (long long)m->hp.n_ctx_train, cfg->model.path);

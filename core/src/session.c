@@ -71,9 +71,11 @@ llmh_tensor *llmh__g_view3(llmh__gb *g, const llmh_tensor *t, int64_t ne0, int64
     return v;
 }
 
-/* The first n columns of a 2-D/3-D activation (same strides). */
-static llmh_tensor *cols(llmh__gb *g, const llmh_tensor *t, int64_t n) {
-    if (t->ne[2] > 1) return llmh__g_view3(g, t, t->ne[0], t->ne[1], n, t->nb[1], t->nb[2], 0);
+/* The first n columns (tokens) of an activation: (ne0, n) for the 2-D ones,
+ * (ne0, heads, n) for the per-head ones (q, k, v, att), whatever n_batch is
+ * (with n_batch = 1 a per-head tensor's ne[2] is 1 and cannot tell). */
+static llmh_tensor *cols(llmh__gb *g, const llmh_tensor *t, int64_t n, bool per_head) {
+    if (per_head) return llmh__g_view3(g, t, t->ne[0], t->ne[1], n, t->nb[1], t->nb[2], 0);
     return llmh__g_view3(g, t, t->ne[0], n, 1, t->nb[1], t->nb[1] * (size_t)n, 0);
 }
 
@@ -287,10 +289,10 @@ static llmh_status build_graph(llmh_session *s, int64_t n, llmh__gb *g) {
 
     llmh_tensor *ids = llmh__g_view3(g, &a->ids, n, 1, 1, a->ids.nb[1], a->ids.nb[2], 0);
     llmh_tensor *pos = llmh__g_view3(g, &a->pos, n, 1, 1, a->pos.nb[1], a->pos.nb[2], 0);
-    llmh_tensor *x = cols(g, &a->x, n), *xn = cols(g, &a->xn, n);
-    llmh_tensor *q = cols(g, &a->q, n), *k = cols(g, &a->k, n), *v = cols(g, &a->v, n);
-    llmh_tensor *att = cols(g, &a->att, n), *o = cols(g, &a->o, n);
-    llmh_tensor *gt = cols(g, &a->g, n), *ut = cols(g, &a->u, n);
+    llmh_tensor *x = cols(g, &a->x, n, false), *xn = cols(g, &a->xn, n, false);
+    llmh_tensor *q = cols(g, &a->q, n, true), *k = cols(g, &a->k, n, true), *v = cols(g, &a->v, n, true);
+    llmh_tensor *att = cols(g, &a->att, n, true), *o = cols(g, &a->o, n, false);
+    llmh_tensor *gt = cols(g, &a->g, n, false), *ut = cols(g, &a->u, n, false);
     if (!ids || !pos || !x || !xn || !q || !k || !v || !att || !o || !gt || !ut)
         return llmh__fail(LLMH_ERR_INTERNAL, "graph view pool exhausted");
     /* 2-D aliases of q/k/v/att: (D*heads, n) for matmul outputs */

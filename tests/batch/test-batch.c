@@ -467,12 +467,37 @@ static void test_errors(void) {
     fixture_close(&fm);
 }
 
+/* A session with n_batch = 1 (every chunk one token, so q/k/v have a
+ * single token column) equals one that prefills in one chunk; regression:
+ * the per-head views once lost their head dimension at n_batch = 1. */
+static void test_n_batch_one(void) {
+    fixture_model fm;
+    if (open_model(&fm, "cpu")) return;
+    llmh_model *m = fm.model;
+    int64_t n_vocab = llmh_model_describe(m)->n_vocab;
+    for (int set = 0; set < N_SETS; set++) {
+        llmh_session *one = new_session(m, 64, 1, set), *wide = new_session(m, 64, 16, set);
+        llmh_token t[12];
+        fill_tokens(t, 12, 77 + (uint64_t)set, n_vocab);
+        CU_ASSERT_EQUAL_FATAL(llmh_session_eval(one, t, 12), LLMH_OK);
+        CU_ASSERT_EQUAL_FATAL(llmh_session_eval(wide, t, 12), LLMH_OK);
+        g_tol = REL_TOL;
+        check_close(one, wide, n_vocab, "n_batch 1 vs 16");
+        CU_ASSERT_EQUAL(fixture_argmax(llmh_session_logits(one), n_vocab),
+                        fixture_argmax(llmh_session_logits(wide), n_vocab));
+        llmh_session_free(one);
+        llmh_session_free(wide);
+    }
+    fixture_close(&fm);
+}
+
 int main(void) {
     static const llmh_test_case cases[] = {
         {"batched equals alone (sets, positions, prefill+decode, greedy)", test_equal_alone},
         {"long prefills and wide batches split into several graphs", test_chunks},
         {"per-session fallback: gated router, hidden-state hook", test_fallback},
         {"refusals leave every session unchanged", test_errors},
+        {"n_batch = 1 equals one wide chunk", test_n_batch_one},
         {NULL, NULL},
     };
     static const llmh_test_suite suites[] = {{"batch", cases, NULL, NULL}};
