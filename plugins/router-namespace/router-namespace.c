@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "llmh-plugin.h"
+#include "llmh-router-util.h"
 
 typedef struct rn_state {
     const llmh_host_api *host;
@@ -169,21 +170,7 @@ static llmh_status rn_route(llmh_router *r, const llmh_route_request *req, const
             return LLMH_ERR_NOT_FOUND;
         }
     }
-    for (size_t k = 0; k < n_names; k++) {
-        const char *want = req->adapter_names[k];
-        if (!want) {
-            r->host->set_error("router-namespace: request adapter name %zu is NULL", k);
-            return LLMH_ERR_INVALID_ARG;
-        }
-        size_t i = 0;
-        while (i < n && !(adapters[i].name && !strcmp(adapters[i].name, want))) i++;
-        if (i == n) {
-            r->host->set_error("router-namespace: the request names adapter '%s', which is not loaded", want);
-            return LLMH_ERR_NOT_FOUND;
-        }
-        gates_out[i] = req->adapter_scales ? req->adapter_scales[k] : 1.0f;
-    }
-    return LLMH_OK;
+    return llmh_route_named(r->host, "router-namespace", req, adapters, n, gates_out);
 }
 
 static const llmh_router_iface rn_iface = {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "llmh-plugin.h"
+#include "llmh-router-util.h"
 
 typedef struct rs_state {
     const llmh_host_api *host;
@@ -69,31 +70,12 @@ static llmh_status rs_route(llmh_router *r, const llmh_route_request *req, const
         r->host->set_error("router-static: route() needs adapters and gates_out");
         return LLMH_ERR_INVALID_ARG;
     }
-    size_t n_names = req ? req->n_adapter_names : 0;
-    if (n_names && !req->adapter_names) {
-        r->host->set_error("router-static: request has %zu adapter names but no name array", n_names);
-        return LLMH_ERR_INVALID_ARG;
-    }
-    if (n_names == 0) {
+    if (!req || req->n_adapter_names == 0) {
         for (size_t i = 0; i < n; i++) gates_out[i] = 1.0f;
         return LLMH_OK;
     }
     for (size_t i = 0; i < n; i++) gates_out[i] = 0.0f;
-    for (size_t k = 0; k < n_names; k++) {
-        const char *want = req->adapter_names[k];
-        if (!want) {
-            r->host->set_error("router-static: request adapter name %zu is NULL", k);
-            return LLMH_ERR_INVALID_ARG;
-        }
-        size_t i = 0;
-        while (i < n && !(adapters[i].name && !strcmp(adapters[i].name, want))) i++;
-        if (i == n) {
-            r->host->set_error("router-static: the request names adapter '%s', which is not loaded", want);
-            return LLMH_ERR_NOT_FOUND;
-        }
-        gates_out[i] = req->adapter_scales ? req->adapter_scales[k] : 1.0f;
-    }
-    return LLMH_OK;
+    return llmh_route_named(r->host, "router-static", req, adapters, n, gates_out);
 }
 
 static const llmh_router_iface rs_iface = {
