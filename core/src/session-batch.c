@@ -76,26 +76,6 @@ void llmh__batch_free(llmh_model *m) {
     m->batch = NULL;
 }
 
-static void init_tensor(llmh_tensor *t, llmh_dtype type, int64_t ne0, int64_t ne1, int64_t ne2, llmh_buffer *buf,
-                        size_t offset, char *host_base) {
-    memset(t, 0, sizeof *t);
-    t->struct_size = sizeof *t;
-    t->type = type;
-    t->ne[0] = ne0;
-    t->ne[1] = ne1;
-    t->ne[2] = ne2;
-    t->ne[3] = 1;
-    t->n_dims = ne2 > 1 ? 3 : ne1 > 1 ? 2 : 1;
-    t->nb[0] = llmh_dtype_type_size(type);
-    t->nb[1] = t->nb[0] * (size_t)ne0;
-    t->nb[2] = t->nb[1] * (size_t)ne1;
-    t->nb[3] = t->nb[2] * (size_t)ne2;
-    t->buffer = buf;
-    t->offset = offset;
-    t->data = host_base ? host_base + offset : NULL;
-}
-
-static size_t align_up(size_t x) { return (x + 255) & ~(size_t)255; }
 
 /* Make the context hold `cols` columns and `outs` logits columns (grown in
  * steps of 16 so decode batches of changing size do not reallocate). Caller
@@ -124,7 +104,7 @@ static llmh_status batch_reserve(llmh_model *m, int64_t cols, int64_t outs) {
     };
     size_t total = 0;
     for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++)
-        total += align_up(llmh_dtype_type_size(plan[i].type) * (size_t)(plan[i].ne0 * plan[i].ne1 * plan[i].ne2));
+        total += llmh__align256(llmh_dtype_type_size(plan[i].type) * (size_t)(plan[i].ne0 * plan[i].ne1 * plan[i].ne2));
     int32_t *staging = malloc((size_t)C * sizeof *staging);
     if (!staging) return llmh__fail(LLMH_ERR_NO_MEMORY, "out of memory for the batch context");
     /* the old buffer first: peak memory one scratch, not two */
@@ -141,8 +121,8 @@ static llmh_status batch_reserve(llmh_model *m, int64_t cols, int64_t outs) {
     char *host = m->be_if->buffer_host_ptr ? m->be_if->buffer_host_ptr(m->be, b->buf) : NULL;
     size_t off = 0;
     for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++) {
-        init_tensor(plan[i].t, plan[i].type, plan[i].ne0, plan[i].ne1, plan[i].ne2, b->buf, off, host);
-        off += align_up(llmh_dtype_type_size(plan[i].type) * (size_t)(plan[i].ne0 * plan[i].ne1 * plan[i].ne2));
+        llmh__init_tensor(plan[i].t, plan[i].type, plan[i].ne0, plan[i].ne1, plan[i].ne2, b->buf, off, host);
+        off += llmh__align256(llmh_dtype_type_size(plan[i].type) * (size_t)(plan[i].ne0 * plan[i].ne1 * plan[i].ne2));
     }
     b->a = na;
     b->cap_cols = C;

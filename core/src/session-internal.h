@@ -77,6 +77,13 @@ typedef struct llmh__gb {
     bool overflow;          /* a pool ran out (nodes/views were dropped) */
 } llmh__gb;
 
+/* A dense tensor (ne0, ne1, ne2) of `type` at `offset` in buf; data set
+ * when host_base (the buffer's host address) is given. */
+void llmh__init_tensor(llmh_tensor *t, llmh_dtype type, int64_t ne0, int64_t ne1, int64_t ne2, llmh_buffer *buf,
+                       size_t offset, char *host_base);
+/* x rounded up to a multiple of 256 bytes (buffer sub-allocation). */
+size_t llmh__align256(size_t x);
+
 /* Append a node (NULL and g->overflow set when the pool is full). */
 llmh_node *llmh__g_node(llmh__gb *g, llmh_op op, llmh_tensor *dst, const llmh_tensor *a, const llmh_tensor *b,
                         const llmh_tensor *c);

@@ -24,8 +24,8 @@
 /* ------------------------------------------------------------------------ */
 /* tensor helpers                                                             */
 /* ------------------------------------------------------------------------ */
-static void init_tensor(llmh_tensor *t, llmh_dtype type, int64_t ne0, int64_t ne1, int64_t ne2,
-                        llmh_buffer *buf, size_t offset, char *host_base) {
+void llmh__init_tensor(llmh_tensor *t, llmh_dtype type, int64_t ne0, int64_t ne1, int64_t ne2, llmh_buffer *buf,
+                       size_t offset, char *host_base) {
     memset(t, 0, sizeof *t);
     t->struct_size = sizeof *t;
     t->type = type;
@@ -45,7 +45,7 @@ static void init_tensor(llmh_tensor *t, llmh_dtype type, int64_t ne0, int64_t ne
 
 static size_t bytes_of(llmh_dtype type, int64_t n) { return llmh_dtype_type_size(type) * (size_t)n; }
 
-static size_t align_up(size_t x) { return (x + 255) & ~(size_t)255; }
+size_t llmh__align256(size_t x) { return (x + 255) & ~(size_t)255; }
 
 /* A view of t with new shape (ne0, ne1, ne2) and strides (nb1, nb2) starting
  * `byte_off` bytes in. Stored in the graph's view pool (NULL when full). */
@@ -113,15 +113,15 @@ llmh_status llmh_session_create(llmh_model *m, const llmh_session_params *params
     int64_t H = hp->n_head, HKV = hp->n_head_kv, V = hp->n_vocab;
 
     /* KV cache */
-    size_t kv_layer = align_up(bytes_of(s->kv_type, D * HKV * s->n_ctx));
+    size_t kv_layer = llmh__align256(bytes_of(s->kv_type, D * HKV * s->n_ctx));
     if ((st = bi->buffer_alloc(m->be, kv_layer * 2 * (size_t)L, LLMH_BUFFER_KV, &s->kv_buf))) goto fail;
     char *kv_host = bi->buffer_host_ptr ? bi->buffer_host_ptr(m->be, s->kv_buf) : NULL;
     s->k_cache = calloc((size_t)L, sizeof *s->k_cache);
     s->v_cache = calloc((size_t)L, sizeof *s->v_cache);
     if (!s->k_cache || !s->v_cache) { st = LLMH_ERR_NO_MEMORY; goto fail; }
     for (int64_t l = 0; l < L; l++) {
-        init_tensor(&s->k_cache[l], s->kv_type, D, HKV, s->n_ctx, s->kv_buf, kv_layer * (size_t)(2 * l), kv_host);
-        init_tensor(&s->v_cache[l], s->kv_type, D, HKV, s->n_ctx, s->kv_buf, kv_layer * (size_t)(2 * l + 1), kv_host);
+        llmh__init_tensor(&s->k_cache[l], s->kv_type, D, HKV, s->n_ctx, s->kv_buf, kv_layer * (size_t)(2 * l), kv_host);
+        llmh__init_tensor(&s->v_cache[l], s->kv_type, D, HKV, s->n_ctx, s->kv_buf, kv_layer * (size_t)(2 * l + 1), kv_host);
     }
 
     /* activations */
@@ -135,13 +135,13 @@ llmh_status llmh_session_create(llmh_model *m, const llmh_session_params *params
     };
     size_t total = 0;
     for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++)
-        total += align_up(bytes_of(plan[i].type, plan[i].ne0 * plan[i].ne1 * plan[i].ne2));
+        total += llmh__align256(bytes_of(plan[i].type, plan[i].ne0 * plan[i].ne1 * plan[i].ne2));
     if ((st = bi->buffer_alloc(m->be, total, LLMH_BUFFER_COMPUTE, &s->act_buf))) goto fail;
     char *act_host = bi->buffer_host_ptr ? bi->buffer_host_ptr(m->be, s->act_buf) : NULL;
     size_t off = 0;
     for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++) {
-        init_tensor(plan[i].t, plan[i].type, plan[i].ne0, plan[i].ne1, plan[i].ne2, s->act_buf, off, act_host);
-        off += align_up(bytes_of(plan[i].type, plan[i].ne0 * plan[i].ne1 * plan[i].ne2));
+        llmh__init_tensor(plan[i].t, plan[i].type, plan[i].ne0, plan[i].ne1, plan[i].ne2, s->act_buf, off, act_host);
+        off += llmh__align256(bytes_of(plan[i].type, plan[i].ne0 * plan[i].ne1 * plan[i].ne2));
     }
 
     s->cap_nodes = 8 + (size_t)L * 24;
@@ -386,7 +386,7 @@ static llmh_status layered_scratch(llmh_session *s, bool route) {
     s->gate_host = gh;
     s->route_out = ro;
     s->gate_cap = cap;
-    init_tensor(&s->gate_t, LLMH_DTYPE_F32, (int64_t)B, (int64_t)cap, 1, buf, 0,
+    llmh__init_tensor(&s->gate_t, LLMH_DTYPE_F32, (int64_t)B, (int64_t)cap, 1, buf, 0,
                 bi->buffer_host_ptr ? bi->buffer_host_ptr(m->be, buf) : NULL);
     return LLMH_OK;
 }
@@ -554,8 +554,8 @@ llmh_status llmh_session_select_adapters(llmh_session *s, const llmh_adapter_req
         size_t by = (size_t)out_max * (size_t)s->n_batch * sizeof(float);
         if ((st = bi->buffer_alloc(m->be, br + by, LLMH_BUFFER_COMPUTE, &nbuf))) goto fail;
         char *host = bi->buffer_host_ptr ? bi->buffer_host_ptr(m->be, nbuf) : NULL;
-        init_tensor(&nr, LLMH_DTYPE_F32, rmax, s->n_batch, 1, nbuf, 0, host);
-        init_tensor(&ny, LLMH_DTYPE_F32, out_max, s->n_batch, 1, nbuf, br, host);
+        llmh__init_tensor(&nr, LLMH_DTYPE_F32, rmax, s->n_batch, 1, nbuf, 0, host);
+        llmh__init_tensor(&ny, LLMH_DTYPE_F32, out_max, s->n_batch, 1, nbuf, br, host);
     }
     size_t base = 8 + (size_t)hp->n_layer * 24;
     size_t want_nodes = base + 5 * extra, want_views = base + 3 * extra;
