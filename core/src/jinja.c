@@ -1377,12 +1377,13 @@ static node *p_not(parser *P) {
     return p_compare(P);
 }
 
-static node *p_and(parser *P) {
-    node *x = p_not(P);
-    while (x && p_kw(P, "and")) {
+/* A left-associative chain of keyword operators: sub (kw sub)*. */
+static node *p_kw_chain(parser *P, const char *kw, nkind kind, node *(*sub)(parser *)) {
+    node *x = sub(P);
+    while (x && p_kw(P, kw)) {
         tok *k = p_next(P);
-        node *r = p_not(P);
-        node *y = r ? p_node(P, E_AND, k) : NULL;
+        node *r = sub(P);
+        node *y = r ? p_node(P, kind, k) : NULL;
         if (y) {
             y->a = x;
             y->b = r;
@@ -1392,20 +1393,9 @@ static node *p_and(parser *P) {
     return x;
 }
 
-static node *p_or(parser *P) {
-    node *x = p_and(P);
-    while (x && p_kw(P, "or")) {
-        tok *k = p_next(P);
-        node *r = p_and(P);
-        node *y = r ? p_node(P, E_OR, k) : NULL;
-        if (y) {
-            y->a = x;
-            y->b = r;
-        }
-        x = y;
-    }
-    return x;
-}
+static node *p_and(parser *P) { return p_kw_chain(P, "and", E_AND, p_not); }
+
+static node *p_or(parser *P) { return p_kw_chain(P, "or", E_OR, p_and); }
 
 static node *p_expr(parser *P) {
     if (!p_enter(P)) return NULL;
