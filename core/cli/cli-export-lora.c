@@ -134,7 +134,7 @@ int llmh_cmd_export_lora(int argc, char **argv) {
             usage(stdout);
             return 0;
         }
-        int g = llmh_lora_cli_global(argc, argv, &i);
+        int g = llmh_cli_manifest_option(argc, argv, &i);
         if (g < 0) return 2;
         if (g > 0) continue;
         if (i + 1 >= argc) {

@@ -25,30 +25,6 @@ llmh_status llmh_lora_fail(llmh_status st, const char *fmt, ...) {
     return st;
 }
 
-int llmh_lora_cli_global(int argc, char **argv, int *i) {
-    const char *a = argv[*i];
-    if (!strncmp(a, "--config=", 9)) {
-        if (llmh_cli.n_configs >= 16) { fprintf(stderr, "llmhost: too many --config\n"); return -1; }
-        llmh_cli.config = a + 9;
-        llmh_cli.configs[llmh_cli.n_configs++] = llmh_cli.config;
-        return 1;
-    }
-    if (strcmp(a, "--config") && strcmp(a, "-c") && strcmp(a, "--set")) return 0;
-    if (*i + 1 >= argc) {
-        fprintf(stderr, "llmhost: %s needs a value\n", a);
-        return -1;
-    }
-    if (!strcmp(a, "--set")) {
-        if (llmh_cli.n_sets >= 64) { fprintf(stderr, "llmhost: too many --set\n"); return -1; }
-        llmh_cli.sets[llmh_cli.n_sets++] = argv[++*i];
-    } else {
-        if (llmh_cli.n_configs >= 16) { fprintf(stderr, "llmhost: too many --config\n"); return -1; }
-        llmh_cli.config = argv[++*i];
-        llmh_cli.configs[llmh_cli.n_configs++] = llmh_cli.config;
-    }
-    return 1;
-}
-
 int llmh_lora_parse_spec(const char *arg, llmh_lora_spec *out) {
     static char store[64][4096]; /* the name and path need NUL-terminated copies */
     static int used;

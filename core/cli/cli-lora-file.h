@@ -58,11 +58,6 @@ llmh_status llmh_lora_fail(llmh_status st, const char *fmt, ...)
 #endif
     ;
 
-/* Handle a global option given after the command (--config F, -c F,
- * --config=F, --set S.K=V) at argv[*i]: 1 consumed (*i advanced past its
- * value), 0 not a global option, -1 error (printed). */
-int llmh_lora_cli_global(int argc, char **argv, int *i);
-
 /* Parse NAME=PATH[:SCALE] (SCALE a finite number; the argument is borrowed).
  * Prints the error and returns -1 on a bad spec. */
 int llmh_lora_parse_spec(const char *arg, llmh_lora_spec *out);

@@ -21,6 +21,10 @@ extern llmh_cli_globals llmh_cli;
 /* Load --config (or `path`) and apply every --set. Prints the error and
  * returns NULL on failure. */
 llmh_manifest *llmh_cli_load_manifest(const char *path);
+/* The manifest options (--config F, -c F, --config=F, --set S.K=V) at
+ * argv[*i], before or after a command: 1 consumed (*i advanced past its
+ * value), 0 not one of them, -1 error (printed). */
+int llmh_cli_manifest_option(int argc, char **argv, int *i);
 /* A registry with the manifest's plugin paths added and scanned (m may be NULL). */
 llmh_registry *llmh_cli_registry(const llmh_manifest *m);
 /* Print "llmhost: <what>: <llmh_last_error()>" to stderr. */

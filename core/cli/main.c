@@ -117,29 +117,39 @@ llmh_registry *llmh_cli_registry(const llmh_manifest *m) {
     return reg;
 }
 
+int llmh_cli_manifest_option(int argc, char **argv, int *i) {
+    const char *a = argv[*i];
+    if (!strncmp(a, "--config=", 9)) {
+        if (llmh_cli.n_configs >= 16) { fprintf(stderr, "llmhost: too many --config\n"); return -1; }
+        llmh_cli.config = a + 9;
+        llmh_cli.configs[llmh_cli.n_configs++] = llmh_cli.config;
+        return 1;
+    }
+    if (strcmp(a, "--config") && strcmp(a, "-c") && strcmp(a, "--set")) return 0;
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "llmhost: %s needs a value\n", a);
+        return -1;
+    }
+    if (!strcmp(a, "--set")) {
+        if (llmh_cli.n_sets >= 64) { fprintf(stderr, "llmhost: too many --set\n"); return -1; }
+        llmh_cli.sets[llmh_cli.n_sets++] = argv[++*i];
+    } else {
+        if (llmh_cli.n_configs >= 16) { fprintf(stderr, "llmhost: too many --config\n"); return -1; }
+        llmh_cli.config = argv[++*i];
+        llmh_cli.configs[llmh_cli.n_configs++] = llmh_cli.config;
+    }
+    return 1;
+}
+
 int main(int argc, char **argv) {
     int i = 1;
     for (; i < argc; i++) {
         const char *a = argv[i];
         if (a[0] != '-') break;
-        if (!strcmp(a, "--config") || !strcmp(a, "-c") || !strcmp(a, "--set")) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "llmhost: %s needs a value\n", a);
-                return 2;
-            }
-            if (!strcmp(a, "--set")) {
-                if (llmh_cli.n_sets >= 64) { fprintf(stderr, "llmhost: too many --set\n"); return 2; }
-                llmh_cli.sets[llmh_cli.n_sets++] = argv[++i];
-            } else {
-                if (llmh_cli.n_configs >= 16) { fprintf(stderr, "llmhost: too many --config\n"); return 2; }
-                llmh_cli.config = argv[++i];
-                llmh_cli.configs[llmh_cli.n_configs++] = llmh_cli.config;
-            }
-        } else if (!strncmp(a, "--config=", 9)) {
-            if (llmh_cli.n_configs >= 16) { fprintf(stderr, "llmhost: too many --config\n"); return 2; }
-            llmh_cli.config = a + 9;
-            llmh_cli.configs[llmh_cli.n_configs++] = llmh_cli.config;
-        } else if (!strcmp(a, "--dry-run")) {
+        int mo = llmh_cli_manifest_option(argc, argv, &i);
+        if (mo < 0) return 2;
+        if (mo > 0) continue;
+        if (!strcmp(a, "--dry-run")) {
             llmh_cli.dry_run = 1;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             llmh_cli.verbose++;
