@@ -159,15 +159,19 @@ def random_contexts(n, seed=3):
 
 
 def main():
-    if len(sys.argv) < 2:
+    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
         print(__doc__)
-        return 2
+        return 0 if len(sys.argv) >= 2 else 2
     contexts = CONTEXTS
     if "--random" in sys.argv:
         i = sys.argv.index("--random")
         contexts = CONTEXTS + random_contexts(int(sys.argv[i + 1]))
         del sys.argv[i:i + 2]
-    lib = ctypes.CDLL(sys.argv[1])
+    try:
+        lib = ctypes.CDLL(sys.argv[1])
+    except OSError as e:
+        print(f"jinja-diff: cannot load libllmh from '{sys.argv[1]}': {e}", file=sys.stderr)
+        return 2
     lib.llmh_template_render.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
     lib.llmh_template_render.restype = ctypes.c_int
     lib.llmh_last_error.restype = ctypes.c_char_p
