@@ -144,6 +144,7 @@ typedef struct bench_opts {
     const char *kv;
     const char *bench_file;
     const char *names;
+    const char *adapters;
     const char *csv, *json, *svg;
 } bench_opts;
 
@@ -159,6 +160,10 @@ static void usage(void) {
            "  --config FILE     one variant per manifest, named after its file (repeatable)\n"
            "  --bench FILE      a bench manifest: base manifest + [[variant]] overrides (+ [bench] tests)\n"
            "  --names A,B,...   names for the --config variants (default: file names)\n"
+           "  --adapters SETS   adapter-set variants of one --config, sharing its loaded model (the\n"
+           "                    same weights in the same memory, so only the adapters differ):\n"
+           "                    ';'-separated sets, each [NAME=]none|all|ADAPTER[*SCALE],...\n"
+           "                    e.g. --adapters 'none;a1;a1,a2,a3,a4'\n"
            "  --set S.K=V       (global option) override a key in every variant\n"
            "\n"
            "tests (lists are comma-separated; every test runs at every depth and np):\n"
@@ -240,7 +245,7 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
                         !strcmp(a, "-r") || !strcmp(a, "--reps") || !strcmp(a, "--warmup") || !strcmp(a, "-b") ||
                         !strcmp(a, "--batch") || !strcmp(a, "--ctx") || !strcmp(a, "--kv") ||
                         !strcmp(a, "--bw-mb") || !strcmp(a, "--config") || !strcmp(a, "--bench") ||
-                        !strcmp(a, "--names") || !strcmp(a, "--csv") || !strcmp(a, "--json") || !strcmp(a, "--svg");
+                        !strcmp(a, "--names") || !strcmp(a, "--adapters") || !strcmp(a, "--csv") || !strcmp(a, "--json") || !strcmp(a, "--svg");
             if (known) fprintf(stderr, "llmhost: bench: %s needs a value (see bench --help)\n", a);
             else fprintf(stderr, "llmhost: bench: unknown option '%s' (see bench --help)\n", a);
             return -1;
@@ -286,6 +291,7 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
             }
         } else if (!strcmp(a, "--bench")) o->bench_file = val;
         else if (!strcmp(a, "--names")) o->names = val;
+        else if (!strcmp(a, "--adapters")) o->adapters = val;
         else if (!strcmp(a, "--csv")) o->csv = val;
         else if (!strcmp(a, "--json")) o->json = val;
         else if (!strcmp(a, "--svg")) o->svg = val;
@@ -352,6 +358,93 @@ static const char *base_name(const char *path) {
 
 /* Names for --config variants: --names, else the file name without .toml,
  * else (when two files share a name) the path as given; repeats get #N. */
+/* Split an --adapters set "A[*S],B[*S],..." into names (pointing into buf)
+ * and scales. 0, or -1 after saying what is wrong. */
+typedef struct adapter_set {
+    char buf[1024];
+    const char *names[64];
+    float scales[64];
+    size_t n;
+} adapter_set;
+
+static int parse_adapter_set(const char *set, adapter_set *as) {
+    as->n = 0;
+    if (strlen(set) >= sizeof as->buf) {
+        fprintf(stderr, "llmhost: bench: --adapters: set '%.40s...' is too long\n", set);
+        return -1;
+    }
+    snprintf(as->buf, sizeof as->buf, "%s", set);
+    for (char *tok = as->buf, *next; tok; tok = next) {
+        char *comma = strchr(tok, ',');
+        next = comma ? comma + 1 : NULL;
+        if (comma) *comma = 0;
+        if (as->n == 64) {
+            fprintf(stderr, "llmhost: bench: --adapters: more than 64 adapters in set '%s'\n", set);
+            return -1;
+        }
+        char *star = strchr(tok, '*'), *end = NULL;
+        as->scales[as->n] = 1.0f;
+        if (star) {
+            *star = 0;
+            as->scales[as->n] = strtof(star + 1, &end);
+            if (end == star + 1 || *end) {
+                fprintf(stderr, "llmhost: bench: --adapters: bad scale '%s' in set '%s' (ADAPTER*SCALE)\n", star + 1,
+                        set);
+                return -1;
+            }
+        }
+        if (!*tok) {
+            fprintf(stderr, "llmhost: bench: --adapters: empty adapter name in set '%s'\n", set);
+            return -1;
+        }
+        as->names[as->n++] = tok;
+    }
+    return 0;
+}
+
+/* --adapters 'SET;SET;...': one variant per set, all on the one --config's
+ * model (variant 0 loads it). SET = [NAME=]none|all|ADAPTER[*SCALE],... */
+static int adapter_variants(llmh_cli_bench_run *run, const char *sets) {
+    const char *p = sets;
+    for (int i = 0; i < run->n_variants; i++) {
+        llmh_cli_bench_variant *v = &run->variants[i];
+        const char *semi = strchr(p, ';');
+        size_t len = semi ? (size_t)(semi - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        const char *body = eq ? eq + 1 : p;
+        size_t blen = len - (size_t)(body - p), nlen = eq ? (size_t)(eq - p) : blen;
+        if (blen == 0 || nlen == 0 || nlen >= sizeof v->name) {
+            fprintf(stderr, "llmhost: bench: --adapters: set %d of '%s' has an empty %s%s\n", i + 1, sets,
+                    blen == 0 ? "adapter list (write 'none' for no adapters)" : "or too long name",
+                    nlen >= sizeof v->name ? " (at most 79 characters)" : "");
+            return -1;
+        }
+        snprintf(v->name, sizeof v->name, "%.*s", (int)nlen, p);
+        if (!(v->adapter_set = strndup(body, blen))) return -1;
+        adapter_set check;
+        if (strcmp(v->adapter_set, "none") && strcmp(v->adapter_set, "all") &&
+            parse_adapter_set(v->adapter_set, &check))
+            return -1;
+        for (int j = 0; j < i; j++)
+            if (!strcmp(run->variants[j].name, v->name)) {
+                fprintf(stderr, "llmhost: bench: --adapters: two sets are named '%s' (name them: NAME=SET)\n",
+                        v->name);
+                return -1;
+            }
+        if (i == 0) {
+            if (!(v->source = strdup(llmh_cli.configs[0]))) return -1;
+        } else {
+            v->shares = &run->variants[0];
+            if (asprintf((char **)&v->source, "%s [adapters %s]", llmh_cli.configs[0], v->adapter_set) < 0) {
+                v->source = NULL;
+                return -1;
+            }
+        }
+        p = semi ? semi + 1 : p + len;
+    }
+    return 0;
+}
+
 static int name_config_variants(llmh_cli_bench_run *run, const char *names) {
     int nv = run->n_variants;
     if (names) {
@@ -420,17 +513,32 @@ static int apply_sets(llmh_manifest *m, const char *variant) {
     return 0;
 }
 
-static int load_variant(llmh_cli_bench_variant *v, const llmh_session_params *sp, int n_sessions) {
+/* Select the variant's --adapters set on one of its sessions. */
+static int apply_adapter_set(const llmh_cli_bench_variant *v, llmh_session *s) {
+    const char *set = v->adapter_set;
+    if (!set) return 0;
+    if (!strcmp(set, "none")) {
+        llmh_session_clear_adapters(s);
+        return 0;
+    }
     llmh_status st;
-    double t0 = now_s();
-    if (!(v->registry = llmh_cli_registry(v->manifest))) return -1;
-    llmh_model_params mp = {v->registry, v->manifest};
-    if ((st = llmh_model_load(&mp, &v->model))) {
-        fprintf(stderr, "llmhost: bench: variant '%s': loading the model: %s\n", v->name,
+    if (!strcmp(set, "all")) {
+        st = llmh_session_set_adapters(s, NULL, NULL, 0);
+    } else {
+        adapter_set as;
+        if (parse_adapter_set(set, &as)) return -1;
+        st = llmh_session_set_adapters(s, as.names, as.scales, as.n);
+    }
+    if (st) {
+        fprintf(stderr, "llmhost: bench: variant '%s': selecting adapters '%s': %s\n", v->name, set,
                 *llmh_last_error() ? llmh_last_error() : llmh_status_str(st));
         return -1;
     }
-    v->load_seconds = now_s() - t0;
+    return 0;
+}
+
+static int create_sessions(llmh_cli_bench_variant *v, const llmh_session_params *sp, int n_sessions) {
+    llmh_status st;
     v->sessions = calloc((size_t)n_sessions, sizeof *v->sessions);
     if (!v->sessions) return -1;
     for (int i = 0; i < n_sessions; i++) {
@@ -441,7 +549,36 @@ static int load_variant(llmh_cli_bench_variant *v, const llmh_session_params *sp
             return -1;
         }
         v->n_sessions++;
+        if (apply_adapter_set(v, v->sessions[i])) return -1;
     }
+    return 0;
+}
+
+static int load_variant(llmh_cli_bench_variant *v, const llmh_session_params *sp, int n_sessions) {
+    llmh_status st;
+    if (v->shares) { /* --adapters: the first set's model, own sessions */
+        const llmh_cli_bench_variant *o = v->shares;
+        v->manifest = o->manifest;
+        v->registry = o->registry;
+        v->model = o->model;
+        v->file_bytes = o->file_bytes;
+        v->arch = o->arch;
+        v->backend = o->backend;
+        v->threads = o->threads;
+        v->weight_bytes = o->weight_bytes;
+        v->kv_bytes_per_pos = o->kv_bytes_per_pos;
+        return create_sessions(v, sp, n_sessions);
+    }
+    double t0 = now_s();
+    if (!(v->registry = llmh_cli_registry(v->manifest))) return -1;
+    llmh_model_params mp = {v->registry, v->manifest};
+    if ((st = llmh_model_load(&mp, &v->model))) {
+        fprintf(stderr, "llmhost: bench: variant '%s': loading the model: %s\n", v->name,
+                *llmh_last_error() ? llmh_last_error() : llmh_status_str(st));
+        return -1;
+    }
+    v->load_seconds = now_s() - t0;
+    if (create_sessions(v, sp, n_sessions)) return -1;
     const llmh_config *cfg = llmh_manifest_config(v->manifest);
     const llmh_model_desc *d = llmh_model_describe(v->model);
     struct stat sb;
@@ -459,6 +596,11 @@ static int load_variant(llmh_cli_bench_variant *v, const llmh_session_params *sp
 static void free_variant(llmh_cli_bench_variant *v) {
     for (int i = 0; i < v->n_sessions; i++) llmh_session_free(v->sessions[i]);
     free(v->sessions);
+    free(v->adapter_set);
+    if (v->shares) { /* borrowed from an earlier variant, freed with it */
+        free((char *)v->source);
+        return;
+    }
     llmh_model_free(v->model);
     llmh_registry_free(v->registry);
     llmh_manifest_free(v->manifest);
@@ -690,6 +832,12 @@ int llmh_cmd_bench(int argc, char **argv) {
                         "BENCH.toml\n");
         return 2;
     }
+    if (o.adapters && (o.bench_file || llmh_cli.n_configs != 1 || o.names)) {
+        fprintf(stderr, "llmhost: bench: --adapters needs exactly one --config (its model is shared by the adapter "
+                        "sets) and names the variants itself (no --bench, no --names)\n");
+        llmh_bench_spec_free(spec);
+        return 2;
+    }
 
     /* settings: command line, then the bench manifest's [bench], then defaults */
     merge_list(&o.pp, spec ? &spec->pp : NULL, 128);
@@ -741,10 +889,16 @@ int llmh_cmd_bench(int argc, char **argv) {
 
     /* variants: manifests first (every config error before any model loads) */
     run.n_variants = spec ? (int)spec->n_variants : llmh_cli.n_configs;
+    if (o.adapters) {
+        run.n_variants = 1;
+        for (const char *p = o.adapters; *p; p++) run.n_variants += *p == ';';
+    }
     run.variants = calloc((size_t)run.n_variants, sizeof *run.variants);
     if (!run.variants) goto done;
+    if (o.adapters && adapter_variants(&run, o.adapters)) { rc = 2; goto done; }
     for (int i = 0; i < run.n_variants; i++) {
         llmh_cli_bench_variant *v = &run.variants[i];
+        if (v->shares) continue;
         if (spec) {
             snprintf(v->name, sizeof v->name, "%s", spec->variants[i].name);
             char *src = NULL;
@@ -757,7 +911,7 @@ int llmh_cmd_bench(int argc, char **argv) {
                 goto done;
             }
         } else {
-            if (!(v->source = strdup(llmh_cli.configs[i]))) goto done;
+            if (!v->source && !(v->source = strdup(llmh_cli.configs[i]))) goto done;
             llmh_status st = llmh_manifest_load(v->source, &v->manifest);
             if (st) {
                 fprintf(stderr, "llmhost: bench: %s\n", *llmh_last_error() ? llmh_last_error() : llmh_status_str(st));
@@ -766,9 +920,9 @@ int llmh_cmd_bench(int argc, char **argv) {
             }
         }
     }
-    if (!spec && name_config_variants(&run, o.names)) { rc = 2; goto done; }
+    if (!spec && !o.adapters && name_config_variants(&run, o.names)) { rc = 2; goto done; }
     for (int i = 0; i < run.n_variants; i++)
-        if (apply_sets(run.variants[i].manifest, run.variants[i].name)) { rc = 2; goto done; }
+        if (!run.variants[i].shares && apply_sets(run.variants[i].manifest, run.variants[i].name)) { rc = 2; goto done; }
 
     llmh_session_params sp = {run.n_ctx, run.n_batch, o.kv};
     int64_t min_vocab = INT64_MAX;
@@ -778,7 +932,10 @@ int llmh_cmd_bench(int argc, char **argv) {
         if (load_variant(v, &sp, max_np)) goto done;
         int64_t nvocab = llmh_model_describe(v->model)->n_vocab;
         if (nvocab < min_vocab) min_vocab = nvocab;
-        if (!llmh_cli.quiet)
+        if (!llmh_cli.quiet && v->shares)
+            fprintf(stderr, "bench: variant '%s': the model of '%s', adapters: %s\n", v->name, v->shares->name,
+                    v->adapter_set);
+        else if (!llmh_cli.quiet)
             fprintf(stderr, "bench: variant '%s': %s, %s backend, %.1f MB of weights per token, loaded in %.3f s\n",
                     v->name, v->arch, v->backend, (double)v->weight_bytes / 1e6, v->load_seconds);
     }
@@ -843,7 +1000,7 @@ done:
     if (run.rows)
         for (size_t i = 0; i < (size_t)run.n_tests * (size_t)run.n_variants; i++) free(run.rows[i].samples);
     free(run.rows);
-    for (int i = 0; i < run.n_variants; i++) free_variant(&run.variants[i]);
+    for (int i = run.n_variants; i-- > 0;) free_variant(&run.variants[i]); /* sharers before their model */
     free(run.variants);
     free(run.tests);
     free(tk.depth);

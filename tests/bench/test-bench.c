@@ -557,6 +557,51 @@ static void test_cli_bench_manifest(void) {
     free(err);
 }
 
+static void cli_fails(const char *args, const char *want);
+
+/* --adapters: adapter sets of one manifest as variants on one loaded model */
+static void test_cli_adapter_sets(void) {
+    char *tim = llmh_test_shared("models/adapters/stories260K-lora-tim.gguf");
+    char *big = llmh_test_shared("models/adapters/stories260K-lora-big.gguf");
+    char *fab = NULL;
+    CU_ASSERT_FATAL(asprintf(&fab,
+                             "include = \"base.toml\"\n[[adapter]]\nname = \"tim\"\npath = \"%s\"\n"
+                             "[[adapter]]\nname = \"big\"\npath = \"%s\"\n",
+                             tim, big) > 0);
+    CU_ASSERT_EQUAL_FATAL(write_file("fab.toml", fab), 0);
+    free(fab);
+    free(tim);
+    free(big);
+    char *out = NULL, *err = NULL;
+    int rc = run_llmhost("bench --config fab.toml --adapters 'base=none;tim;both=tim,big*0.5;all' -p 0 -n 8 -r 2 "
+                         "--no-bw --csv s.csv --json s.json",
+                         &out, &err);
+    if (rc) fprintf(stderr, "\nllmhost bench --adapters failed (%d):\n%s\n", rc, err ? err : "");
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    static const char *const names[] = {"base", "tim", "both", "all"};
+    check_csv("s.csv", 4, names, 4, 2, 0);
+    /* one model load; the others say whose model they use and which set */
+    CU_ASSERT_EQUAL(count_of(err, "loaded in"), 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "variant 'both': the model of 'base', adapters: tim,big*0.5"));
+    char *json = read_in("s.json");
+    CU_ASSERT_PTR_NOT_NULL(json && strstr(json, "fab.toml [adapters tim,big*0.5]"));
+    free(json);
+    free(out);
+    free(err);
+
+    /* an adapter the store lacks: the router's error, before any test */
+    rc = run_llmhost("bench --config fab.toml --adapters 'none;lily' -p 0 -n 8 -r 2 --no-bw", NULL, &err);
+    CU_ASSERT_NOT_EQUAL(rc, 0);
+    CU_ASSERT_PTR_NOT_NULL(err && strstr(err, "variant 'lily': selecting adapters 'lily'"));
+    CU_ASSERT_PTR_NOT_NULL(err && strstr(err, "'lily', which is not loaded"));
+    CU_ASSERT_PTR_NULL(err && strstr(err, "bench: [1/1]"));
+    free(err);
+    cli_fails("bench --config fab.toml --adapters 'none;tim*x'", "bad scale 'x' in set 'tim*x'");
+    cli_fails("bench --config fab.toml --adapters 'none;;tim'", "set 2 of 'none;;tim' has an empty adapter list");
+    cli_fails("bench --config fab.toml --adapters 'a=none;a=tim'", "two sets are named 'a'");
+    cli_fails("bench --config fab.toml --config b.toml --adapters none", "--adapters needs exactly one --config");
+}
+
 /* `args` must exit with status 2 and say `want` on stderr; no output file is left. */
 static void cli_fails(const char *args, const char *want) {
     char *err = NULL;
@@ -606,6 +651,7 @@ int main(void) {
     static const llmh_test_case cli_cases[] = {
         {"two --config variants: CSV, JSON, SVG", test_cli_configs},
         {"bench manifest with two variants", test_cli_bench_manifest},
+        {"--adapters: adapter sets on one model", test_cli_adapter_sets},
         {"bad configs and arguments", test_cli_errors},
         {NULL, NULL}};
     static const llmh_test_suite suites[] = {
