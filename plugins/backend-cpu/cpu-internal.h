@@ -170,7 +170,10 @@ typedef void (*cpu_mm_packed_fn)(int64_t k, const uint8_t *p, int64_t n_panels, 
 /* LORA's B side (cpu-lora.c): dst[i] += s * dot(row i of w, r) for
  * i < n_rows; rows of k elements of the adapter type (F32, F16 or BF16)
  * w_stride bytes apart, widened exactly to f32; products and sums in f32,
- * then the scale, then the add (as the MUL_MAT/SCALE/ADD fallback). */
+ * then dst[i] = fma(s, sum, dst[i]) (one rounding, written as an explicit
+ * FMA in every kernel set, so that cpu-lora.c can compute the sums with
+ * s = 1 into zeroed scratch and apply them later through lora_add with the
+ * same result). The transposed kernel below keeps the same rule. */
 typedef void (*cpu_lora_acc_fn)(int64_t k, const uint8_t *w, size_t w_stride, int64_t n_rows,
                                 const float *r, float s, float *dst);
 
@@ -196,6 +199,8 @@ typedef struct cpu_kernels {
     /* ATTENTION helpers: dot product, y += a * x, y = exp(x) (y may be x). */
     float (*dot)(const float *x, const float *y, int64_t n);
     void (*axpy)(float *y, float a, const float *x, int64_t n);
+    /* d[i] = fma(s, y[i], d[i]) (cpu-lora.c: adapter sums added to dst) */
+    void (*lora_add)(float *d, const float *y, float s, int64_t n);
     void (*exp_row)(const float *x, float *y, int64_t n);
     /* n contiguous f16 values to f32 (KV-cache rows in ATTENTION). */
     void (*f16_to_f32)(const uint8_t *src, float *dst, int64_t n);

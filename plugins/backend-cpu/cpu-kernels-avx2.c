@@ -167,6 +167,14 @@ static float dot_avx2(const float *x, const float *y, int64_t n) {
     return s;
 }
 
+/* d[i] = fma(s, y[i], d[i]): the LoRA adapter sums' add (cpu-lora.c). */
+static void lora_add_avx2(float *d, const float *y, float s, int64_t n) {
+    __m256 vs = _mm256_set1_ps(s);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(d + i, _mm256_fmadd_ps(vs, _mm256_loadu_ps(y + i), _mm256_loadu_ps(d + i)));
+    for (; i < n; i++) d[i] = fmaf(s, y[i], d[i]);
+}
+
 static void axpy_avx2(float *y, float a, const float *x, int64_t n) {
     __m256 va = _mm256_set1_ps(a);
     int64_t i = 0;
@@ -276,7 +284,7 @@ AI __m256 hsum8x8(const __m256 *a) {
                     for (int64_t i = k8; i < k; i++) t[q] += LOAD1(w + (size_t)(r + q) * ws, i) * x[i]; \
                 sum = _mm256_loadu_ps(t);                                                          \
             }                                                                                      \
-            _mm256_storeu_ps(dst + r, _mm256_add_ps(_mm256_loadu_ps(dst + r), _mm256_mul_ps(vs, sum))); \
+            _mm256_storeu_ps(dst + r, _mm256_fmadd_ps(vs, sum, _mm256_loadu_ps(dst + r))); \
         }                                                                                          \
         for (; r < nr; r++) {                                                                      \
             const uint8_t *wr = w + (size_t)r * ws;                                                \
@@ -284,7 +292,7 @@ AI __m256 hsum8x8(const __m256 *a) {
             for (int64_t i = 0; i < k8; i += 8) acc = _mm256_fmadd_ps(LOAD8(wr, i), _mm256_loadu_ps(x + i), acc); \
             float t = hsum256(acc);                                                                \
             for (int64_t i = k8; i < k; i++) t += LOAD1(wr, i) * x[i];                             \
-            dst[r] += s * t;                                                                       \
+            dst[r] = fmaf(s, t, dst[r]);                                                           \
         }                                                                                          \
     }
 
@@ -309,19 +317,19 @@ AI __m256 hsum8x8(const __m256 *a) {
                     for (int v = 0; v < 8; v++) a[v] = _mm256_fmadd_ps(LOAD8(b0, j * CPU_LORA_BT + 8 * v), xj, a[v]); \
                 }                                                                                  \
                 for (int v = 0; v < 8; v++)                                                        \
-                    _mm256_storeu_ps(d + 8 * v, _mm256_add_ps(_mm256_loadu_ps(d + 8 * v), _mm256_mul_ps(vs, a[v]))); \
+                    _mm256_storeu_ps(d + 8 * v, _mm256_fmadd_ps(vs, a[v], _mm256_loadu_ps(d + 8 * v))); \
                 q = seg;                                                                           \
             }                                                                                      \
             for (; q + 8 <= seg; q += 8) {                                                         \
                 __m256 a = _mm256_setzero_ps();                                                    \
                 for (int64_t j = 0; j < k; j++)                                                    \
                     a = _mm256_fmadd_ps(LOAD8(b0, j * CPU_LORA_BT + in + q), _mm256_set1_ps(x[j]), a); \
-                _mm256_storeu_ps(d + q, _mm256_add_ps(_mm256_loadu_ps(d + q), _mm256_mul_ps(vs, a))); \
+                _mm256_storeu_ps(d + q, _mm256_fmadd_ps(vs, a, _mm256_loadu_ps(d + q))); \
             }                                                                                      \
             for (; q < seg; q++) {                                                                 \
                 float acc = 0.0f;                                                                  \
                 for (int64_t j = 0; j < k; j++) acc += LOAD1(b0, j * CPU_LORA_BT + in + q) * x[j];  \
-                d[q] += s * acc;                                                                   \
+                d[q] = fmaf(s, acc, d[q]);                                                         \
             }                                                                                      \
             i += seg;                                                                              \
         }                                                                                          \
@@ -625,6 +633,7 @@ void cpu_kernels_init_avx2(cpu_kernels *k) {
     k->f16_to_f32 = f16_to_f32_avx2;
     k->dot = dot_avx2;
     k->axpy = axpy_avx2;
+    k->lora_add = lora_add_avx2;
     k->exp_row = exp_row_avx2;
     k->quantize_q8 = quantize_q8_avx2;
     k->quantize_q8k = quantize_q8k_avx2;

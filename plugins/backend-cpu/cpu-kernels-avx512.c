@@ -12,6 +12,7 @@
 
 #if CPU_X86
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #define AI static inline __attribute__((always_inline))
@@ -524,7 +525,7 @@ AI __m256 hsum8x8_512(const __m512 *a) {
                     acc[q] = _mm512_fmadd_ps(LD16(w + (size_t)(r + q) * ws, i, m), xv, acc[q]);    \
             }                                                                                      \
             __m256 sum = hsum8x8_512(acc);                                                         \
-            _mm256_storeu_ps(dst + r, _mm256_add_ps(_mm256_loadu_ps(dst + r), _mm256_mul_ps(vs, sum))); \
+            _mm256_storeu_ps(dst + r, _mm256_fmadd_ps(vs, sum, _mm256_loadu_ps(dst + r))); \
         }                                                                                          \
         for (; r < nr; r++) {                                                                      \
             const uint8_t *wr = w + (size_t)r * ws;                                                \
@@ -533,7 +534,7 @@ AI __m256 hsum8x8_512(const __m512 *a) {
                 __mmask16 m = tail_mask(k - i);                                                    \
                 acc = _mm512_fmadd_ps(LD16(wr, i, m), _mm512_maskz_loadu_ps(m, x + i), acc);       \
             }                                                                                      \
-            dst[r] += s * _mm512_reduce_add_ps(acc);                                               \
+            dst[r] = fmaf(s, _mm512_reduce_add_ps(acc), dst[r]);                                   \
         }                                                                                          \
     }
 
@@ -560,10 +561,10 @@ AI __m256 hsum8x8_512(const __m512 *a) {
                     a2 = _mm512_fmadd_ps(LD16(row, 32, 0xffff), xj, a2);                           \
                     a3 = _mm512_fmadd_ps(LD16(row, 48, 0xffff), xj, a3);                           \
                 }                                                                                  \
-                _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), _mm512_mul_ps(vs, a0)));     \
-                _mm512_storeu_ps(d + 16, _mm512_add_ps(_mm512_loadu_ps(d + 16), _mm512_mul_ps(vs, a1))); \
-                _mm512_storeu_ps(d + 32, _mm512_add_ps(_mm512_loadu_ps(d + 32), _mm512_mul_ps(vs, a2))); \
-                _mm512_storeu_ps(d + 48, _mm512_add_ps(_mm512_loadu_ps(d + 48), _mm512_mul_ps(vs, a3))); \
+                _mm512_storeu_ps(d, _mm512_fmadd_ps(vs, a0, _mm512_loadu_ps(d)));     \
+                _mm512_storeu_ps(d + 16, _mm512_fmadd_ps(vs, a1, _mm512_loadu_ps(d + 16))); \
+                _mm512_storeu_ps(d + 32, _mm512_fmadd_ps(vs, a2, _mm512_loadu_ps(d + 32))); \
+                _mm512_storeu_ps(d + 48, _mm512_fmadd_ps(vs, a3, _mm512_loadu_ps(d + 48))); \
                 i += seg;                                                                          \
                 continue;                                                                          \
             }                                                                                      \
@@ -578,10 +579,10 @@ AI __m256 hsum8x8_512(const __m512 *a) {
                 a2 = _mm512_fmadd_ps(LD16(row, 32, m2), xj, a2);                                   \
                 a3 = _mm512_fmadd_ps(LD16(row, 48, m3), xj, a3);                                   \
             }                                                                                      \
-            _mm512_mask_storeu_ps(d, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, d), _mm512_mul_ps(vs, a0))); \
-            _mm512_mask_storeu_ps(d + 16, m1, _mm512_add_ps(_mm512_maskz_loadu_ps(m1, d + 16), _mm512_mul_ps(vs, a1))); \
-            _mm512_mask_storeu_ps(d + 32, m2, _mm512_add_ps(_mm512_maskz_loadu_ps(m2, d + 32), _mm512_mul_ps(vs, a2))); \
-            _mm512_mask_storeu_ps(d + 48, m3, _mm512_add_ps(_mm512_maskz_loadu_ps(m3, d + 48), _mm512_mul_ps(vs, a3))); \
+            _mm512_mask_storeu_ps(d, m0, _mm512_fmadd_ps(vs, a0, _mm512_maskz_loadu_ps(m0, d))); \
+            _mm512_mask_storeu_ps(d + 16, m1, _mm512_fmadd_ps(vs, a1, _mm512_maskz_loadu_ps(m1, d + 16))); \
+            _mm512_mask_storeu_ps(d + 32, m2, _mm512_fmadd_ps(vs, a2, _mm512_maskz_loadu_ps(m2, d + 32))); \
+            _mm512_mask_storeu_ps(d + 48, m3, _mm512_fmadd_ps(vs, a3, _mm512_maskz_loadu_ps(m3, d + 48))); \
             i += seg;                                                                              \
         }                                                                                          \
     }

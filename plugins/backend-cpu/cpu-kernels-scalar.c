@@ -405,12 +405,17 @@ SCALAR_MM(mm_q6_k, dot_q6_k)
 #define SCALAR_LORA_ACC(NAME, DOT)                                                                \
     static void NAME(int64_t k, const uint8_t *w, size_t ws, int64_t nr, const float *x, float s, \
                      float *dst) {                                                                \
-        for (int64_t r = 0; r < nr; r++) dst[r] += s * DOT(k, w + (size_t)r * ws, (const uint8_t *)x); \
+        for (int64_t r = 0; r < nr; r++) dst[r] = fmaf(s, DOT(k, w + (size_t)r * ws, (const uint8_t *)x), dst[r]); \
     }
 
 SCALAR_LORA_ACC(lora_acc_f32, dot_f32)
 SCALAR_LORA_ACC(lora_acc_f16, dot_f16)
 SCALAR_LORA_ACC(lora_acc_bf16, dot_bf16)
+
+/* d[i] = fma(s, y[i], d[i]): the LoRA adapter sums' add (cpu-lora.c). */
+static void lora_add_scalar(float *d, const float *y, float s, int64_t n) {
+    for (int64_t i = 0; i < n; i++) d[i] = fmaf(s, y[i], d[i]);
+}
 
 /* Transposed B: dst[i] += s * sum_j bt[j][i] r[j]. */
 static float load_plain(llmh_dtype t, const uint8_t *p) {
@@ -431,7 +436,7 @@ static float load_plain(llmh_dtype t, const uint8_t *p) {
             const uint8_t *col = bt + (size_t)((i / CPU_LORA_BT) * k * CPU_LORA_BT + i % CPU_LORA_BT) * ts; \
             float acc = 0.0f;                                                                             \
             for (int64_t j = 0; j < k; j++) acc += load_plain(TYPE, col + (size_t)(j * CPU_LORA_BT) * ts) * x[j]; \
-            dst[r] += s * acc;                                                                            \
+            dst[r] = fmaf(s, acc, dst[r]);                                                                \
         }                                                                                                 \
     }
 
@@ -475,6 +480,7 @@ void cpu_kernels_init_scalar(cpu_kernels *k) {
     k->f16_to_f32 = cpu_f16_to_f32_row;
     k->dot = cpu_dot_f32;
     k->axpy = cpu_axpy_f32;
+    k->lora_add = lora_add_scalar;
     k->exp_row = cpu_exp_row;
     k->quantize_q8 = cpu_act_quantize_q8;
     k->quantize_q8k = cpu_act_quantize_q8k;

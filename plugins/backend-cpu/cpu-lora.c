@@ -13,12 +13,16 @@
  *   shared scratch, phase 1 (units = row chunks) applies the B_i.
  * - a decode-sized MUL_MAT followed by a run of LORA nodes on its dst and
  *   x (the usual projection W x + adapters): one step for the lot. Its
- *   counter hands out the adapters' A products first (one unit per adapter,
- *   into shared scratch), then the matmul's row chunks; a thread that has
- *   multiplied a chunk waits until every A product is done (they were all
- *   claimed before its chunk, and are small) and applies the B_i to the
- *   same rows while they are in cache. No thread repeats another's work and
- *   the adapters add no synchronization point of their own.
+ *   counter hands out the adapters first, one unit each: A_i x, then B_i
+ *   times that over all M rows into the adapter's own scratch y_i. Then come the
+ *   matmul's row chunks; a thread that has multiplied a chunk waits until
+ *   every adapter is done (they were all claimed before its chunk) and adds
+ *   s_i y_i to its rows in node order, with the kernels' own rounding. One thread reads an adapter's A and
+ *   B of the projection as two long sequential runs, which the hardware
+ *   prefetcher streams near full speed; B applied per row chunk read a few
+ *   KB per adapter at a time and ran latency-bound, at a third of that.
+ *   No thread repeats another's work and the adapters add no
+ *   synchronization point of their own.
  * B side: where weight_prepare kept B's transpose (cpu-repack.c), r_j
  * times vectors of output rows; else a short dot product per row.
  * Columns whose gate is 0 are skipped (dst untouched). Per element of dst
@@ -226,17 +230,20 @@ static size_t mm_part(const llmh_backend *be, const llmh_node *mm) {
     return align64(cpu_mul_mat_work_size(be, mm));
 }
 
+/* Each adapter's B r for every column: [n][cols][m] floats. */
+static size_t y_bytes(const lora_run *r) { return align64((size_t)r->n * (size_t)r->cols * (size_t)r->m * sizeof(float)); }
+
 size_t cpu_mm_lora_work_size(const llmh_backend *be, const llmh_node *nodes, size_t n) {
     lora_run r;
     run_get(nodes + 1, n - 1, &r);
-    return mm_part(be, nodes) + r_bytes(&r) + gather_bytes(&r) * (size_t)be->n_threads + 64;
+    return mm_part(be, nodes) + r_bytes(&r) + y_bytes(&r) + gather_bytes(&r) * (size_t)be->n_threads + 64;
 }
 
 int64_t cpu_mm_lora_units(const llmh_backend *be, const llmh_node *nodes, size_t n, int phase, int64_t *grain) {
     (void)phase;
     int64_t g;
     *grain = 1;
-    return (int64_t)(n - 1) + cpu_mul_mat_units(be, nodes, 1, &g); /* A products first, then row chunks */
+    return (int64_t)(n - 1) + cpu_mul_mat_units(be, nodes, 1, &g); /* adapters first, then row chunks */
 }
 
 /* Adapter u's r = A_u x (every column) into the shared scratch. */
@@ -250,6 +257,44 @@ static void compute_r_one(const llmh_backend *be, const lora_run *r, size_t u, f
     compute_r(be, &one, 0, (int)r->cols, rbuf + off, gather);
 }
 
+/* Adapter u whole: r_u = A_u x, then y_u[t] = B_u r_u[t] over all M rows,
+ * for each column whose gate is not 0. The B kernels run with scale 1 on a
+ * zeroed y (so y is the exact sum); add_y then applies fma(s g, y, dst),
+ * the very rounding the kernels apply when they add to dst themselves. */
+static void adapter_unit(const llmh_backend *be, const lora_run *r, size_t u, float *rbuf, float *ybuf,
+                         float *gather) {
+    compute_r_one(be, r, u, rbuf, gather);
+    const llmh_node *nd = &r->nodes[u];
+    const llmh_tensor *B = nd->src[2];
+    int64_t off = 0;
+    for (size_t i = 0; i < u; i++) off += r->nodes[i].src[0]->ne[1];
+    const cpu_packed *bt = cpu_transposed_for(be, B);
+    for (int64_t t = 0; t < r->cols; t++) {
+        if (gate_at(nd, t) == 0.0f) continue;
+        float *y = ybuf + ((size_t)u * (size_t)r->cols + (size_t)t) * (size_t)r->m;
+        const float *rt = rbuf + (size_t)t * (size_t)r->sum_r + (size_t)off;
+        memset(y, 0, (size_t)r->m * sizeof(float));
+        if (bt)
+            be->kern.lora_acc_t[B->type](B->ne[0], bt->data, 0, r->m, rt, 1.0f, y);
+        else
+            be->kern.lora_acc[B->type](B->ne[0], (const uint8_t *)B->data, B->nb[1], r->m, rt, 1.0f, y);
+    }
+}
+
+/* dst rows [r0, r0 + nr) += (s_u g_u) y_u of every adapter, in node order. */
+static void add_y(const llmh_backend *be, const lora_run *r, int64_t r0, int64_t nr, const float *ybuf) {
+    llmh_tensor *d = r->nodes[0].dst;
+    for (int64_t t = 0; t < r->cols; t++) {
+        float *dp = (float *)((uint8_t *)d->data + (size_t)t * d->nb[1]) + r0;
+        for (size_t u = 0; u < r->n; u++) {
+            float g = gate_at(&r->nodes[u], t);
+            if (g != 0.0f)
+                be->kern.lora_add(dp, ybuf + (u * (size_t)r->cols + (size_t)t) * (size_t)r->m + r0,
+                                  r->nodes[u].fp[0] * g, nr);
+        }
+    }
+}
+
 void cpu_mm_lora(const cpu_exec *ex, int phase, int64_t u0, int64_t u1, int ith) {
     llmh_backend *be = ex->be;
     size_t n_ad = ex->n_nodes - 1;
@@ -257,21 +302,22 @@ void cpu_mm_lora(const cpu_exec *ex, int phase, int64_t u0, int64_t u1, int ith)
     lora_run r;
     run_get(ex->node + 1, n_ad, &r);
     float *rbuf = (float *)(be->work + 64 + mm_part(be, ex->node));
-    float *gather = (float *)((uint8_t *)rbuf + r_bytes(&r) + gather_bytes(&r) * (size_t)ith);
+    float *ybuf = (float *)((uint8_t *)rbuf + r_bytes(&r));
+    float *gather = (float *)((uint8_t *)ybuf + y_bytes(&r) + gather_bytes(&r) * (size_t)ith);
     for (int64_t u = u0; u < u1; u++) {
         if (u < (int64_t)n_ad) {
-            compute_r_one(be, &r, (size_t)u, rbuf, gather);
+            adapter_unit(be, &r, (size_t)u, rbuf, ybuf, gather);
             atomic_fetch_add(ex->aux, 1);
             continue;
         }
         int64_t mu = u - (int64_t)n_ad, r0, nr;
         cpu_exec mx = {be, ex->node, 1, NULL};
         cpu_mul_mat(&mx, 1, mu, mu + 1, ith);
-        /* the A products were handed out before any row chunk, so they
-         * are claimed; usually finished by now */
+        /* the adapters were handed out before any row chunk, so they are
+         * claimed; usually finished by now */
         int spins = 0;
         while (atomic_load(ex->aux) < (long long)n_ad) cpu_pool_yield_wait(&spins);
         cpu_mul_mat_unit_rows(be, ex->node, mu, &r0, &nr);
-        apply_b(be, &r, r0, nr, rbuf);
+        add_y(be, &r, r0, nr, ybuf);
     }
 }
