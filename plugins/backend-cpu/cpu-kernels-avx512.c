@@ -470,8 +470,17 @@ AI __m256 hsum8x8_512(const __m512 *a) {
     return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
+/* Software prefetch distances (bytes ahead in the stream) for the LoRA
+ * kernels. An adapter's A and transposed B are read once per token as
+ * sequential runs of 4-160 KB with little arithmetic per byte; on the
+ * 2-core EPYC development VM a single core streamed B at 30 GB/s without
+ * prefetch and 36-37 GB/s with it 1 KB ahead, A rows of 4864 at 28 GB/s
+ * and 32 GB/s 2 KB ahead (prefetches past the end of a run are harmless). */
+#define LORA_PF_A 2048
+#define LORA_PF_B 1024
+
 /* A side (cpu_mm_fn contract, plain f32 columns): two accumulators per column. */
-#define LORA_A_KERNEL(NAME, LD16)                                                                 \
+#define LORA_A_KERNEL(NAME, LD16, TS)                                                                 \
     AI void NAME##_n(int64_t k, const uint8_t *w, size_t ws, int64_t nr, const uint8_t *a,        \
                      size_t as, const int nc, float *dst, size_t ds) {                            \
         for (int64_t r = 0; r < nr; r++) {                                                        \
@@ -480,6 +489,8 @@ AI __m256 hsum8x8_512(const __m512 *a) {
             for (int c = 0; c < nc; c++) acc0[c] = acc1[c] = _mm512_setzero_ps();                  \
             int64_t i = 0;                                                                         \
             for (; i + 32 <= k; i += 32) {                                                         \
+                for (int l = 0; l < 32 * (TS); l += 64)                                            \
+                    _mm_prefetch((const char *)wr + (size_t)i * (TS) + LORA_PF_A + l, _MM_HINT_T0); \
                 __m512 w0 = LD16(wr, i, 0xffff), w1 = LD16(wr, i + 16, 0xffff);                    \
                 for (int c = 0; c < nc; c++) {                                                     \
                     const float *ac = (const float *)(a + (size_t)c * as);                        \
@@ -555,6 +566,8 @@ AI __m256 hsum8x8_512(const __m512 *a) {
                 __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                        \
                 for (int64_t j = 0; j < k; j++) {                                                  \
                     const uint8_t *row = b0 + (size_t)(j * CPU_LORA_BT) * (TS);                    \
+                    for (int l = 0; l < (TS) * CPU_LORA_BT; l += 64)                               \
+                        _mm_prefetch((const char *)row + LORA_PF_B + l, _MM_HINT_T0);              \
                     __m512 xj = _mm512_set1_ps(x[j]);                                              \
                     a0 = _mm512_fmadd_ps(LD16(row, 0, 0xffff), xj, a0);                            \
                     a1 = _mm512_fmadd_ps(LD16(row, 16, 0xffff), xj, a1);                           \
@@ -591,9 +604,9 @@ LORA_ACC_T_KERNEL(lora_acc_t_f32, LD16_F32, 4)
 LORA_ACC_T_KERNEL(lora_acc_t_f16, LD16_F16, 2)
 LORA_ACC_T_KERNEL(lora_acc_t_bf16, LD16_BF16, 2)
 
-LORA_A_KERNEL(lora_a_f32, LD16_F32)
-LORA_A_KERNEL(lora_a_f16, LD16_F16)
-LORA_A_KERNEL(lora_a_bf16, LD16_BF16)
+LORA_A_KERNEL(lora_a_f32, LD16_F32, 4)
+LORA_A_KERNEL(lora_a_f16, LD16_F16, 2)
+LORA_A_KERNEL(lora_a_bf16, LD16_BF16, 2)
 LORA_ACC_KERNEL(lora_acc_f32, LD16_F32)
 LORA_ACC_KERNEL(lora_acc_f16, LD16_F16)
 LORA_ACC_KERNEL(lora_acc_bf16, LD16_BF16)
