@@ -93,9 +93,9 @@ static void mutations(const fmt_plugin *p, const char *dir_or_null, const char *
         snprintf(path, sizeof path, "%s/%s", dir_or_null, file_name);
         fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
     } else {
-        const char *tmp = getenv("TMPDIR");
-        snprintf(path, sizeof path, "%s/llmh-corpus-XXXXXX%s", tmp ? tmp : "/tmp", suffix);
-        fd = mkstemps(path, (int)strlen(suffix));
+        const char *tmp = getenv("TMPDIR"), *sfx = suffix ? suffix : "";
+        snprintf(path, sizeof path, "%s/llmh-corpus-XXXXXX%s", tmp ? tmp : "/tmp", sfx);
+        fd = mkstemps(path, (int)strlen(sfx));
     }
     CU_ASSERT_FATAL(fd >= 0);
     pwrite_all(fd, bytes, len, 0);
