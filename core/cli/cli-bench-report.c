@@ -67,8 +67,9 @@ void llmh_cli_bench_print_table(const llmh_cli_bench_run *r, FILE *out) {
         const llmh_cli_bench_variant *var = &r->variants[v];
         fprintf(out, "%s: %s, backend %s", var->name, var->arch, var->backend);
         if (var->threads > 0) fprintf(out, " (threads=%d)", var->threads);
-        fprintf(out, ", %.1f MB of weights read per token, KV %.1f KB per position", (double)var->weight_bytes / 1e6,
-                (double)var->kv_bytes_per_pos / 1e3);
+        fprintf(out, ", %.1f MB of weights", (double)var->weight_bytes / 1e6);
+        if (var->adapter_bytes) fprintf(out, " + %.1f MB of LoRA adapters", (double)var->adapter_bytes / 1e6);
+        fprintf(out, " read per token, KV %.1f KB per position", (double)var->kv_bytes_per_pos / 1e3);
         if (var->file_bytes) fprintf(out, ", file %.1f MB", (double)var->file_bytes / 1e6);
         fprintf(out, ", load %.3f s  [%s]\n", var->load_seconds, var->source);
     }
@@ -149,6 +150,7 @@ static int json_fill(const llmh_cli_bench_run *r, cJSON *root) {
             !cJSON_AddStringToObject(e, "arch", var->arch) || !cJSON_AddStringToObject(e, "backend", var->backend) ||
             !cJSON_AddNumberToObject(e, "threads", var->threads) ||
             !cJSON_AddNumberToObject(e, "weight_bytes", (double)var->weight_bytes) ||
+            !cJSON_AddNumberToObject(e, "adapter_bytes", (double)var->adapter_bytes) ||
             !cJSON_AddNumberToObject(e, "kv_bytes_per_position", (double)var->kv_bytes_per_pos) ||
             !cJSON_AddNumberToObject(e, "file_bytes", (double)var->file_bytes) ||
             !cJSON_AddNumberToObject(e, "load_seconds", var->load_seconds))

@@ -537,6 +537,24 @@ static int apply_adapter_set(const llmh_cli_bench_variant *v, llmh_session *s) {
     return 0;
 }
 
+/* Bytes of the adapters the variant's sessions use: the --adapters set, or
+ * every adapter in the store (what a new session selects). */
+static uint64_t adapter_bytes(const llmh_cli_bench_variant *v) {
+    llmh_adapter_info *info = NULL;
+    size_t n = 0;
+    uint64_t total = 0;
+    if ((v->adapter_set && !strcmp(v->adapter_set, "none")) || llmh_adapter_list(v->model, &info, &n)) return 0;
+    adapter_set as = {0};
+    int list = v->adapter_set && strcmp(v->adapter_set, "all") && !parse_adapter_set(v->adapter_set, &as);
+    for (size_t i = 0; i < n; i++) {
+        int used = !list;
+        for (size_t j = 0; j < as.n && !used; j++) used = !strcmp(as.names[j], info[i].name);
+        if (used) total += info[i].bytes;
+    }
+    free(info);
+    return total;
+}
+
 static int create_sessions(llmh_cli_bench_variant *v, const llmh_session_params *sp, int n_sessions) {
     llmh_status st;
     v->sessions = calloc((size_t)n_sessions, sizeof *v->sessions);
@@ -551,6 +569,7 @@ static int create_sessions(llmh_cli_bench_variant *v, const llmh_session_params 
         v->n_sessions++;
         if (apply_adapter_set(v, v->sessions[i])) return -1;
     }
+    v->adapter_bytes = adapter_bytes(v);
     return 0;
 }
 
@@ -707,7 +726,8 @@ static void compute_stats(llmh_cli_bench_run *run, double *tmp, double *ratio) {
             if (test->kind == LLMH_CLI_BENCH_TG && run->bandwidth_gbs > 0) {
                 const llmh_cli_bench_variant *var = &run->variants[v];
                 double mean_pos = (double)test->depth + 0.5 * (double)(test->n_gen + 1);
-                double bytes = (double)var->weight_bytes + (double)test->np * (double)var->kv_bytes_per_pos * mean_pos;
+                double bytes = (double)var->weight_bytes + (double)var->adapter_bytes +
+                               (double)test->np * (double)var->kv_bytes_per_pos * mean_pos;
                 if (bytes > 0) row->bound = (double)test->np * run->bandwidth_gbs * 1e9 / bytes;
             }
         }

@@ -39,6 +39,7 @@ typedef struct llmh_cli_bench_variant {
     double load_seconds;       /* manifest + plugins + model load, wall time */
     uint64_t file_bytes;       /* the model file's size (0 for a directory) */
     uint64_t weight_bytes;     /* weight bytes streamed per decoded token */
+    uint64_t adapter_bytes;    /* LoRA adapter bytes its sessions read per decoded token */
     uint64_t kv_bytes_per_pos; /* K+V bytes per cached position, all layers */
     /* --adapters: the variant's adapter set ("none", "all" or a list), and
      * the variant whose manifest, registry and model it borrows (NULL: its own) */

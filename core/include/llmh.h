@@ -406,6 +406,7 @@ typedef struct llmh_adapter_info {
     int32_t rank;             /* largest rank over its tensors */
     int32_t n_targets;        /* adapted projections (layers x q/k/v/o/gate/up/down) */
     int32_t users;            /* sessions using it now */
+    uint64_t bytes;           /* its A and B as stored (adapter_type): what one decoded token reads */
 } llmh_adapter_info;
 /* Snapshot of the store: *out is one malloc'd block (strings inside it; free
  * with free()), *n entries, in load order. */

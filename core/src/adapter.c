@@ -912,6 +912,12 @@ llmh_status llmh_adapter_list(llmh_model *m, llmh_adapter_info **out, size_t *n)
         e->rank = a->rank;
         e->n_targets = a->n_targets;
         e->users = a->users;
+        e->bytes = 0;
+        for (int64_t t = 0; t < m->hp.n_layer * LLMH__LORA_N; t++)
+            if (a->a[t].ne[0] > 0)
+                e->bytes += (uint64_t)((a->a[t].ne[0] * a->a[t].ne[1] + a->b[t].ne[0] * a->b[t].ne[1]) /
+                                       llmh_dtype_block_size(a->type)) *
+                            llmh_dtype_type_size(a->type);
     }
     *n = m->n_adapters;
     pthread_mutex_unlock(&m->adapter_lock);

@@ -585,6 +585,18 @@ static void test_cli_adapter_sets(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "variant 'both': the model of 'base', adapters: tim,big*0.5"));
     char *json = read_in("s.json");
     CU_ASSERT_PTR_NOT_NULL(json && strstr(json, "fab.toml [adapters tim,big*0.5]"));
+    /* the adapters' bytes: none for base, tim's for tim, both for both and all */
+    cJSON *root = json ? cJSON_Parse(json) : NULL;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(root);
+    cJSON *vars = cJSON_GetObjectItem(root, "variants");
+    double ab[4];
+    for (int i = 0; i < 4; i++) ab[i] = cJSON_GetObjectItem(cJSON_GetArrayItem(vars, i), "adapter_bytes")->valuedouble;
+    CU_ASSERT_EQUAL(ab[0], 0);
+    CU_ASSERT(ab[1] > 0);
+    CU_ASSERT(ab[2] > ab[1]);
+    CU_ASSERT_EQUAL(ab[3], ab[2]);
+    cJSON_Delete(root);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "MB of LoRA adapters read per token"));
     free(json);
     free(out);
     free(err);
