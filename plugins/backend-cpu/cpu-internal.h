@@ -186,6 +186,12 @@ typedef void (*cpu_lora_acc_fn)(int64_t k, const uint8_t *w, size_t w_stride, in
 typedef void (*cpu_lora_acc_t_fn)(int64_t k, const uint8_t *bt, int64_t r0, int64_t n_rows, const float *r,
                                   float s, float *dst);
 
+/* The same for nc <= 4 token columns at once: column c adds s[c] times B
+ * x[c] to dst[c][0 .. n_rows), each exactly as cpu_lora_acc_t_fn would
+ * (NULL: call that per column). */
+typedef void (*cpu_lora_acc_t4_fn)(int64_t k, const uint8_t *bt, int64_t r0, int64_t n_rows, int nc,
+                                   const float *const *x, const float *s, float *const *dst);
+
 typedef struct cpu_kernels {
     const char *name;                      /* "scalar", "avx2", "avx512" */
     /* LORA: the A side (r = A x, F32 activations, no dot-type rounding; the
@@ -193,6 +199,7 @@ typedef struct cpu_kernels {
     cpu_mm_fn lora_a[LLMH_DTYPE_COUNT];
     cpu_lora_acc_fn lora_acc[LLMH_DTYPE_COUNT];
     cpu_lora_acc_t_fn lora_acc_t[LLMH_DTYPE_COUNT];
+    cpu_lora_acc_t4_fn lora_acc_t4[LLMH_DTYPE_COUNT];
     cpu_mm_packed_fn mm_packed[LLMH_DTYPE_COUNT]; /* NULL = no repacking for the type */
     cpu_mm_fn mm[LLMH_DTYPE_COUNT];        /* NULL = type not supported */
     cpu_act_kind act[LLMH_DTYPE_COUNT];    /* activation layout per weight type */

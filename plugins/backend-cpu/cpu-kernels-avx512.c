@@ -600,6 +600,70 @@ AI __m256 hsum8x8_512(const __m512 *a) {
         }                                                                                          \
     }
 
+/* The same for up to 4 token columns at once (prefill): each B vector is
+ * loaded once and multiplied into every column's accumulators. Per column
+ * the arithmetic is exactly the one-column kernel's. */
+#define LORA_ACC_T4_KERNEL(NAME, LD16, TS)                                                        \
+    AI void NAME##_seg(int64_t k, const uint8_t *b0, const int nc, const float *const *x,          \
+                       const float *s, float *const *d, __mmask16 m0, __mmask16 m1, __mmask16 m2,  \
+                       __mmask16 m3) {                                                             \
+        __m512 acc[4][4];                                                                          \
+        for (int c = 0; c < nc; c++)                                                               \
+            for (int v = 0; v < 4; v++) acc[c][v] = _mm512_setzero_ps();                           \
+        for (int64_t j = 0; j < k; j++) {                                                          \
+            const uint8_t *row = b0 + (size_t)(j * CPU_LORA_BT) * (TS);                            \
+            __m512 w0 = LD16(row, 0, m0), w1 = LD16(row, 16, m1);                                  \
+            __m512 w2 = LD16(row, 32, m2), w3 = LD16(row, 48, m3);                                 \
+            for (int c = 0; c < nc; c++) {                                                         \
+                __m512 xj = _mm512_set1_ps(x[c][j]);                                               \
+                acc[c][0] = _mm512_fmadd_ps(w0, xj, acc[c][0]);                                    \
+                acc[c][1] = _mm512_fmadd_ps(w1, xj, acc[c][1]);                                    \
+                acc[c][2] = _mm512_fmadd_ps(w2, xj, acc[c][2]);                                    \
+                acc[c][3] = _mm512_fmadd_ps(w3, xj, acc[c][3]);                                    \
+            }                                                                                      \
+        }                                                                                          \
+        for (int c = 0; c < nc; c++) {                                                             \
+            __m512 vs = _mm512_set1_ps(s[c]);                                                      \
+            float *dc = d[c];                                                                      \
+            _mm512_mask_storeu_ps(dc, m0, _mm512_fmadd_ps(vs, acc[c][0], _mm512_maskz_loadu_ps(m0, dc))); \
+            _mm512_mask_storeu_ps(dc + 16, m1, _mm512_fmadd_ps(vs, acc[c][1], _mm512_maskz_loadu_ps(m1, dc + 16))); \
+            _mm512_mask_storeu_ps(dc + 32, m2, _mm512_fmadd_ps(vs, acc[c][2], _mm512_maskz_loadu_ps(m2, dc + 32))); \
+            _mm512_mask_storeu_ps(dc + 48, m3, _mm512_fmadd_ps(vs, acc[c][3], _mm512_maskz_loadu_ps(m3, dc + 48))); \
+        }                                                                                          \
+    }                                                                                              \
+    AI void NAME##_g(int64_t k, const uint8_t *bt, int64_t r0, int64_t nr, const int nc,           \
+                     const float *const *x, const float *s, float *const *dst) {                   \
+        int64_t i = r0, end = r0 + nr;                                                             \
+        while (i < end) {                                                                          \
+            int64_t blk = i / CPU_LORA_BT, in = i % CPU_LORA_BT;                                   \
+            int64_t seg = CPU_LORA_BT - in < end - i ? CPU_LORA_BT - in : end - i;                 \
+            const uint8_t *b0 = bt + (size_t)(blk * k * CPU_LORA_BT + in) * (TS);                  \
+            float *d[4];                                                                           \
+            for (int c = 0; c < nc; c++) d[c] = dst[c] + (i - r0);                                 \
+            if (seg == CPU_LORA_BT) {                                                              \
+                NAME##_seg(k, b0, nc, x, s, d, 0xffff, 0xffff, 0xffff, 0xffff);                    \
+            } else {                                                                               \
+                __mmask16 m1 = seg > 16 ? tail_mask(seg - 16) : 0;                                 \
+                __mmask16 m2 = seg > 32 ? tail_mask(seg - 32) : 0, m3 = seg > 48 ? tail_mask(seg - 48) : 0; \
+                NAME##_seg(k, b0, nc, x, s, d, tail_mask(seg), m1, m2, m3);                        \
+            }                                                                                      \
+            i += seg;                                                                              \
+        }                                                                                          \
+    }                                                                                              \
+    static void NAME(int64_t k, const uint8_t *bt, int64_t r0, int64_t nr, int nc, const float *const *x, \
+                     const float *s, float *const *dst) {                                          \
+        switch (nc) {                                                                              \
+        case 1: NAME##_g(k, bt, r0, nr, 1, x, s, dst); break;                                      \
+        case 2: NAME##_g(k, bt, r0, nr, 2, x, s, dst); break;                                      \
+        case 3: NAME##_g(k, bt, r0, nr, 3, x, s, dst); break;                                      \
+        default: NAME##_g(k, bt, r0, nr, 4, x, s, dst); break;                                     \
+        }                                                                                          \
+    }
+
+LORA_ACC_T4_KERNEL(lora_acc_t4_f32, LD16_F32, 4)
+LORA_ACC_T4_KERNEL(lora_acc_t4_f16, LD16_F16, 2)
+LORA_ACC_T4_KERNEL(lora_acc_t4_bf16, LD16_BF16, 2)
+
 LORA_ACC_T_KERNEL(lora_acc_t_f32, LD16_F32, 4)
 LORA_ACC_T_KERNEL(lora_acc_t_f16, LD16_F16, 2)
 LORA_ACC_T_KERNEL(lora_acc_t_bf16, LD16_BF16, 2)
@@ -630,6 +694,9 @@ void cpu_kernels_init_avx512(cpu_kernels *k) {
     k->lora_acc_t[LLMH_DTYPE_F32] = lora_acc_t_f32;
     k->lora_acc_t[LLMH_DTYPE_F16] = lora_acc_t_f16;
     k->lora_acc_t[LLMH_DTYPE_BF16] = lora_acc_t_bf16;
+    k->lora_acc_t4[LLMH_DTYPE_F32] = lora_acc_t4_f32;
+    k->lora_acc_t4[LLMH_DTYPE_F16] = lora_acc_t4_f16;
+    k->lora_acc_t4[LLMH_DTYPE_BF16] = lora_acc_t4_bf16;
 }
 #else
 typedef int cpu_kernels_avx512_unused; /* non-x86: nothing to build */

@@ -156,24 +156,42 @@ static void compute_r(const llmh_backend *be, const lora_run *r, int64_t c0, int
     }
 }
 
-/* dst rows [r0, r0 + nr) of every column: += c_it * B_i r_i, in node order. */
+/* dst rows [r0, r0 + nr) of every column: += c_it * B_i r_i, in node order
+ * per element. Adapter by adapter; with a transposed B, its active columns
+ * go 4 at a time through lora_acc_t4 where the kernel set has it. */
 static void apply_b(const llmh_backend *be, const lora_run *r, int64_t r0, int64_t nr, const float *rbuf) {
     llmh_tensor *d = r->nodes[0].dst;
-    for (int64_t t = 0; t < r->cols; t++) {
-        float *dp = (float *)((uint8_t *)d->data + (size_t)t * d->nb[1]) + r0;
-        const float *rt = rbuf + (size_t)t * (size_t)r->sum_r;
-        for (size_t i = 0; i < r->n; i++) {
-            const llmh_node *nd = &r->nodes[i];
-            const llmh_tensor *A = nd->src[0], *B = nd->src[2];
+    int64_t off = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        const llmh_node *nd = &r->nodes[i];
+        const llmh_tensor *A = nd->src[0], *B = nd->src[2];
+        const cpu_packed *bt = cpu_transposed_for(be, B);
+        cpu_lora_acc_t4_fn t4 = bt ? be->kern.lora_acc_t4[B->type] : NULL;
+        const float *x4[4];
+        float s4[4], *d4[4];
+        int n4 = 0;
+        for (int64_t t = 0; t < r->cols; t++) {
             float g = gate_at(nd, t);
-            const cpu_packed *bt = g != 0.0f ? cpu_transposed_for(be, B) : NULL;
-            if (bt)
+            if (g == 0.0f) continue;
+            float *dp = (float *)((uint8_t *)d->data + (size_t)t * d->nb[1]) + r0;
+            const float *rt = rbuf + (size_t)t * (size_t)r->sum_r + (size_t)off;
+            if (t4) {
+                x4[n4] = rt;
+                s4[n4] = nd->fp[0] * g;
+                d4[n4++] = dp;
+                if (n4 == 4) {
+                    t4(B->ne[0], bt->data, r0, nr, n4, x4, s4, d4);
+                    n4 = 0;
+                }
+            } else if (bt) {
                 be->kern.lora_acc_t[B->type](B->ne[0], bt->data, r0, nr, rt, nd->fp[0] * g, dp);
-            else if (g != 0.0f)
+            } else {
                 be->kern.lora_acc[B->type](B->ne[0], (const uint8_t *)B->data + (size_t)r0 * B->nb[1], B->nb[1], nr, rt,
                                            nd->fp[0] * g, dp);
-            rt += A->ne[1];
+            }
         }
+        if (n4) t4(B->ne[0], bt->data, r0, nr, n4, x4, s4, d4);
+        off += A->ne[1];
     }
 }
 
