@@ -245,7 +245,8 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
                         !strcmp(a, "-r") || !strcmp(a, "--reps") || !strcmp(a, "--warmup") || !strcmp(a, "-b") ||
                         !strcmp(a, "--batch") || !strcmp(a, "--ctx") || !strcmp(a, "--kv") ||
                         !strcmp(a, "--bw-mb") || !strcmp(a, "--config") || !strcmp(a, "--bench") ||
-                        !strcmp(a, "--names") || !strcmp(a, "--adapters") || !strcmp(a, "--csv") || !strcmp(a, "--json") || !strcmp(a, "--svg");
+                        !strcmp(a, "--names") || !strcmp(a, "--adapters") || !strcmp(a, "--csv") ||
+                        !strcmp(a, "--json") || !strcmp(a, "--svg");
             if (known) fprintf(stderr, "llmhost: bench: %s needs a value (see bench --help)\n", a);
             else fprintf(stderr, "llmhost: bench: unknown option '%s' (see bench --help)\n", a);
             return -1;
@@ -942,7 +943,10 @@ int llmh_cmd_bench(int argc, char **argv) {
     }
     if (!spec && !o.adapters && name_config_variants(&run, o.names)) { rc = 2; goto done; }
     for (int i = 0; i < run.n_variants; i++)
-        if (!run.variants[i].shares && apply_sets(run.variants[i].manifest, run.variants[i].name)) { rc = 2; goto done; }
+        if (!run.variants[i].shares && apply_sets(run.variants[i].manifest, run.variants[i].name)) {
+            rc = 2;
+            goto done;
+        }
 
     llmh_session_params sp = {run.n_ctx, run.n_batch, o.kv};
     int64_t min_vocab = INT64_MAX;

@@ -14,15 +14,16 @@
  * - a decode-sized MUL_MAT followed by a run of LORA nodes on its dst and
  *   x (the usual projection W x + adapters): one step for the lot. Its
  *   counter hands out the adapters first, one unit each: A_i x, then B_i
- *   times that over all M rows into the adapter's own scratch y_i. Then come the
- *   matmul's row chunks; a thread that has multiplied a chunk waits until
- *   every adapter is done (they were all claimed before its chunk) and adds
- *   s_i y_i to its rows in node order, with the kernels' own rounding. One thread reads an adapter's A and
- *   B of the projection as two long sequential runs, which the hardware
- *   prefetcher streams near full speed; B applied per row chunk read a few
- *   KB per adapter at a time and ran latency-bound, at a third of that.
- *   No thread repeats another's work and the adapters add no
- *   synchronization point of their own.
+ *   times that over all M rows into the adapter's own scratch y_i. Then
+ *   come the matmul's row chunks; a thread that has multiplied a chunk
+ *   waits until every adapter is done (they were all claimed before its
+ *   chunk) and adds s_i y_i to its rows in node order, with the kernels'
+ *   own rounding. One thread reads an adapter's A and B of the projection
+ *   as two long sequential runs, which the hardware prefetcher streams near
+ *   full speed; B applied per row chunk read a few KB per adapter at a
+ *   time and ran latency-bound, at a third of that. No thread repeats
+ *   another's work and the adapters add no synchronization point of their
+ *   own.
  * B side: where weight_prepare kept B's transpose (cpu-repack.c), r_j
  * times vectors of output rows; else a short dot product per row.
  * Columns whose gate is 0 are skipped (dst untouched). Per element of dst
@@ -249,7 +250,9 @@ static size_t mm_part(const llmh_backend *be, const llmh_node *mm) {
 }
 
 /* Each adapter's B r for every column: [n][cols][m] floats. */
-static size_t y_bytes(const lora_run *r) { return align64((size_t)r->n * (size_t)r->cols * (size_t)r->m * sizeof(float)); }
+static size_t y_bytes(const lora_run *r) {
+    return align64((size_t)r->n * (size_t)r->cols * (size_t)r->m * sizeof(float));
+}
 
 size_t cpu_mm_lora_work_size(const llmh_backend *be, const llmh_node *nodes, size_t n) {
     lora_run r;
