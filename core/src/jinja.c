@@ -2583,50 +2583,36 @@ static bool str_format(rctx *R, const node *n, jv fmt, jv fa, jv *out) {
             free(piece.p);
             continue;
         }
-        if (strchr("diouxXc", conv)) {
-            if (!is_num(arg)) {
-                free(b.p);
-                return r_error(R, n, "format: %%%c needs a number, not %s", conv, type_name(arg));
-            }
+        bool is_int = strchr("diouxXc", conv) != NULL;
+        if (!is_int && !strchr("fFeEgG", conv)) {
+            free(b.p);
+            return r_error(R, n, "format: unsupported conversion '%%%c'", conv);
+        }
+        if (!is_num(arg)) {
+            free(b.p);
+            return r_error(R, n, "format: %%%c needs a number, not %s", conv, type_name(arg));
+        }
+        if (conv == 'c') {
             long long v = (long long)num_i(arg);
-            if (conv == 'c') {
-                u8_put(&b, (uint32_t)(v < 0 || v > 0x10FFFF ? 0xFFFD : v));
-                continue;
-            }
-            char c = conv == 'i' || conv == 'u' ? 'd' : conv;
-            snprintf(spec, sizeof spec, "%%%s%s%s%s%s", flags, width >= 0 ? "*" : "", prec >= 0 ? ".*" : "",
-                     "ll", (char[]){c, 0});
-            if (width >= 0 && prec >= 0) snprintf(tmp, sizeof tmp, spec, width, prec, v);
-            else if (width >= 0) snprintf(tmp, sizeof tmp, spec, width, v);
-            else if (prec >= 0) snprintf(tmp, sizeof tmp, spec, prec, v);
-            else snprintf(tmp, sizeof tmp, spec, v);
-            if (strlen(tmp) >= sizeof tmp - 1) {
-                free(b.p);
-                return r_error(R, n, "format: field too wide");
-            }
-            sb_str(&b, tmp);
+            u8_put(&b, (uint32_t)(v < 0 || v > 0x10FFFF ? 0xFFFD : v));
             continue;
         }
-        if (strchr("fFeEgG", conv)) {
-            if (!is_num(arg)) {
-                free(b.p);
-                return r_error(R, n, "format: %%%c needs a number, not %s", conv, type_name(arg));
-            }
-            snprintf(spec, sizeof spec, "%%%s%s%s%c", flags, width >= 0 ? "*" : "", prec >= 0 ? ".*" : "", conv);
-            double v = num_f(arg);
-            if (width >= 0 && prec >= 0) snprintf(tmp, sizeof tmp, spec, width, prec, v);
-            else if (width >= 0) snprintf(tmp, sizeof tmp, spec, width, v);
-            else if (prec >= 0) snprintf(tmp, sizeof tmp, spec, prec, v);
-            else snprintf(tmp, sizeof tmp, spec, v);
-            if (strlen(tmp) >= sizeof tmp - 1) {
-                free(b.p);
-                return r_error(R, n, "format: field too wide");
-            }
-            sb_str(&b, tmp);
-            continue;
+        /* "%" flags [width] [.prec] then "ll" + d/o/x/X or the float conversion */
+        int o = snprintf(spec, sizeof spec, "%%%s", flags);
+        if (width >= 0) o += snprintf(spec + o, sizeof spec - (size_t)o, "%d", width);
+        if (prec >= 0) o += snprintf(spec + o, sizeof spec - (size_t)o, ".%d", prec);
+        if (is_int) {
+            snprintf(spec + o, sizeof spec - (size_t)o, "ll%c", conv == 'i' || conv == 'u' ? 'd' : conv);
+            snprintf(tmp, sizeof tmp, spec, (long long)num_i(arg));
+        } else {
+            snprintf(spec + o, sizeof spec - (size_t)o, "%c", conv);
+            snprintf(tmp, sizeof tmp, spec, num_f(arg));
         }
-        free(b.p);
-        return r_error(R, n, "format: unsupported conversion '%%%c'", conv);
+        if (strlen(tmp) >= sizeof tmp - 1) {
+            free(b.p);
+            return r_error(R, n, "format: field too wide");
+        }
+        sb_str(&b, tmp);
     }
     if (used < nargs && tuple) {
         free(b.p);
