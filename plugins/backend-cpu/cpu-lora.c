@@ -267,28 +267,22 @@ int64_t cpu_mm_lora_units(const llmh_backend *be, const llmh_node *nodes, size_t
     return (int64_t)(n - 1) + cpu_mul_mat_units(be, nodes, 1, &g); /* adapters first, then row chunks */
 }
 
-/* Adapter u's r = A_u x (every column) into the shared scratch. */
-static void compute_r_one(const llmh_backend *be, const lora_run *r, size_t u, float *rbuf, float *gather) {
-    lora_run one = *r;
-    int64_t off = 0;
-    for (size_t i = 0; i < u; i++) off += r->nodes[i].src[0]->ne[1];
-    one.nodes = &r->nodes[u];
-    one.n = 1;
-    /* compute_r writes at t * sum_r + (offset within `one`): shift the base */
-    compute_r(be, &one, 0, (int)r->cols, rbuf + off, gather);
-}
-
 /* Adapter u whole: r_u = A_u x, then y_u[t] = B_u r_u[t] over all M rows,
  * for each column whose gate is not 0. The B kernels run with scale 1 on a
  * zeroed y (so y is the exact sum); add_y then applies fma(s g, y, dst),
  * the very rounding the kernels apply when they add to dst themselves. */
 static void adapter_unit(const llmh_backend *be, const lora_run *r, size_t u, float *rbuf, float *ybuf,
                          float *gather) {
-    compute_r_one(be, r, u, rbuf, gather);
+    int64_t off = 0; /* u's first row in the run's r */
+    for (size_t i = 0; i < u; i++) off += r->nodes[i].src[0]->ne[1];
+    /* r_u = A_u x for every column; compute_r writes at t * sum_r + (the
+     * offset within a one-adapter run), so the base is shifted by off */
+    lora_run one = *r;
+    one.nodes = &r->nodes[u];
+    one.n = 1;
+    compute_r(be, &one, 0, (int)r->cols, rbuf + off, gather);
     const llmh_node *nd = &r->nodes[u];
     const llmh_tensor *B = nd->src[2];
-    int64_t off = 0;
-    for (size_t i = 0; i < u; i++) off += r->nodes[i].src[0]->ne[1];
     const cpu_packed *bt = cpu_transposed_for(be, B);
     for (int64_t t = 0; t < r->cols; t++) {
         if (gate_at(nd, t) == 0.0f) continue;
