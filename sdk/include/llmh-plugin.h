@@ -361,7 +361,17 @@ typedef enum llmh_op {
      * this is llama.cpp's --lora result (two F32 products, scale, add).
      * Tokens whose gate g[t] is 0 leave dst[:, t] unchanged (a backend may
      * skip them). A backend may fuse consecutive LORA nodes that share dst
-     * and src1. supports(LORA, t0 = adapter type, t1 = F32). */
+     * and src1. supports(LORA, t0 = adapter type, t1 = F32).
+     * Q8_0 adapters (SDK 1.2; supports(LORA, Q8_0, F32)) halve the bytes
+     * again. src0 (A) is Q8_0 [K, R] as above (K % 32 == 0); src2 holds B
+     * TRANSPOSED, Q8_0 [M, R] (ne0 = M, M % 32 == 0): row j of src2 is
+     * column j of B (B's own rows have R values, too few for 32-value
+     * blocks), so
+     *   y[i, t] = sum_j src2[i, j] r[j, t].
+     * A Q8_0 value is d * q, exact in F32; a backend may group the scale
+     * differently (d times a block's partial sum, or d folded into r[j]),
+     * which changes only the rounding. The host sends Q8_0 adapters only to
+     * backends that claim them: a transposed B has no MUL_MAT fallback. */
     LLMH_OP_LORA = 14,
     LLMH_OP_COUNT = 15     /* one past the last op; grows */
 } llmh_op;

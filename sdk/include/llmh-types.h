@@ -22,7 +22,7 @@ extern "C" {
 /* ABI version of this SDK. A plugin built against (major, minor) loads into a
  * host with the same major and a minor >= the plugin's minor. */
 #define LLMH_ABI_MAJOR 1
-#define LLMH_ABI_MINOR 1
+#define LLMH_ABI_MINOR 2
 
 /* ------------------------------------------------------------------------ */
 /* Status codes: 0 is success, negative values are errors.                    */

@@ -1,5 +1,6 @@
-/* conformance-lora.c — LLMH_OP_LORA (SDK 1.1) against a double-precision
- * reference, for every adapter type the backend claims (F32, F16, BF16).
+/* conformance-lora.c — LLMH_OP_LORA (SDK 1.1, Q8_0 1.2) against a
+ * double-precision reference, for every adapter type the backend claims
+ * (F32, F16, BF16, and Q8_0 with B transposed: src2 is [M, R]).
  *
  * Each case is a graph of one or more consecutive LORA nodes on one dst and
  * one x (several adapters on one projection, which a backend may fuse):
@@ -16,8 +17,10 @@
  * backend may keep them in another layout). Cases cover N = 1 and N > 1, gates absent/present with zeros, x with
  * padded columns and x transposed (nb[0] != 4), ranks 1..32, K and M not
  * multiples of 16, a projection large enough for threaded paths, and 1, 3
- * and 4 adapters on one dst. Malformed nodes (A and B of different types,
- * shapes that do not chain) must be refused, not run.
+ * and 4 adapters on one dst. Q8_0 runs its own cases (K and M multiples
+ * of 32, ranks up to 80, the decode shapes of Qwen2.5-0.5B's projections).
+ * Malformed nodes (A and B of different types, shapes that do not chain)
+ * must be refused, not run.
  */
 #include <math.h>
 #include <stdio.h>
@@ -49,6 +52,21 @@ static const lora_case k_cases[] = {
     {"3 adapters, transposed x, dead token", 37, 29, 4, 3, {6, 6, 6}, {1, 1, 1}, 2, 1},
     {"projection 896 -> 4864 rank 16, N=4", 896, 4864, 4, 1, {16}, {0}, 0, 0},
     {"2 adapters 4864 -> 896, N=1", 4864, 896, 1, 2, {16, 8}, {0, 1}, 0, 0},
+};
+
+/* Q8_0: K and M multiples of 32 (its blocks run along A's rows and along
+ * the transposed B's rows) */
+static const lora_case k_cases_q8[] = {
+    {"decode N=1", 64, 64, 1, 1, {8}, {0}, 0, 0},
+    {"N=5 gated, padded x", 96, 32, 5, 1, {16}, {1}, 1, 0},
+    {"rank 1, transposed x", 32, 96, 3, 1, {1}, {0}, 2, 0},
+    {"3 adapters on one dst, M=160", 128, 160, 7, 3, {4, 16, 1}, {0, 1, 0}, 1, 0},
+    {"4 adapters, gated, dead token", 64, 96, 9, 4, {8, 2, 32, 5}, {1, 1, 0, 1}, 0, 1},
+    {"rank 80 and 64, N=2", 96, 288, 2, 2, {80, 64}, {0, 0}, 0, 0},
+    {"4 adapters 896 -> 128 (k/v), N=1", 896, 128, 1, 4, {16, 16, 16, 16}, {0, 0, 0, 0}, 0, 0},
+    {"projection 896 -> 4864 rank 16, N=4", 896, 4864, 4, 1, {16}, {0}, 0, 0},
+    {"4 adapters 4864 -> 896, N=1", 4864, 896, 1, 4, {16, 16, 16, 16}, {0, 1, 0, 0}, 0, 0},
+    {"4 adapters 896 -> 896, N=6 gated", 896, 896, 6, 4, {16, 16, 16, 16}, {1, 0, 1, 0}, 1, 0},
 };
 
 /* x as a [K, N] view over a buffer of N columns, or transposed. */
@@ -83,6 +101,29 @@ static void lora_node(llmh_node *nd, cf_tensor *d, cf_tensor *a, cf_tensor *x, c
     nd->fp[0] = s;
 }
 
+/* Q8_0: v (rows of ne0) quantized into t, and replaced by the values as
+ * stored (d * q) */
+static void put_q8(cf_tensor *t, float *v, int64_t ne0, int64_t rows) {
+    size_t row = (size_t)(ne0 / 32) * 34;
+    uint8_t *q = malloc(row * (size_t)rows);
+    CU_ASSERT_EQUAL_FATAL(llmh_quantize(LLMH_DTYPE_Q8_0, v, q, ne0 * rows), LLMH_OK);
+    CU_ASSERT_EQUAL_FATAL(llmh_dequantize(LLMH_DTYPE_Q8_0, q, v, ne0 * rows), LLMH_OK);
+    cf_put_rows(t, q);
+    free(q);
+}
+
+/* B [R, M] (bv[m * R + j]) as a Q8_0 transposed src2 [M, R]; bv becomes
+ * the values as stored */
+static void put_q8_bt(cf_tensor *t, float *bv, int64_t R, int64_t M) {
+    float *bt = malloc((size_t)(R * M) * sizeof(float));
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t j = 0; j < R; j++) bt[j * M + m] = bv[m * R + j];
+    put_q8(t, bt, M, R);
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t j = 0; j < R; j++) bv[m * R + j] = bt[j * M + m];
+    free(bt);
+}
+
 /* values as the backend sees them after storage in `type` */
 static void stored(llmh_dtype type, float *v, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
@@ -108,18 +149,24 @@ static bool run_case(const lora_case *c, llmh_dtype type, uint64_t seed, bool pr
     llmh_node nodes[LORA_MAX_AD];
     for (int i = 0; i < c->n_ad && ok; i++) {
         int64_t R = c->rank[i];
+        bool q8 = type == LLMH_DTYPE_Q8_0;
         a[i] = cf_new(type, K, R, 1, 1, 0);
-        b[i] = cf_new(type, R, M, 1, 1, 0);
+        b[i] = q8 ? cf_new(type, M, R, 1, 1, 0) : cf_new(type, R, M, 1, 1, 0);
         ok = a[i] && b[i];
         if (!ok) break;
         av[i] = malloc((size_t)(K * R) * sizeof(float));
         bv[i] = malloc((size_t)(R * M) * sizeof(float));
         for (int64_t j = 0; j < K * R; j++) av[i][j] = cf_randf() * 0.5f;
         for (int64_t j = 0; j < R * M; j++) bv[i][j] = cf_randf() * 0.5f;
-        stored(type, av[i], K * R);
-        stored(type, bv[i], R * M);
-        cf_put(a[i], av[i]);
-        cf_put(b[i], bv[i]);
+        if (q8) {
+            put_q8(a[i], av[i], K, R);
+            put_q8_bt(b[i], bv[i], R, M);
+        } else {
+            stored(type, av[i], K * R);
+            stored(type, bv[i], R * M);
+            cf_put(a[i], av[i]);
+            cf_put(b[i], bv[i]);
+        }
         if (prep) { /* as the host does for adapter tensors */
             CU_ASSERT_EQUAL(cf_cur->bi->weight_prepare(cf_cur->be, &a[i]->t), LLMH_OK);
             CU_ASSERT_EQUAL(cf_cur->bi->weight_prepare(cf_cur->be, &b[i]->t), LLMH_OK);
@@ -206,10 +253,13 @@ static bool run_case(const lora_case *c, llmh_dtype type, uint64_t seed, bool pr
 
 /* Malformed nodes are refused with an error, never run. */
 static void check_refusals(llmh_dtype type) {
-    cf_tensor *x = cf_new(LLMH_DTYPE_F32, 32, 2, 1, 1, 0), *d = cf_new(LLMH_DTYPE_F32, 24, 2, 1, 1, 0);
-    cf_tensor *a = cf_new(type, 32, 4, 1, 1, 0), *b = cf_new(type, 4, 24, 1, 1, 0);
+    bool q8 = type == LLMH_DTYPE_Q8_0; /* B transposed: [M, R] */
+    int64_t M = q8 ? 32 : 24;
+    cf_tensor *x = cf_new(LLMH_DTYPE_F32, 32, 2, 1, 1, 0), *d = cf_new(LLMH_DTYPE_F32, M, 2, 1, 1, 0);
+    cf_tensor *a = cf_new(type, 32, 4, 1, 1, 0), *b = q8 ? cf_new(type, M, 4, 1, 1, 0) : cf_new(type, 4, M, 1, 1, 0);
     llmh_dtype other = type == LLMH_DTYPE_F32 ? LLMH_DTYPE_F16 : LLMH_DTYPE_F32;
-    cf_tensor *b_other = cf_new(other, 4, 24, 1, 1, 0), *b_bad = cf_new(type, 5, 24, 1, 1, 0);
+    cf_tensor *b_other = cf_new(other, 4, M, 1, 1, 0);
+    cf_tensor *b_bad = q8 ? cf_new(type, M, 5, 1, 1, 0) : cf_new(type, 5, M, 1, 1, 0);
     CU_ASSERT_PTR_NOT_NULL_FATAL(b_bad);
     llmh_node nd;
     llmh_graph g = {sizeof g, 1, &nd};
@@ -230,7 +280,7 @@ static void check_refusals(llmh_dtype type) {
 
 void cf_test_lora(void) {
     CF_SKIP_IF_NO_BACKEND();
-    static const llmh_dtype types[] = {LLMH_DTYPE_F32, LLMH_DTYPE_F16, LLMH_DTYPE_BF16};
+    static const llmh_dtype types[] = {LLMH_DTYPE_F32, LLMH_DTYPE_F16, LLMH_DTYPE_BF16, LLMH_DTYPE_Q8_0};
     int tested = 0;
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         llmh_dtype type = types[ti];
@@ -239,9 +289,12 @@ void cf_test_lora(void) {
             continue;
         }
         /* as stored, and after weight_prepare (adapters get it like weights) */
+        bool q8 = type == LLMH_DTYPE_Q8_0;
+        const lora_case *cases = q8 ? k_cases_q8 : k_cases;
+        size_t n_cases = q8 ? sizeof k_cases_q8 / sizeof k_cases_q8[0] : sizeof k_cases / sizeof k_cases[0];
         for (int prep = 0; prep < (cf_cur->bi->weight_prepare ? 2 : 1); prep++)
-            for (size_t ci = 0; ci < sizeof k_cases / sizeof k_cases[0]; ci++) {
-                CU_ASSERT(run_case(&k_cases[ci], type, 0x10a0 + ti * 100 + ci, prep != 0));
+            for (size_t ci = 0; ci < n_cases; ci++) {
+                CU_ASSERT(run_case(&cases[ci], type, 0x10a0 + ti * 100 + ci, prep != 0));
                 tested++;
             }
         check_refusals(type);
