@@ -192,6 +192,16 @@ typedef void (*cpu_lora_acc_t_fn)(int64_t k, const uint8_t *bt, int64_t r0, int6
 typedef void (*cpu_lora_acc_t4_fn)(int64_t k, const uint8_t *bt, int64_t r0, int64_t n_rows, int nc,
                                    const float *const *x, const float *s, float *const *dst);
 
+/* LORA's B side for Q8_0 adapters, whose B comes transposed (SDK 1.2):
+ * bt holds rank rows of M Q8_0 values, bt_stride bytes apart (row j is
+ * column j of B). For nc <= 4 token columns and i in [r0, r0 + n_rows)
+ * (r0 and n_rows multiples of 32): dst[c][i - r0] = fma(s[c], sum_j
+ * q[j][i] * (d[j][i / 32] * x[c][j]), dst[c][i - r0]), the sum over j in
+ * order from 0 in f32 (d folded into x[c][j], as the SDK allows). One pass
+ * over bt serves every column. */
+typedef void (*cpu_lora_acc_q8t_fn)(int64_t rank, const uint8_t *bt, size_t bt_stride, int64_t r0, int64_t n_rows,
+                                    int nc, const float *const *x, const float *s, float *const *dst);
+
 typedef struct cpu_kernels {
     const char *name;                      /* "scalar", "avx2", "avx512" */
     /* LORA: the A side (r = A x, F32 activations, no dot-type rounding; the
@@ -200,6 +210,9 @@ typedef struct cpu_kernels {
     cpu_lora_acc_fn lora_acc[LLMH_DTYPE_COUNT];
     cpu_lora_acc_t_fn lora_acc_t[LLMH_DTYPE_COUNT];
     cpu_lora_acc_t4_fn lora_acc_t4[LLMH_DTYPE_COUNT];
+    /* Q8_0 adapters: lora_a[Q8_0] takes f32 columns like the float types
+     * (d times each block's partial sum), and the B side is this */
+    cpu_lora_acc_q8t_fn lora_acc_q8t;
     cpu_mm_packed_fn mm_packed[LLMH_DTYPE_COUNT]; /* NULL = no repacking for the type */
     cpu_mm_fn mm[LLMH_DTYPE_COUNT];        /* NULL = type not supported */
     cpu_act_kind act[LLMH_DTYPE_COUNT];    /* activation layout per weight type */

@@ -343,6 +343,84 @@ LORA_ACC_KERNEL(lora_acc_f32, LOAD8_F32, LOAD1_F32)
 LORA_ACC_KERNEL(lora_acc_f16, LOAD8_F16, LOAD1_F16)
 LORA_ACC_KERNEL(lora_acc_bf16, LOAD8_BF16, LOAD1_BF16)
 
+/* 8 int8 of a Q8_0 block widened to f32 */
+#define Q8_LOAD8(q, i) _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)((q) + (i)))))
+
+/* Q8_0 adapters (SDK 1.2). A side with f32 columns: per block the sum of
+ * q x in one 8-wide accumulator, times d, added. */
+AI void lora_a_q8_0_n(int64_t k, const uint8_t *w, size_t ws, int64_t nr, const uint8_t *a, size_t as, const int nc,
+                      float *dst, size_t ds) {
+    for (int64_t r = 0; r < nr; r++) {
+        const uint8_t *wr = w + (size_t)r * ws;
+        __m256 acc[4];
+        for (int c = 0; c < nc; c++) acc[c] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < k / 32; b++) {
+            const uint8_t *blk = wr + (size_t)b * 34;
+            const int8_t *q = (const int8_t *)(blk + 2);
+            __m256 q0 = Q8_LOAD8(q, 0), q1 = Q8_LOAD8(q, 8), q2 = Q8_LOAD8(q, 16), q3 = Q8_LOAD8(q, 24);
+            __m256 vd = _mm256_set1_ps(f16(blk));
+            for (int c = 0; c < nc; c++) {
+                const float *x = (const float *)(a + (size_t)c * as) + b * 32;
+                __m256 p = _mm256_mul_ps(q0, _mm256_loadu_ps(x));
+                p = _mm256_fmadd_ps(q1, _mm256_loadu_ps(x + 8), p);
+                p = _mm256_fmadd_ps(q2, _mm256_loadu_ps(x + 16), p);
+                p = _mm256_fmadd_ps(q3, _mm256_loadu_ps(x + 24), p);
+                acc[c] = _mm256_fmadd_ps(p, vd, acc[c]);
+            }
+        }
+        for (int c = 0; c < nc; c++) dst[(size_t)c * ds + (size_t)r] = hsum256(acc[c]);
+    }
+}
+
+static void lora_a_q8_0(int64_t k, const uint8_t *w, size_t ws, int64_t nr, const uint8_t *a, size_t as, int nc,
+                        float *dst, size_t ds) {
+    switch (nc) {
+    case 1: lora_a_q8_0_n(k, w, ws, nr, a, as, 1, dst, ds); break;
+    case 2: lora_a_q8_0_n(k, w, ws, nr, a, as, 2, dst, ds); break;
+    case 3: lora_a_q8_0_n(k, w, ws, nr, a, as, 3, dst, ds); break;
+    default: lora_a_q8_0_n(k, w, ws, nr, a, as, 4, dst, ds); break;
+    }
+}
+
+/* B side on the transposed Q8_0 B (cpu_lora_acc_q8t_fn): 32-row tiles, 4
+ * accumulators per column, up to 2 columns per pass over bt. */
+AI void lora_acc_q8t_n(int64_t rank, const uint8_t *bt, size_t bs, int64_t r0, int64_t nr, const int nc,
+                       const float *const *x, const float *s, float *const *dst) {
+    for (int64_t i0 = r0; i0 < r0 + nr; i0 += 32) {
+        __m256 acc[2][4];
+        for (int c = 0; c < nc; c++)
+            for (int v = 0; v < 4; v++) acc[c][v] = _mm256_setzero_ps();
+        const uint8_t *col = bt + (size_t)(i0 / 32) * 34;
+        for (int64_t j = 0; j < rank; j++) {
+            const uint8_t *blk = col + (size_t)j * bs;
+            const int8_t *q = (const int8_t *)(blk + 2);
+            __m256 q0 = Q8_LOAD8(q, 0), q1 = Q8_LOAD8(q, 8), q2 = Q8_LOAD8(q, 16), q3 = Q8_LOAD8(q, 24);
+            float d = f16(blk);
+            for (int c = 0; c < nc; c++) {
+                __m256 wj = _mm256_set1_ps(d * x[c][j]);
+                acc[c][0] = _mm256_fmadd_ps(q0, wj, acc[c][0]);
+                acc[c][1] = _mm256_fmadd_ps(q1, wj, acc[c][1]);
+                acc[c][2] = _mm256_fmadd_ps(q2, wj, acc[c][2]);
+                acc[c][3] = _mm256_fmadd_ps(q3, wj, acc[c][3]);
+            }
+        }
+        for (int c = 0; c < nc; c++) {
+            __m256 vs = _mm256_set1_ps(s[c]);
+            float *d = dst[c] + (i0 - r0);
+            for (int v = 0; v < 4; v++)
+                _mm256_storeu_ps(d + 8 * v, _mm256_fmadd_ps(vs, acc[c][v], _mm256_loadu_ps(d + 8 * v)));
+        }
+    }
+}
+
+static void lora_acc_q8t(int64_t rank, const uint8_t *bt, size_t bs, int64_t r0, int64_t nr, int nc,
+                         const float *const *x, const float *s, float *const *dst) {
+    for (int c = 0; c < nc; c += 2) {
+        if (nc - c >= 2) lora_acc_q8t_n(rank, bt, bs, r0, nr, 2, x + c, s + c, dst + c);
+        else lora_acc_q8t_n(rank, bt, bs, r0, nr, 1, x + c, s + c, dst + c);
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* 32-element blocks                                                          */
 /* ------------------------------------------------------------------------ */
@@ -629,6 +707,8 @@ void cpu_kernels_init_avx2(cpu_kernels *k) {
     k->lora_acc_t[LLMH_DTYPE_F32] = lora_acc_t_f32;
     k->lora_acc_t[LLMH_DTYPE_F16] = lora_acc_t_f16;
     k->lora_acc_t[LLMH_DTYPE_BF16] = lora_acc_t_bf16;
+    k->lora_a[LLMH_DTYPE_Q8_0] = lora_a_q8_0;
+    k->lora_acc_q8t = lora_acc_q8t;
     k->silu_row = silu_row_avx2;
     k->f16_to_f32 = f16_to_f32_avx2;
     k->dot = dot_avx2;

@@ -675,6 +675,110 @@ LORA_ACC_KERNEL(lora_acc_f32, LD16_F32)
 LORA_ACC_KERNEL(lora_acc_f16, LD16_F16)
 LORA_ACC_KERNEL(lora_acc_bf16, LD16_BF16)
 
+/* 16 int8 of a Q8_0 block widened to f32 */
+#define Q8_LOAD16(q, i) _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)((q) + (i)))))
+
+/* Q8_0 adapters (SDK 1.2). A side with f32 columns: per block the sum of
+ * q x (two products per column), times d, added. */
+AI void lora_a_q8_0_n(int64_t k, const uint8_t *w, size_t ws, int64_t nr, const uint8_t *a, size_t as, const int nc,
+                      float *dst, size_t ds) {
+    for (int64_t r = 0; r < nr; r++) {
+        const uint8_t *wr = w + (size_t)r * ws;
+        __m512 acc[4];
+        for (int c = 0; c < nc; c++) acc[c] = _mm512_setzero_ps();
+        for (int64_t b = 0; b < k / 32; b++) {
+            const uint8_t *blk = wr + (size_t)b * 34;
+            _mm_prefetch((const char *)blk + LORA_PF_A, _MM_HINT_T0);
+            const int8_t *q = (const int8_t *)(blk + 2);
+            __m512 q0 = Q8_LOAD16(q, 0), q1 = Q8_LOAD16(q, 16), vd = _mm512_set1_ps(f16(blk));
+            for (int c = 0; c < nc; c++) {
+                const float *x = (const float *)(a + (size_t)c * as) + b * 32;
+                __m512 p = _mm512_fmadd_ps(q1, _mm512_loadu_ps(x + 16), _mm512_mul_ps(q0, _mm512_loadu_ps(x)));
+                acc[c] = _mm512_fmadd_ps(p, vd, acc[c]);
+            }
+        }
+        for (int c = 0; c < nc; c++) dst[(size_t)c * ds + (size_t)r] = _mm512_reduce_add_ps(acc[c]);
+    }
+}
+
+static void lora_a_q8_0(int64_t k, const uint8_t *w, size_t ws, int64_t nr, const uint8_t *a, size_t as, int nc,
+                        float *dst, size_t ds) {
+    switch (nc) {
+    case 1: lora_a_q8_0_n(k, w, ws, nr, a, as, 1, dst, ds); break;
+    case 2: lora_a_q8_0_n(k, w, ws, nr, a, as, 2, dst, ds); break;
+    case 3: lora_a_q8_0_n(k, w, ws, nr, a, as, 3, dst, ds); break;
+    default: lora_a_q8_0_n(k, w, ws, nr, a, as, 4, dst, ds); break;
+    }
+}
+
+/* B side on the transposed Q8_0 B (cpu_lora_acc_q8t_fn): 64-row tiles (two
+ * blocks of each of the rank rows; a last tile of 32 rows uses one), every
+ * column's accumulators in registers, so bt is read once. The rank rows
+ * are rank separate streams: each is prefetched LORA_PF_B ahead. */
+AI void lora_acc_q8t_n(int64_t rank, const uint8_t *bt, size_t bs, int64_t r0, int64_t nr, const int nc,
+                       const float *const *x, const float *s, float *const *dst) {
+    int64_t i0 = r0, end = r0 + nr;
+    for (; i0 + 64 <= end; i0 += 64) {
+        __m512 acc[4][4];
+        for (int c = 0; c < nc; c++)
+            for (int v = 0; v < 4; v++) acc[c][v] = _mm512_setzero_ps();
+        const uint8_t *col = bt + (size_t)(i0 / 32) * 34;
+        for (int64_t j = 0; j < rank; j++) {
+            const uint8_t *b0 = col + (size_t)j * bs, *b1 = b0 + 34;
+            _mm_prefetch((const char *)b0 + LORA_PF_B, _MM_HINT_T0);
+            _mm_prefetch((const char *)b0 + LORA_PF_B + 64, _MM_HINT_T0);
+            const int8_t *q0p = (const int8_t *)(b0 + 2), *q1p = (const int8_t *)(b1 + 2);
+            __m512 q0 = Q8_LOAD16(q0p, 0), q1 = Q8_LOAD16(q0p, 16), q2 = Q8_LOAD16(q1p, 0), q3 = Q8_LOAD16(q1p, 16);
+            float d0 = f16(b0), d1 = f16(b1);
+            for (int c = 0; c < nc; c++) {
+                __m512 w0 = _mm512_set1_ps(d0 * x[c][j]), w1 = _mm512_set1_ps(d1 * x[c][j]);
+                acc[c][0] = _mm512_fmadd_ps(q0, w0, acc[c][0]);
+                acc[c][1] = _mm512_fmadd_ps(q1, w0, acc[c][1]);
+                acc[c][2] = _mm512_fmadd_ps(q2, w1, acc[c][2]);
+                acc[c][3] = _mm512_fmadd_ps(q3, w1, acc[c][3]);
+            }
+        }
+        for (int c = 0; c < nc; c++) {
+            __m512 vs = _mm512_set1_ps(s[c]);
+            float *d = dst[c] + (i0 - r0);
+            for (int v = 0; v < 4; v++)
+                _mm512_storeu_ps(d + 16 * v, _mm512_fmadd_ps(vs, acc[c][v], _mm512_loadu_ps(d + 16 * v)));
+        }
+    }
+    if (i0 < end) { /* 32 rows */
+        __m512 acc[4][2];
+        for (int c = 0; c < nc; c++) acc[c][0] = acc[c][1] = _mm512_setzero_ps();
+        const uint8_t *col = bt + (size_t)(i0 / 32) * 34;
+        for (int64_t j = 0; j < rank; j++) {
+            const uint8_t *b0 = col + (size_t)j * bs;
+            const int8_t *q0p = (const int8_t *)(b0 + 2);
+            __m512 q0 = Q8_LOAD16(q0p, 0), q1 = Q8_LOAD16(q0p, 16);
+            float d0 = f16(b0);
+            for (int c = 0; c < nc; c++) {
+                __m512 w0 = _mm512_set1_ps(d0 * x[c][j]);
+                acc[c][0] = _mm512_fmadd_ps(q0, w0, acc[c][0]);
+                acc[c][1] = _mm512_fmadd_ps(q1, w0, acc[c][1]);
+            }
+        }
+        for (int c = 0; c < nc; c++) {
+            __m512 vs = _mm512_set1_ps(s[c]);
+            float *d = dst[c] + (i0 - r0);
+            for (int v = 0; v < 2; v++)
+                _mm512_storeu_ps(d + 16 * v, _mm512_fmadd_ps(vs, acc[c][v], _mm512_loadu_ps(d + 16 * v)));
+        }
+    }
+}
+
+static void lora_acc_q8t(int64_t rank, const uint8_t *bt, size_t bs, int64_t r0, int64_t nr, int nc,
+                         const float *const *x, const float *s, float *const *dst) {
+    switch (nc) {
+    case 1: lora_acc_q8t_n(rank, bt, bs, r0, nr, 1, x, s, dst); break;
+    case 2: lora_acc_q8t_n(rank, bt, bs, r0, nr, 2, x, s, dst); break;
+    case 3: lora_acc_q8t_n(rank, bt, bs, r0, nr, 3, x, s, dst); break;
+    default: lora_acc_q8t_n(rank, bt, bs, r0, nr, 4, x, s, dst); break;
+    }
+}
+
 void cpu_kernels_init_avx512(cpu_kernels *k) {
     k->name = "avx512";
     k->mm[LLMH_DTYPE_Q8_0] = mm_q8_0;
@@ -697,6 +801,8 @@ void cpu_kernels_init_avx512(cpu_kernels *k) {
     k->lora_acc_t4[LLMH_DTYPE_F32] = lora_acc_t4_f32;
     k->lora_acc_t4[LLMH_DTYPE_F16] = lora_acc_t4_f16;
     k->lora_acc_t4[LLMH_DTYPE_BF16] = lora_acc_t4_bf16;
+    k->lora_a[LLMH_DTYPE_Q8_0] = lora_a_q8_0;
+    k->lora_acc_q8t = lora_acc_q8t;
 }
 #else
 typedef int cpu_kernels_avx512_unused; /* non-x86: nothing to build */

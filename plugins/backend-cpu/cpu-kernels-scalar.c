@@ -444,6 +444,44 @@ SCALAR_LORA_ACC_T(lora_acc_t_f32, LLMH_DTYPE_F32)
 SCALAR_LORA_ACC_T(lora_acc_t_f16, LLMH_DTYPE_F16)
 SCALAR_LORA_ACC_T(lora_acc_t_bf16, LLMH_DTYPE_BF16)
 
+/* Q8_0 adapters (SDK 1.2). A side, f32 columns: per block the f32 sum of
+ * q x, times d, added. */
+static void lora_a_q8_0(int64_t k, const uint8_t *w, size_t ws, int64_t nr, const uint8_t *a, size_t as, int nc,
+                        float *dst, size_t ds) {
+    for (int64_t r = 0; r < nr; r++)
+        for (int c = 0; c < nc; c++) {
+            const float *x = (const float *)(a + (size_t)c * as);
+            float acc = 0.0f;
+            for (int64_t b = 0; b < k / 32; b++) {
+                const uint8_t *blk = w + (size_t)r * ws + (size_t)b * 34;
+                const int8_t *q = (const int8_t *)(blk + 2);
+                float p = 0.0f;
+                for (int i = 0; i < 32; i++) p = fmaf((float)q[i], x[b * 32 + i], p);
+                acc = fmaf(f16_at(blk), p, acc);
+            }
+            dst[(size_t)c * ds + (size_t)r] = acc;
+        }
+}
+
+/* B side on the transposed Q8_0 B (cpu_lora_acc_q8t_fn), 32 rows at a time. */
+static void lora_acc_q8t(int64_t rank, const uint8_t *bt, size_t bs, int64_t r0, int64_t nr, int nc,
+                         const float *const *x, const float *s, float *const *dst) {
+    for (int64_t i0 = r0; i0 < r0 + nr; i0 += 32) {
+        float acc[4][32] = {{0}};
+        for (int64_t j = 0; j < rank; j++) {
+            const uint8_t *blk = bt + (size_t)j * bs + (size_t)(i0 / 32) * 34;
+            const int8_t *q = (const int8_t *)(blk + 2);
+            float d = f16_at(blk);
+            for (int c = 0; c < nc; c++) {
+                float wj = d * x[c][j];
+                for (int i = 0; i < 32; i++) acc[c][i] = fmaf((float)q[i], wj, acc[c][i]);
+            }
+        }
+        for (int c = 0; c < nc; c++)
+            for (int i = 0; i < 32; i++) dst[c][i0 - r0 + i] = fmaf(s[c], acc[c][i], dst[c][i0 - r0 + i]);
+    }
+}
+
 void cpu_kernels_init_scalar(cpu_kernels *k) {
     memset(k, 0, sizeof *k);
     k->name = "scalar";
@@ -469,6 +507,8 @@ void cpu_kernels_init_scalar(cpu_kernels *k) {
     k->lora_acc_t[LLMH_DTYPE_F32] = lora_acc_t_f32;
     k->lora_acc_t[LLMH_DTYPE_F16] = lora_acc_t_f16;
     k->lora_acc_t[LLMH_DTYPE_BF16] = lora_acc_t_bf16;
+    k->lora_a[LLMH_DTYPE_Q8_0] = lora_a_q8_0;
+    k->lora_acc_q8t = lora_acc_q8t;
     for (int t = 0; t < LLMH_DTYPE_COUNT; t++) k->act[t] = CPU_ACT_F32;
     k->act[LLMH_DTYPE_Q8_0] = k->act[LLMH_DTYPE_Q4_0] = k->act[LLMH_DTYPE_Q4_1] = CPU_ACT_Q8;
     k->act[LLMH_DTYPE_Q5_0] = k->act[LLMH_DTYPE_Q5_1] = CPU_ACT_Q8;

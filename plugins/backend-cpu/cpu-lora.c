@@ -25,7 +25,10 @@
  *   another's work and the adapters add no synchronization point of their
  *   own.
  * B side: where weight_prepare kept B's transpose (cpu-repack.c), r_j
- * times vectors of output rows; else a short dot product per row.
+ * times vectors of output rows; else a short dot product per row. Q8_0
+ * adapters (SDK 1.2) come with B transposed already: lora_acc_q8t reads
+ * that layout directly (no copy), every active column in one pass, on row
+ * ranges aligned to its 32-row blocks.
  * Columns whose gate is 0 are skipped (dst untouched). Per element of dst
  * the adapters are added in node order, so a fused run equals the nodes run
  * one after another.
@@ -62,6 +65,7 @@ typedef struct lora_run {
     int64_t k, m, cols;       /* K (input width), M (dst rows), N (tokens) */
     int64_t sum_r;            /* total rank of the run */
     int x_strided;            /* src1 ne[0] is not contiguous: columns are gathered */
+    int q8;                   /* Q8_0 adapters: row chunks are multiples of 32 */
 } lora_run;
 
 static void run_get(const llmh_node *nodes, size_t n, lora_run *r) {
@@ -74,6 +78,7 @@ static void run_get(const llmh_node *nodes, size_t n, lora_run *r) {
     r->sum_r = 0;
     for (size_t i = 0; i < n; i++) r->sum_r += nodes[i].src[0]->ne[1];
     r->x_strided = x->nb[0] != sizeof(float);
+    r->q8 = nodes[0].src[0]->type == LLMH_DTYPE_Q8_0;
 }
 
 static int private_r(const lora_run *r) { return r->cols <= CPU_LORA_PRIVATE_N; }
@@ -100,11 +105,12 @@ int cpu_lora_phases(const llmh_backend *be, const llmh_node *nodes, size_t n) {
     return private_r(&r) ? 1 : 2;
 }
 
-/* Rows of dst per unit: ~4 chunks per thread, at least 8, a multiple of 8. */
+/* Rows of dst per unit: ~4 chunks per thread, at least 8, a multiple of 8
+ * (of 32 for Q8_0, whose B blocks span 32 rows). */
 static int64_t chunk_rows(const llmh_backend *be, const lora_run *r) {
-    int64_t per = (r->m + (int64_t)be->n_threads * 4 - 1) / ((int64_t)be->n_threads * 4);
-    if (per < 8) per = 8;
-    return (per + 7) & ~(int64_t)7;
+    int64_t per = (r->m + (int64_t)be->n_threads * 4 - 1) / ((int64_t)be->n_threads * 4), g = r->q8 ? 32 : 8;
+    if (per < g) per = g;
+    return (per + g - 1) & ~(g - 1);
 }
 
 int64_t cpu_lora_units(const llmh_backend *be, const llmh_node *nodes, size_t n, int phase, int64_t *grain) {
@@ -157,16 +163,24 @@ static void compute_r(const llmh_backend *be, const lora_run *r, int64_t c0, int
     }
 }
 
+/* Q8_0's B side for nc columns: B is [M, R], rank rows of M values */
+static void q8t(const llmh_backend *be, const llmh_tensor *B, int64_t r0, int64_t nr, int nc, const float *const *x,
+                const float *s, float *const *dst) {
+    be->kern.lora_acc_q8t(B->ne[1], (const uint8_t *)B->data, B->nb[1], r0, nr, nc, x, s, dst);
+}
+
 /* dst rows [r0, r0 + nr) of every column: += c_it * B_i r_i, in node order
  * per element. Adapter by adapter; with a transposed B, its active columns
- * go 4 at a time through lora_acc_t4 where the kernel set has it. */
+ * go 4 at a time through lora_acc_t4 (or lora_acc_q8t) where the kernel set
+ * has it. */
 static void apply_b(const llmh_backend *be, const lora_run *r, int64_t r0, int64_t nr, const float *rbuf) {
     llmh_tensor *d = r->nodes[0].dst;
     int64_t off = 0;
     for (size_t i = 0; i < r->n; i++) {
         const llmh_node *nd = &r->nodes[i];
         const llmh_tensor *A = nd->src[0], *B = nd->src[2];
-        const cpu_packed *bt = cpu_transposed_for(be, B);
+        int q8 = B->type == LLMH_DTYPE_Q8_0;
+        const cpu_packed *bt = q8 ? NULL : cpu_transposed_for(be, B);
         cpu_lora_acc_t4_fn t4 = bt ? be->kern.lora_acc_t4[B->type] : NULL;
         const float *x4[4];
         float s4[4], *d4[4];
@@ -176,12 +190,13 @@ static void apply_b(const llmh_backend *be, const lora_run *r, int64_t r0, int64
             if (g == 0.0f) continue;
             float *dp = (float *)((uint8_t *)d->data + (size_t)t * d->nb[1]) + r0;
             const float *rt = rbuf + (size_t)t * (size_t)r->sum_r + (size_t)off;
-            if (t4) {
+            if (t4 || q8) {
                 x4[n4] = rt;
                 s4[n4] = nd->fp[0] * g;
                 d4[n4++] = dp;
                 if (n4 == 4) {
-                    t4(B->ne[0], bt->data, r0, nr, n4, x4, s4, d4);
+                    if (q8) q8t(be, B, r0, nr, n4, x4, s4, d4);
+                    else t4(B->ne[0], bt->data, r0, nr, n4, x4, s4, d4);
                     n4 = 0;
                 }
             } else if (bt) {
@@ -191,7 +206,8 @@ static void apply_b(const llmh_backend *be, const lora_run *r, int64_t r0, int64
                                            nd->fp[0] * g, dp);
             }
         }
-        if (n4) t4(B->ne[0], bt->data, r0, nr, n4, x4, s4, d4);
+        if (n4 && q8) q8t(be, B, r0, nr, n4, x4, s4, d4);
+        else if (n4) t4(B->ne[0], bt->data, r0, nr, n4, x4, s4, d4);
         off += A->ne[1];
     }
 }
@@ -283,17 +299,27 @@ static void adapter_unit(const llmh_backend *be, const lora_run *r, size_t u, fl
     compute_r(be, &one, 0, (int)r->cols, rbuf + off, gather);
     const llmh_node *nd = &r->nodes[u];
     const llmh_tensor *B = nd->src[2];
-    const cpu_packed *bt = cpu_transposed_for(be, B);
+    int q8 = B->type == LLMH_DTYPE_Q8_0;
+    const cpu_packed *bt = q8 ? NULL : cpu_transposed_for(be, B);
+    /* Q8_0: every active column in one pass over B (cols <= CPU_LORA_PRIVATE_N) */
+    _Static_assert(CPU_LORA_PRIVATE_N == 4, "ones[] below has CPU_LORA_PRIVATE_N entries");
+    const float *xq[CPU_LORA_PRIVATE_N], ones[CPU_LORA_PRIVATE_N] = {1.0f, 1.0f, 1.0f, 1.0f};
+    float *yq[CPU_LORA_PRIVATE_N];
+    int nq = 0;
     for (int64_t t = 0; t < r->cols; t++) {
         if (gate_at(nd, t) == 0.0f) continue;
         float *y = ybuf + ((size_t)u * (size_t)r->cols + (size_t)t) * (size_t)r->m;
         const float *rt = rbuf + (size_t)t * (size_t)r->sum_r + (size_t)off;
         memset(y, 0, (size_t)r->m * sizeof(float));
-        if (bt)
+        if (q8) {
+            xq[nq] = rt;
+            yq[nq++] = y;
+        } else if (bt)
             be->kern.lora_acc_t[B->type](B->ne[0], bt->data, 0, r->m, rt, 1.0f, y);
         else
             be->kern.lora_acc[B->type](B->ne[0], (const uint8_t *)B->data, B->nb[1], r->m, rt, 1.0f, y);
     }
+    if (nq) q8t(be, B, 0, r->m, nq, xq, ones, yq);
 }
 
 /* dst rows [r0, r0 + nr) += (s_u g_u) y_u of every adapter, in node order. */

@@ -118,7 +118,9 @@ int cpu_op_supported(const llmh_backend *be, llmh_op op, llmh_dtype t0, llmh_dty
         return is_float_type(t0) && is_float_type(t1);
     case LLMH_OP_ATTENTION: return t0 == LLMH_DTYPE_F32 && is_float_type(t1);
     case LLMH_OP_LORA: /* t0: the adapter type */
-        return is_float_type(t0) && t1 == LLMH_DTYPE_F32 && be->kern.lora_a[t0] && be->kern.lora_acc[t0];
+        if (t1 != LLMH_DTYPE_F32) return 0;
+        if (t0 == LLMH_DTYPE_Q8_0) return be->kern.lora_a[t0] && be->kern.lora_acc_q8t; /* B transposed (SDK 1.2) */
+        return is_float_type(t0) && be->kern.lora_a[t0] && be->kern.lora_acc[t0];
     default: return 0;
     }
 }
@@ -310,13 +312,20 @@ llmh_status cpu_op_validate(llmh_backend *be, const llmh_node *n, size_t index) 
         if (c->type != a->type)
             return vfail(be, index, n, "A is %s but B is %s (both must be the same type)", llmh_dtype_name(a->type),
                          llmh_dtype_name(c->type));
-        if (a->ne[0] != b->ne[0] || c->ne[0] != a->ne[1] || d->ne[0] != c->ne[1] || d->ne[1] != b->ne[1] ||
+        /* Q8_0 (SDK 1.2): B comes transposed, [M, R] */
+        int q8 = a->type == LLMH_DTYPE_Q8_0;
+        int64_t b_rank = q8 ? c->ne[1] : c->ne[0], b_out = q8 ? c->ne[0] : c->ne[1];
+        if (a->ne[0] != b->ne[0] || b_rank != a->ne[1] || d->ne[0] != b_out || d->ne[1] != b->ne[1] ||
             a->ne[2] * a->ne[3] * b->ne[2] * b->ne[3] * c->ne[2] * c->ne[3] * d->ne[2] * d->ne[3] != 1)
             return vfail(be, index, n,
                          "shapes: A [%lld, %lld], x [%lld, %lld], B [%lld, %lld] -> dst [%lld, %lld] "
-                         "(want A [K, R], x [K, N], B [R, M], dst [M, N])",
+                         "(want A [K, R], x [K, N], %s, dst [M, N])",
                          (long long)a->ne[0], (long long)a->ne[1], (long long)b->ne[0], (long long)b->ne[1],
-                         (long long)c->ne[0], (long long)c->ne[1], (long long)d->ne[0], (long long)d->ne[1]);
+                         (long long)c->ne[0], (long long)c->ne[1], (long long)d->ne[0], (long long)d->ne[1],
+                         q8 ? "q8_0 B transposed [M, R]" : "B [R, M]");
+        if (q8 && (a->ne[0] % 32 != 0 || d->ne[0] % 32 != 0))
+            return vfail(be, index, n, "q8_0 adapters need K and M multiples of 32 (K %lld, M %lld)",
+                         (long long)a->ne[0], (long long)d->ne[0]);
         if (a->nb[0] != llmh_dtype_type_size(a->type) || c->nb[0] != llmh_dtype_type_size(c->type))
             return vfail(be, index, n, "A and B rows must be contiguous");
         if (d->nb[0] != 4 || d->nb[1] % 4 != 0 || ((uintptr_t)d->data) % 4 != 0)

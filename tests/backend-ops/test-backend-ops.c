@@ -1045,14 +1045,23 @@ static int lora_case(llmh_dtype t, int64_t K, int64_t M, int64_t N, int n_ad, co
         float *d0 = malloc((size_t)(M * N) * sizeof(float));
         memcpy(d0, d->t.data, (size_t)(M * N) * sizeof(float));
         for (int i = 0; i < n_ad; i++) {
+            /* Q8_0 (SDK 1.2): B comes transposed, [M, R] */
+            int q8 = t == LLMH_DTYPE_Q8_0;
             A[i] = bu_tensor_new(&plug, be, t, K, rk[i], 1, 1);
-            B[i] = bu_tensor_new(&plug, be, t, rk[i], M, 1, 1);
+            B[i] = q8 ? bu_tensor_new(&plug, be, t, M, rk[i], 1, 1) : bu_tensor_new(&plug, be, t, rk[i], M, 1, 1);
             fill(A[i], &s, 0.5f);
             fill(B[i], &s, 0.5f);
             af[i] = malloc((size_t)(K * rk[i]) * sizeof(float));
             bf[i] = malloc((size_t)(rk[i] * M) * sizeof(float));
             llmh_dequantize(t, A[i]->t.data, af[i], K * rk[i]);
             llmh_dequantize(t, B[i]->t.data, bf[i], rk[i] * M);
+            if (q8) { /* bf as B [R, M]: bf[m * R + j] */
+                float *bt = malloc((size_t)(rk[i] * M) * sizeof(float));
+                memcpy(bt, bf[i], (size_t)(rk[i] * M) * sizeof(float));
+                for (int64_t m = 0; m < M; m++)
+                    for (int64_t j = 0; j < rk[i]; j++) bf[i][m * rk[i] + j] = bt[j * M + m];
+                free(bt);
+            }
             /* odd seeds: as the adapter store does (B may be kept transposed) */
             if ((seed & 1) && plug.be->weight_prepare) {
                 CU_ASSERT_EQUAL(plug.be->weight_prepare(be, &A[i]->t), LLMH_OK);
@@ -1153,6 +1162,18 @@ static void test_lora(void) {
         CU_ASSERT_EQUAL(lora_case(t, 40, 200, 1, 3, r3, X_CONTIG, G_MIXED, 15), 0); /* row kernel after prepare */
         CU_ASSERT_EQUAL(lora_case(t, 40, 1037, 9, 1, r1, X_CONTIG, G_MIXED, 13), 0);
     }
+    /* Q8_0 adapters, B transposed (K and M multiples of 32): decode and
+     * prefill, the 64- and 32-row tiles, gates, fused runs, rank 80 */
+    static const int64_t r2[] = {80, 16};
+    const llmh_dtype q = LLMH_DTYPE_Q8_0;
+    CU_ASSERT_EQUAL(lora_case(q, 64, 32, 1, 1, r1, X_CONTIG, G_NONE, 21), 0);
+    CU_ASSERT_EQUAL(lora_case(q, 96, 160, 3, 1, r1, X_CONTIG, G_NONE, 22), 0);
+    CU_ASSERT_EQUAL(lora_case(q, 32, 64, 33, 1, r1, X_COLVIEW, G_MIXED, 23), 0);
+    CU_ASSERT_EQUAL(lora_case(q, 128, 96, 1, 3, r3, X_CONTIG, G_MIXED, 24), 0);
+    CU_ASSERT_EQUAL(lora_case(q, 128, 224, 4, 4, r4, X_COLVIEW, G_MIXED, 25), 0);
+    CU_ASSERT_EQUAL(lora_case(q, 96, 608, 9, 4, r4, X_TRANSPOSED, G_MIXED, 26), 0);
+    CU_ASSERT_EQUAL(lora_case(q, 64, 288, 2, 2, r2, X_CONTIG, G_NONE, 27), 0);
+    CU_ASSERT_EQUAL(lora_case(q, 896, 4864, 1, 4, r4, X_CONTIG, G_NONE, 28), 0);
 }
 
 /* Two fused runs back to back (different dst), then a MUL_MAT reading the
@@ -1201,14 +1222,17 @@ static void test_lora_graph(void) {
 
 /* A decode-sized quantized MUL_MAT followed by LORA nodes on its dst and x
  * runs as one two-phase step; it must equal the same nodes run as separate
- * graphs bit for bit (same kernels, same order per element). */
+ * graphs bit for bit (same kernels, same order per element). F16 adapters,
+ * and Q8_0 ones (B transposed, M a multiple of 32). */
 static void test_lora_after_mul_mat(void) {
     static const int64_t ns[] = {1, 3, 4, 6};
     for (size_t c = 0; c < N_CFG; c++) {
         llmh_backend *be = cfgs[c].be;
         if (!be) continue;
-        for (int ni = 0; ni < 4; ni++) {
-            const int64_t K = 96, M = 75, N = ns[ni], R = 5;
+        for (int ni = 0; ni < 8; ni++) {
+            const int q8 = ni >= 4;
+            const llmh_dtype at = q8 ? LLMH_DTYPE_Q8_0 : LLMH_DTYPE_F16;
+            const int64_t K = 96, M = q8 ? 96 : 75, N = ns[ni % 4], R = 5;
             uint64_t s = 31 + (uint64_t)ni;
             bu_tensor *w = bu_tensor_new(&plug, be, LLMH_DTYPE_Q4_0, K, M, 1, 1);
             bu_tensor *x = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, K, N, 1, 1);
@@ -1222,8 +1246,8 @@ static void test_lora_after_mul_mat(void) {
             float *gv = gt->t.data;
             for (int64_t j = 0; j < N; j++) gv[j] = j == 1 ? 0.0f : 0.5f + (float)j;
             for (int i = 0; i < 3; i++) {
-                A[i] = bu_tensor_new(&plug, be, LLMH_DTYPE_F16, K, R + i, 1, 1);
-                B[i] = bu_tensor_new(&plug, be, LLMH_DTYPE_F16, R + i, M, 1, 1);
+                A[i] = bu_tensor_new(&plug, be, at, K, R + i, 1, 1);
+                B[i] = q8 ? bu_tensor_new(&plug, be, at, M, R + i, 1, 1) : bu_tensor_new(&plug, be, at, R + i, M, 1, 1);
                 fill(A[i], &s, 0.5f);
                 fill(B[i], &s, 0.5f);
             }
@@ -1258,7 +1282,8 @@ static void test_lora_errors(void) {
     CU_ASSERT(plug.be->supports(be, LLMH_OP_LORA, LLMH_DTYPE_F32, LLMH_DTYPE_F32));
     CU_ASSERT(plug.be->supports(be, LLMH_OP_LORA, LLMH_DTYPE_F16, LLMH_DTYPE_F32));
     CU_ASSERT(plug.be->supports(be, LLMH_OP_LORA, LLMH_DTYPE_BF16, LLMH_DTYPE_F32));
-    CU_ASSERT(!plug.be->supports(be, LLMH_OP_LORA, LLMH_DTYPE_Q8_0, LLMH_DTYPE_F32));
+    CU_ASSERT(plug.be->supports(be, LLMH_OP_LORA, LLMH_DTYPE_Q8_0, LLMH_DTYPE_F32));
+    CU_ASSERT(!plug.be->supports(be, LLMH_OP_LORA, LLMH_DTYPE_Q4_0, LLMH_DTYPE_F32));
     CU_ASSERT(!plug.be->supports(be, LLMH_OP_LORA, LLMH_DTYPE_F16, LLMH_DTYPE_F16));
     bu_tensor *x = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, 8, 2, 1, 1);
     bu_tensor *a = bu_tensor_new(&plug, be, LLMH_DTYPE_F16, 8, 2, 1, 1);
@@ -1324,7 +1349,7 @@ int main(void) {
         {"option repack", test_repack_option},
         {NULL, NULL}};
     static const llmh_test_case lora_cases[] = {
-        {"LORA f32/f16/bf16, gates, strided x, fused runs", test_lora},
+        {"LORA f32/f16/bf16/q8_0, gates, strided x, fused runs", test_lora},
         {"LORA runs in a graph", test_lora_graph},
         {"LORA run after its MUL_MAT (one step) equals separate nodes", test_lora_after_mul_mat},
         {"LORA supports and errors", test_lora_errors},
