@@ -157,7 +157,7 @@ typedef struct llmh_config {
         const char *format;        /* "auto" (default) or a format plugin name */
         int64_t context;           /* KV cache size in tokens (default 4096; a warning is logged past the training context) */
         const char *kv_type;       /* KV cache element type: "f16" (default, as llama.cpp) or "f32" */
-        const char *adapter_type;  /* LoRA adapter storage: "auto" (default: the backend's choice), "f32", "f16", "bf16" */
+        const char *adapter_type;  /* LoRA adapter storage: "auto" (default: the backend's choice), "f32", "f16", "bf16", "q8_0" */
         llmh_kv_list options;      /* every [model] key (for the format plugin) */
         /* Download (llmh-fetch.h): llmh_model_load fetches what is missing into path. */
         const char *url;           /* file URL, or the base URL of files; hf:// expanded; NULL when none */

@@ -350,7 +350,7 @@ static void init_mat(llmh_tensor *t, llmh_dtype type, int64_t ne0, int64_t ne1, 
     t->ne[1] = ne1;
     t->ne[2] = t->ne[3] = 1;
     t->nb[0] = llmh_dtype_type_size(type);
-    t->nb[1] = t->nb[0] * (size_t)ne0;
+    t->nb[1] = t->nb[0] * (size_t)(ne0 / llmh_dtype_block_size(type));
     t->nb[2] = t->nb[3] = t->nb[1] * (size_t)ne1;
     t->buffer = buf;
     t->offset = off;
@@ -361,12 +361,19 @@ static void init_mat(llmh_tensor *t, llmh_dtype type, int64_t ne0, int64_t ne1, 
  * "auto" is F32. F16 storage halves the bytes a decode step reads, but
  * rounding the adapter values moves the reference models' logits by up to
  * 6e-2 (llama.cpp's references use F32 adapters; tests/fabric holds them to
- * 1e-3), so it is opt-in (docs/memory-fabric.md). */
+ * 1e-3), so it is opt-in (docs/memory-fabric.md); Q8_0 (SDK 1.2: B stored
+ * transposed) halves them again. */
 static llmh_dtype storage_type(const llmh_model *m) {
     const char *t = m->adapter_type;
     if (!strcmp(t, "f16")) return LLMH_DTYPE_F16;
     if (!strcmp(t, "bf16")) return LLMH_DTYPE_BF16;
+    if (!strcmp(t, "q8_0")) return LLMH_DTYPE_Q8_0;
     return LLMH_DTYPE_F32;
+}
+
+/* Bytes of elems values stored as `type` (whole blocks). */
+static size_t stored_bytes(llmh_dtype type, int64_t elems) {
+    return (size_t)(elems / llmh_dtype_block_size(type)) * llmh_dtype_type_size(type);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -428,6 +435,31 @@ static llmh_status convert_tensor(load_ctx *c, const llmh_tensor_info *ti, llmh_
     return LLMH_OK;
 }
 
+/* Q8_0 storage of one tensor of the file into dst: A ([K, R]) row by row;
+ * B ([R, M]) transposed first into rank rows of M values (SDK 1.2), its
+ * output rows permuted before that when `heads` is not 0 (PEFT q/k of a
+ * llama-architecture model). f and f2: f32 scratch of the tensor's size. */
+static llmh_status convert_q8(load_ctx *c, const llmh_tensor_info *ti, bool is_b, int64_t heads, uint8_t *dst, float *f,
+                              float *f2) {
+    int64_t ne0 = ti->ne[0], ne1 = ti->ne[1], elems = ne0 * ne1;
+    prefault(ti->data, ti->size);
+    if (llmh_dequantize(ti->type, ti->data, f, elems))
+        return llmh__fail(LLMH_ERR_FORMAT, "adapter %s: tensor '%s': cannot convert %s to f32", c->file, ti->name,
+                          llmh_dtype_name(ti->type));
+    if (is_b) {
+        if (heads) {
+            permute_rows((uint8_t *)f2, (const uint8_t *)f, ne1, (size_t)ne0 * sizeof(float), heads);
+            memcpy(f, f2, (size_t)elems * sizeof(float));
+        }
+        for (int64_t m = 0; m < ne1; m++)
+            for (int64_t j = 0; j < ne0; j++) f2[j * ne1 + m] = f[m * ne0 + j];
+        f = f2;
+    }
+    if (llmh_quantize(LLMH_DTYPE_Q8_0, f, dst, elems))
+        return llmh__fail(LLMH_ERR_FORMAT, "adapter %s: tensor '%s': cannot convert to q8_0", c->file, ti->name);
+    return LLMH_OK;
+}
+
 /* Convert every pair to the storage type and place it in one backend
  * buffer. When the backend can wrap host memory, the values are written
  * straight into a pre-faulted anonymous mapping that the buffer wraps (one
@@ -438,9 +470,14 @@ static llmh_status place_adapter(load_ctx *c, llmh__adapter *ad) {
     const llmh_backend_iface *bi = m->be_if;
     size_t n = (size_t)m->hp.n_layer * LLMH__LORA_N, total = 0, max_elems = 0;
     llmh_dtype type = storage_type(m);
-    size_t ts = llmh_dtype_type_size(type);
+    bool q8 = type == LLMH_DTYPE_Q8_0;
     ad->type = type;
     ad->lora_op = bi->supports(m->be, LLMH_OP_LORA, type, LLMH_DTYPE_F32) != 0;
+    if (q8 && !ad->lora_op) /* a transposed B has no MUL_MAT fallback */
+        return llmh__fail(LLMH_ERR_UNSUPPORTED,
+                          "adapter %s: backend '%s' does not run LORA for q8_0 adapters (SDK 1.2); "
+                          "set [model] adapter_type to \"f16\" or \"f32\"",
+                          c->path, llmh_plugin_descriptor(m->backend_plugin)->name);
     if (!ad->lora_op && (!bi->supports(m->be, LLMH_OP_MUL_MAT, type, LLMH_DTYPE_F32) ||
                          !bi->supports(m->be, LLMH_OP_SCALE, LLMH_DTYPE_F32, LLMH_DTYPE_F32)))
         return llmh__fail(LLMH_ERR_UNSUPPORTED,
@@ -452,16 +489,24 @@ static llmh_status place_adapter(load_ctx *c, llmh__adapter *ad) {
         const lora_src *p = &c->src[i];
         if (!p->a) continue;
         size_t ea = (size_t)p->a->ne[0] * (size_t)p->a->ne[1], eb = (size_t)p->b->ne[0] * (size_t)p->b->ne[1];
-        total += align256(ea * ts) + align256(eb * ts);
+        if (q8 && (p->a->ne[0] % 32 != 0 || p->b->ne[1] % 32 != 0))
+            return llmh__fail(LLMH_ERR_UNSUPPORTED,
+                              "adapter %s: tensor '%s' adapts a %lld -> %lld projection; q8_0 adapters need both "
+                              "widths to be multiples of 32 (set [model] adapter_type to \"f16\" or \"f32\")",
+                              c->path, p->a->name, (long long)p->a->ne[0], (long long)p->b->ne[1]);
+        total += align256(stored_bytes(type, (int64_t)ea)) + align256(stored_bytes(type, (int64_t)eb));
         if (ea > max_elems) max_elems = ea;
         if (eb > max_elems) max_elems = eb;
     }
     /* tmp: f32 staging for non-f32 sources; perm: a converted tensor before
-     * its rows are permuted, or the value to buffer_write */
-    float *tmp = malloc(max_elems * sizeof(float));
-    uint8_t *perm = malloc(max_elems * ts);
-    if (!tmp || !perm) {
+     * its rows are permuted, or the value to buffer_write; tmp2: Q8_0's
+     * second f32 scratch (the transpose) */
+    size_t ts = llmh_dtype_type_size(type);
+    float *tmp = malloc(max_elems * sizeof(float)), *tmp2 = q8 ? malloc(max_elems * sizeof(float)) : NULL;
+    uint8_t *perm = malloc(q8 ? stored_bytes(type, (int64_t)max_elems) : max_elems * ts);
+    if (!tmp || !perm || (q8 && !tmp2)) {
         free(tmp);
+        free(tmp2);
         free(perm);
         return llmh__fail(LLMH_ERR_NO_MEMORY, "adapter %s: out of memory", c->path);
     }
@@ -500,7 +545,11 @@ static llmh_status place_adapter(load_ctx *c, llmh__adapter *ad) {
             bool permute = k == 1 && c->peft && m->hp.arch == LLMH__ARCH_LLAMA &&
                            (target == LLMH__LORA_Q || target == LLMH__LORA_K);
             uint8_t *dst = wrap ? (uint8_t *)wrap + off : perm;
-            if (permute) {
+            size_t bytes = stored_bytes(type, elems);
+            if (q8) {
+                int64_t heads = !permute ? 0 : target == LLMH__LORA_Q ? m->hp.n_head : m->hp.n_head_kv;
+                st = convert_q8(c, ti, k == 1, heads, dst, tmp, tmp2);
+            } else if (permute) {
                 /* converted into perm, rows permuted into place (through
                  * tmp, as large in bytes, when perm is what gets written) */
                 st = convert_tensor(c, ti, type, perm, elems, tmp);
@@ -513,11 +562,12 @@ static llmh_status place_adapter(load_ctx *c, llmh__adapter *ad) {
             } else {
                 st = convert_tensor(c, ti, type, dst, elems, tmp);
             }
-            if (!st && !wrap) st = bi->buffer_write(m->be, ad->buf, off, perm, (size_t)elems * ts);
-            off += align256((size_t)elems * ts);
+            if (!st && !wrap) st = bi->buffer_write(m->be, ad->buf, off, perm, bytes);
+            off += align256(bytes);
         }
     }
     free(tmp);
+    free(tmp2);
     free(perm);
     if (!st && wrap) st = bi->buffer_wrap_host(m->be, wrap, total, LLMH_BUFFER_WEIGHTS, &ad->buf);
     /* tensors, then the backend's preparation */
@@ -529,9 +579,10 @@ static llmh_status place_adapter(load_ctx *c, llmh__adapter *ad) {
         for (int k = 0; k < 2 && !st; k++) {
             const llmh_tensor_info *ti = k ? p->b : p->a;
             llmh_tensor *t = k ? &ad->b[i] : &ad->a[i];
-            init_mat(t, type, ti->ne[0], ti->ne[1], ad->buf, off, host);
+            if (q8 && k) init_mat(t, type, ti->ne[1], ti->ne[0], ad->buf, off, host); /* B transposed: [M, R] */
+            else init_mat(t, type, ti->ne[0], ti->ne[1], ad->buf, off, host);
             t->name = k ? "lora_b" : "lora_a";
-            off += align256((size_t)(ti->ne[0] * ti->ne[1]) * ts);
+            off += align256(stored_bytes(type, ti->ne[0] * ti->ne[1]));
             if (bi->weight_prepare && (st = bi->weight_prepare(m->be, t))) t->buffer = NULL; /* not prepared */
         }
     }

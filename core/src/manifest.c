@@ -599,7 +599,7 @@ static const mf_key model_keys[] = {
     {"format", MF_NAME, 0, 0, 0},
     {"context", MF_INT, MF_LO | MF_HI, 1, 2147483647.0},
     {"kv_type", MF_NAME, 0, 0, 0},   /* "f16" (default) or "f32" */
-    {"adapter_type", MF_NAME, 0, 0, 0}, /* "auto" (default), "f32", "f16" or "bf16" */
+    {"adapter_type", MF_NAME, 0, 0, 0}, /* "auto" (default), "f32", "f16", "bf16" or "q8_0" */
     {"url", MF_STRING, 0, 0, 0},     /* download: https://, hf://owner/repo[@rev]/file, http:// on loopback */
     {"sha256", MF_HEX64, 0, 0, 0},   /* the file's SHA-256 (verified before it enters the cache) */
     {"size", MF_INT, MF_LO, 0, 0},   /* the file's size in bytes */
@@ -1243,8 +1243,9 @@ static llmh_status mf_build_model(mf_build *b, const llmh_toml_node *t) {
     const llmh_toml_node *adt = mf_found(model_keys, f, "adapter_type");
     if (!(c->model.adapter_type = mf_str_or(b, adt, "auto"))) return mf_oom();
     if (strcmp(c->model.adapter_type, "auto") != 0 && strcmp(c->model.adapter_type, "f32") != 0 &&
-        strcmp(c->model.adapter_type, "f16") != 0 && strcmp(c->model.adapter_type, "bf16") != 0)
-        return mf_fail_node(adt, 0, "model.adapter_type must be \"auto\", \"f32\", \"f16\" or \"bf16\", got \"%s\"",
+        strcmp(c->model.adapter_type, "f16") != 0 && strcmp(c->model.adapter_type, "bf16") != 0 &&
+        strcmp(c->model.adapter_type, "q8_0") != 0)
+        return mf_fail_node(adt, 0, "model.adapter_type must be \"auto\", \"f32\", \"f16\", \"bf16\" or \"q8_0\", got \"%s\"",
                             c->model.adapter_type);
 
     mf_kvvec vec = {0};

@@ -24,8 +24,9 @@ typedef enum llmh__lora_target {
 } llmh__lora_target;
 
 /* One adapter in the store (adapter.c). a/b per (layer, target): A ne [in, r]
- * and B ne [r, out], of the storage type `type` (manifest [model]
- * adapter_type: F32, F16 or BF16), in the backend; ne[0] == 0 where not adapted.
+ * and B ne [r, out] (Q8_0: B transposed, ne [out, r]; SDK 1.2), of the
+ * storage type `type` (manifest [model] adapter_type: F32, F16, BF16 or
+ * Q8_0), in the backend; ne[0] == 0 where not adapted.
  * refs: the store's own reference (while listed) plus one per session that
  * selected it; guarded by the model's adapter_lock. */
 typedef struct llmh__adapter {
@@ -121,7 +122,7 @@ struct llmh_model {
     char *arch_name, *name, *chat_template;
     int64_t default_ctx;
     char kv_type[8];        /* manifest [model] kv_type: "f16" or "f32" */
-    char adapter_type[8];   /* manifest [model] adapter_type: "auto", "f32", "f16", "bf16" */
+    char adapter_type[8];   /* manifest [model] adapter_type: "auto", "f32", "f16", "bf16", "q8_0" */
 
     /* memory fabric (adapter.c) */
     pthread_mutex_t adapter_lock; /* guards the store, refs and the router */

@@ -726,6 +726,175 @@ static void test_errors(void) {
 
 
 /* ------------------------------------------------------------------------ */
+/* adapter storage types ([model] adapter_type)                              */
+/* ------------------------------------------------------------------------ */
+/* Logits of `toks` on ../shared/<model_rel> with the adapter at `adapter`
+ * (NULL: none) stored as `type`; *bytes: the adapter's bytes as stored.
+ * malloc'd; NULL (and a message) on failure. */
+static float *typed_logits(const char *model_rel, const char *type, const char *adapter, const llmh_token *toks,
+                           size_t n, int64_t *nv, uint64_t *bytes) {
+    char keys[64], extra[1024] = "";
+    snprintf(keys, sizeof keys, "adapter_type = \"%s\"\n", type);
+    if (adapter) snprintf(extra, sizeof extra, "[[adapter]]\nname = \"ad\"\npath = \"%s\"\n", adapter);
+    fixture_model fm;
+    if (fixture_open_with(&fm, model_rel, NULL, keys, extra) != 0) return NULL;
+    int64_t V = llmh_model_describe(fm.model)->n_vocab;
+    float *out = malloc((size_t)V * sizeof *out);
+    llmh_adapter_info *info = NULL;
+    size_t ni = 0;
+    *bytes = 0;
+    if (adapter && llmh_adapter_list(fm.model, &info, &ni) == LLMH_OK && ni == 1) *bytes = info[0].bytes;
+    free(info);
+    if (out && llmh_session_eval(fm.session, toks, n) == LLMH_OK) {
+        memcpy(out, llmh_session_logits(fm.session), (size_t)V * sizeof *out);
+    } else {
+        fprintf(stderr, "  eval failed: %s\n", llmh_last_error());
+        free(out);
+        out = NULL;
+    }
+    *nv = V;
+    fixture_close(&fm);
+    return out;
+}
+
+/* A random rank-8 PEFT adapter for llama-tiny (HF conventions, as a
+ * trainer writes it: lora_B of q/k in rotate-half row order). */
+static char *write_random_llama_peft(const llmh_model_desc *d) {
+    static const struct { const char *hf; int out, in; } mods[] = {
+        {"self_attn.q_proj", 0, 0}, {"self_attn.k_proj", 1, 0}, {"self_attn.v_proj", 1, 0},
+        {"self_attn.o_proj", 0, 0}, {"mlp.gate_proj", 2, 0},    {"mlp.up_proj", 2, 0},
+        {"mlp.down_proj", 0, 2},
+    };
+    const int64_t R = 8, dims[3] = {d->n_embd, d->n_head_kv * d->head_dim, d->n_ff};
+    char hdr[16384];
+    size_t ho = (size_t)snprintf(hdr, sizeof hdr, "{"), off = 0, cap = 0;
+    for (int64_t l = 0; l < d->n_layer; l++)
+        for (int k = 0; k < 7; k++) cap += (size_t)(R * (dims[mods[k].in] + dims[mods[k].out])) * sizeof(float);
+    float *data = malloc(cap);
+    if (!data) return NULL;
+    uint64_t seed = 77;
+    for (int64_t l = 0; l < d->n_layer; l++)
+        for (int k = 0; k < 7; k++)
+            for (int ab = 0; ab < 2; ab++) {
+                int64_t rows = ab ? dims[mods[k].out] : R, cols = ab ? R : dims[mods[k].in];
+                float *p = data + off / sizeof(float);
+                for (int64_t i = 0; i < rows * cols; i++) p[i] = 0.5f * llmh_test_randf(&seed);
+                ho += (size_t)snprintf(hdr + ho, sizeof hdr - ho,
+                                       "%s\"base_model.model.model.layers.%lld.%s.lora_%c.weight\":{\"dtype\":\"F32\","
+                                       "\"shape\":[%lld,%lld],\"data_offsets\":[%zu,%zu]}",
+                                       ho > 1 ? "," : "", (long long)l, mods[k].hf, ab ? 'B' : 'A', (long long)rows,
+                                       (long long)cols, off, off + (size_t)(rows * cols) * sizeof(float));
+                off += (size_t)(rows * cols) * sizeof(float);
+            }
+    ho += (size_t)snprintf(hdr + ho, sizeof hdr - ho, "}");
+    char tmpl[] = "/tmp/llmh-peft-XXXXXX", *dir = NULL;
+    if (mkdtemp(tmpl)) {
+        dir = strdup(tmpl);
+        char path[512];
+        snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+        FILE *f = fopen(path, "w");
+        if (f) {
+            fputs("{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": 16, \"target_modules\": [\"q_proj\", "
+                  "\"k_proj\", \"v_proj\", \"o_proj\", \"gate_proj\", \"up_proj\", \"down_proj\"]}",
+                  f);
+            fclose(f);
+        }
+        snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+        if ((f = fopen(path, "wb"))) {
+            uint64_t hl = ho;
+            fwrite(&hl, 8, 1, f);
+            fwrite(hdr, 1, ho, f);
+            fwrite(data, 1, off, f);
+            fclose(f);
+        }
+    }
+    free(data);
+    return dir;
+}
+
+/* f16, bf16 and q8_0 storage: logits close to f32 storage (the rounding
+ * is small against the adapter's own effect), the same top token, and the
+ * stored sizes they promise; q8_0's transposed B also from PEFT and through
+ * the llama q/k row permutation. */
+static void test_storage_types(void) {
+    static const char *types[] = {"f32", "f16", "bf16", "q8_0"};
+    static const char prompt[] = "The quick brown fox jumps over";
+    char *gguf = llmh_test_shared("models/adapters/qwen2-tiny-lora-a.gguf");
+    char *peft = llmh_test_shared("models/adapters/qwen2-tiny-lora-a-peft");
+    llmh_token *toks = NULL;
+    size_t n = 0;
+    {
+        fixture_model fm;
+        CU_ASSERT_FATAL(fixture_open(&fm, "models/qwen2-tiny-f32.gguf", NULL, NULL) == 0);
+        CU_ASSERT_EQUAL_FATAL(llmh_tokenize(fm.model, prompt, strlen(prompt), LLMH_ENCODE_ADD_BOS, &toks, &n),
+                              LLMH_OK);
+        fixture_close(&fm);
+    }
+    int64_t V = 0;
+    uint64_t by[4], none_bytes;
+    float *lg[4], *base = typed_logits("models/qwen2-tiny-f32.gguf", "f32", NULL, toks, n, &V, &none_bytes);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(base);
+    for (int i = 0; i < 4; i++) {
+        lg[i] = typed_logits("models/qwen2-tiny-f32.gguf", types[i], gguf, toks, n, &V, &by[i]);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(lg[i]);
+    }
+    double effect = max_abs_diff(lg[0], base, V);
+    fprintf(stderr, "  lora-a's effect on the logits (f32): max |diff| = %.3e\n", effect);
+    for (int i = 1; i < 4; i++) {
+        double diff = max_abs_diff(lg[i], lg[0], V);
+        fprintf(stderr, "  %s storage vs f32: max |logit diff| = %.3e, %llu bytes (f32 %llu)\n", types[i], diff,
+                (unsigned long long)by[i], (unsigned long long)by[0]);
+        CU_ASSERT(diff < 0.05 * effect);
+        CU_ASSERT_EQUAL(fixture_argmax(lg[i], V), fixture_argmax(lg[0], V));
+    }
+    CU_ASSERT_EQUAL(by[1] * 2, by[0]);
+    CU_ASSERT_EQUAL(by[2] * 2, by[0]);
+    CU_ASSERT_EQUAL(by[3], by[0] / 4 / 32 * 34);
+    /* q8_0 from the PEFT form: the same values, so the same logits */
+    uint64_t pb;
+    float *pq = typed_logits("models/qwen2-tiny-f32.gguf", "q8_0", peft, toks, n, &V, &pb);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(pq);
+    CU_ASSERT_EQUAL(max_abs_diff(pq, lg[3], V), 0.0);
+    CU_ASSERT_EQUAL(pb, by[3]);
+    free(pq);
+    for (int i = 0; i < 4; i++) free(lg[i]);
+    free(base);
+    free(toks);
+
+    /* llama: PEFT q/k lora_B rows are permuted into GGUF order before the
+     * transpose; a wrong permutation would be as far off as no permutation */
+    fixture_model fm;
+    CU_ASSERT_FATAL(fixture_open(&fm, "models/llama-tiny-bf16.gguf", NULL, NULL) == 0);
+    char *dir = write_random_llama_peft(llmh_model_describe(fm.model));
+    fixture_close(&fm);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
+    static const llmh_token lt[] = {1, 400, 22, 35, 1000, 7};
+    uint64_t b32, b8;
+    float *l32 = typed_logits("models/llama-tiny-bf16.gguf", "f32", dir, lt, 6, &V, &b32);
+    float *l8 = typed_logits("models/llama-tiny-bf16.gguf", "q8_0", dir, lt, 6, &V, &b8);
+    float *l0 = typed_logits("models/llama-tiny-bf16.gguf", "f32", NULL, lt, 6, &V, &b32);
+    CU_ASSERT_FATAL(l32 && l8 && l0);
+    double d8 = max_abs_diff(l8, l32, V), eff = max_abs_diff(l32, l0, V);
+    fprintf(stderr, "  llama PEFT: q8_0 vs f32 storage max |logit diff| = %.3e (adapter effect %.3e)\n", d8, eff);
+    CU_ASSERT(d8 < 0.05 * eff);
+    free(l32);
+    free(l8);
+    free(l0);
+    remove_peft(dir);
+
+    /* widths that are not multiples of 32 (stories260K's ffn is 172) */
+    char *tim = llmh_test_shared("models/adapters/stories260K-lora-tim.gguf"), extra[1024];
+    snprintf(extra, sizeof extra, "[[adapter]]\nname = \"tim\"\npath = \"%s\"\n", tim);
+    CU_ASSERT_NOT_EQUAL(fixture_open_with(&fm, "models/stories260K.gguf", NULL, "adapter_type = \"q8_0\"\n", extra), 0);
+    fprintf(stderr, "  expected error: %s\n", llmh_last_error());
+    CU_ASSERT_PTR_NOT_NULL(strstr(llmh_last_error(), "multiples of 32"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(llmh_last_error(), "stories260K-lora-tim.gguf"));
+    free(tim);
+    free(gguf);
+    free(peft);
+}
+
+/* ------------------------------------------------------------------------ */
 /* hidden-state hook and per-token routing (layer-by-layer evaluation)        */
 /* ------------------------------------------------------------------------ */
 #define TINY "models/qwen2-tiny-f32.gguf"
@@ -1009,6 +1178,7 @@ int main(void) {
         {"load/unload on one thread, evaluate on another", test_concurrent_churn},
         {"llama PEFT (q/k rows permuted) equals GGUF", test_llama_peft},
         {"errors name file and tensor", test_errors},
+        {"adapter storage types f16/bf16/q8_0 against f32", test_storage_types},
         {"hidden-state hook", test_hidden_hook},
         {"per-token routing (route_tokens)", test_route_tokens},
         {"gate vectors from PEFT adapter_gate.safetensors", test_gate_vectors},

@@ -5,14 +5,19 @@
 #include <string.h>
 
 int fixture_open(fixture_model *fm, const char *rel_path, const char *backend, const char *extra) {
+    return fixture_open_with(fm, rel_path, backend, NULL, extra);
+}
+
+int fixture_open_with(fixture_model *fm, const char *rel_path, const char *backend, const char *model_keys,
+                      const char *extra) {
     memset(fm, 0, sizeof *fm);
     char *path = llmh_test_shared(rel_path);
     char text[4096];
     snprintf(text, sizeof text,
-             "[model]\npath = \"%s\"\ncontext = 512\n"
+             "[model]\npath = \"%s\"\ncontext = 512\n%s"
              "[backend]\nplugin = \"%s\"\nthreads = 2\n"
              "[sampler]\nchain = [\"greedy\"]\n%s\n",
-             path, backend ? backend : "cpu", extra ? extra : "");
+             path, model_keys ? model_keys : "", backend ? backend : "cpu", extra ? extra : "");
     free(path);
     llmh_status st = llmh_manifest_parse(text, strlen(text), "fixture.toml", NULL, &fm->manifest);
     if (st) { fprintf(stderr, "fixture manifest: %s\n", llmh_last_error()); return -1; }

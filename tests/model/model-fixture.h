@@ -17,6 +17,10 @@ typedef struct fixture_model {
  * sampling, `extra` appended to the manifest text (may be NULL). Returns 0 on
  * success; on failure prints llmh_last_error() and returns -1. */
 int fixture_open(fixture_model *fm, const char *rel_path, const char *backend, const char *extra);
+/* The same with `model_keys` (lines such as "adapter_type = \"q8_0\"\n",
+ * may be NULL) added to the manifest's [model] table. */
+int fixture_open_with(fixture_model *fm, const char *rel_path, const char *backend, const char *model_keys,
+                      const char *extra);
 void fixture_close(fixture_model *fm);
 
 /* Parse ../shared/reference/<name>.json; NULL (and a message) on failure. */
