@@ -75,7 +75,7 @@ int vk_op_supported(const llmh_backend *be, llmh_op op, llmh_dtype t0, llmh_dtyp
     case LLMH_OP_ROPE: return t0 == LLMH_DTYPE_F32 && t1 == LLMH_DTYPE_I32;
     case LLMH_OP_CPY: return is_float_type(t0) && is_float_type(t1);
     case LLMH_OP_ATTENTION: return t0 == LLMH_DTYPE_F32 && is_float_type(t1);
-    case LLMH_OP_LORA: return is_float_type(t0) && t1 == LLMH_DTYPE_F32;
+    case LLMH_OP_LORA: return (is_float_type(t0) || t0 == LLMH_DTYPE_Q8_0) && t1 == LLMH_DTYPE_F32;
     default: return 0;
     }
 }
@@ -274,12 +274,14 @@ static llmh_status validate(llmh_backend *be, const llmh_node *n, size_t index) 
         if (c->type != a->type)
             return nfail(be, index, n, LLMH_ERR_INVALID_ARG, "A (src0, %s) and B (src2, %s) must have the same type",
                          llmh_dtype_name(a->type), llmh_dtype_name(c->type));
-        int64_t K = a->ne[0], R = a->ne[1], M = c->ne[1], N = b->ne[1];
-        if (b->ne[0] != K || c->ne[0] != R || d->ne[0] != M || d->ne[1] != N)
+        /* a Q8_0 B comes transposed, [M, R] (its blocks run along M) */
+        int bt = a->type == LLMH_DTYPE_Q8_0;
+        int64_t K = a->ne[0], R = a->ne[1], M = c->ne[bt ? 0 : 1], N = b->ne[1];
+        if (b->ne[0] != K || c->ne[bt ? 1 : 0] != R || d->ne[0] != M || d->ne[1] != N)
             return nfail(be, index, n, LLMH_ERR_INVALID_ARG,
-                         "shapes: A [%lld, %lld], x [%lld, %lld], B [%lld, %lld] -> dst [%lld, %lld]", (long long)K,
-                         (long long)R, (long long)b->ne[0], (long long)N, (long long)c->ne[0], (long long)M,
-                         (long long)d->ne[0], (long long)d->ne[1]);
+                         "shapes: A [%lld, %lld], x [%lld, %lld], B%s [%lld, %lld] -> dst [%lld, %lld]", (long long)K,
+                         (long long)R, (long long)b->ne[0], (long long)N, bt ? " transposed" : "",
+                         (long long)c->ne[0], (long long)c->ne[1], (long long)d->ne[0], (long long)d->ne[1]);
         const llmh_tensor *flat[4] = {a, b, c, d};
         for (int i = 0; i < 4; i++)
             if (flat[i]->ne[2] != 1 || flat[i]->ne[3] != 1)
@@ -599,7 +601,7 @@ static llmh_status record_lora(llmh_backend *be, rec *rc, const llmh_node *nodes
     for (size_t i = 0; i < cnt; i++) {
         const llmh_node *n = &nodes[i];
         const llmh_tensor *b = n->src[2], *g = n->src[3];
-        uint64_t R = (uint64_t)b->ne[0];
+        uint64_t R = (uint64_t)n->src[0]->ne[1];
         int direct = cnt == 1;
         vk_pc pc;
         memset(&pc, 0, sizeof pc);
