@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "backend-util.h"
 #include "testutil.h"
@@ -1277,6 +1278,77 @@ static void test_lora_after_mul_mat(void) {
     }
 }
 
+/* Q8_0 adapter tensors prepared by a backend that packs weights at load,
+ * in wrapped anonymous memory as the adapter store places them: LORA reads
+ * them where they lie, so the packer must leave them alone (dropping the
+ * "cold" source pages of anonymous memory would zero the adapter). */
+static void test_lora_q8_prepared_at_load(void) {
+    llmh_kv kv = {"repack_at_load", {LLMH_V_BOOL, {0}}};
+    kv.value.v.b = 1;
+    llmh_kv_list list = {&kv, 1};
+    llmh_backend_params prm = {sizeof prm, -1, 2, &list};
+    llmh_backend *be = NULL;
+    CU_ASSERT_EQUAL_FATAL(plug.be->create(plug.state, &prm, &be), LLMH_OK);
+    const int64_t K = 4096, M = 2048, R = 16;
+    size_t ab = (size_t)(K / 32 * 34 * R), bb = (size_t)(M / 32 * 34 * R), len = (ab + 4095) / 4096 * 4096 + bb;
+    uint8_t *host = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CU_ASSERT_FATAL(host != MAP_FAILED);
+    uint64_t s = 5;
+    float *f = malloc((size_t)(K * R) * sizeof(float));
+    for (int64_t i = 0; i < K * R; i++) f[i] = bu_randf(&s) * 0.5f;
+    llmh_quantize(LLMH_DTYPE_Q8_0, f, host, K * R);
+    size_t boff = (ab + 4095) / 4096 * 4096;
+    for (int64_t i = 0; i < M * R; i++) f[i] = bu_randf(&s) * 0.5f;
+    llmh_quantize(LLMH_DTYPE_Q8_0, f, host + boff, M * R);
+    free(f);
+    llmh_buffer *buf = NULL;
+    CU_ASSERT_EQUAL_FATAL(plug.be->buffer_wrap_host(be, host, len, LLMH_BUFFER_WEIGHTS, &buf), LLMH_OK);
+    llmh_tensor A, B;
+    llmh_tensor *ts[2] = {&A, &B};
+    for (int i = 0; i < 2; i++) {
+        llmh_tensor *t = ts[i];
+        memset(t, 0, sizeof *t);
+        t->struct_size = sizeof *t;
+        t->type = LLMH_DTYPE_Q8_0;
+        t->n_dims = 2;
+        t->ne[0] = i ? M : K;
+        t->ne[1] = R;
+        t->ne[2] = t->ne[3] = 1;
+        t->nb[0] = 34;
+        t->nb[1] = (size_t)(t->ne[0] / 32 * 34);
+        t->nb[2] = t->nb[3] = t->nb[1] * (size_t)R;
+        t->name = i ? "lora_b" : "lora_a";
+        t->buffer = buf;
+        t->offset = i ? boff : 0;
+        t->data = host + t->offset;
+    }
+    /* the expected result first, from the bytes before any preparation */
+    bu_tensor *x = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, K, 1, 1, 1), *d1 = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, M, 1, 1, 1);
+    bu_tensor *d2 = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, M, 1, 1, 1);
+    fill(x, &s, 1.0f);
+    llmh_node n1 = {sizeof n1, LLMH_OP_LORA, &d1->t, {&A, &x->t, &B, NULL}, {0}, {1.0f}};
+    CU_ASSERT_EQUAL(run1(be, &n1), LLMH_OK);
+    CU_ASSERT_EQUAL(plug.be->weight_prepare(be, &A), LLMH_OK);
+    CU_ASSERT_EQUAL(plug.be->weight_prepare(be, &B), LLMH_OK);
+    llmh_node n2 = n1;
+    n2.dst = &d2->t;
+    CU_ASSERT_EQUAL(run1(be, &n2), LLMH_OK);
+    CU_ASSERT_EQUAL(memcmp(d1->t.data, d2->t.data, (size_t)M * sizeof(float)), 0);
+    float nz = 0.0f;
+    for (int64_t i = 0; i < M; i++) nz += fabsf(((const float *)d1->t.data)[i]);
+    CU_ASSERT(nz > 0.0f);
+    if (plug.be->weight_release) {
+        plug.be->weight_release(be, &A);
+        plug.be->weight_release(be, &B);
+    }
+    bu_tensor_free(&plug, be, x);
+    bu_tensor_free(&plug, be, d1);
+    bu_tensor_free(&plug, be, d2);
+    plug.be->buffer_free(be, buf);
+    munmap(host, len);
+    plug.be->destroy(be);
+}
+
 static void test_lora_errors(void) {
     llmh_backend *be = cfgs[0].be;
     CU_ASSERT(plug.be->supports(be, LLMH_OP_LORA, LLMH_DTYPE_F32, LLMH_DTYPE_F32));
@@ -1352,6 +1424,7 @@ int main(void) {
         {"LORA f32/f16/bf16/q8_0, gates, strided x, fused runs", test_lora},
         {"LORA runs in a graph", test_lora_graph},
         {"LORA run after its MUL_MAT (one step) equals separate nodes", test_lora_after_mul_mat},
+        {"LORA q8_0 tensors prepared at load stay intact", test_lora_q8_prepared_at_load},
         {"LORA supports and errors", test_lora_errors},
         {NULL, NULL}};
     static const llmh_test_suite suites[] = {
