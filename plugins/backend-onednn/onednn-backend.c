@@ -321,7 +321,7 @@ int od_supported(const llmh_backend *be, llmh_op op, llmh_dtype t0, llmh_dtype t
     case LLMH_OP_ROPE: return t0 == F && t1 == LLMH_DTYPE_I32;
     case LLMH_OP_CPY: return od_float_type(t0) && od_float_type(t1);
     case LLMH_OP_ATTENTION: return t0 == F && (t1 == F || t1 == LLMH_DTYPE_F16);
-    case LLMH_OP_LORA: return od_float_type(t0) && t1 == F;
+    case LLMH_OP_LORA: return (od_float_type(t0) || t0 == LLMH_DTYPE_Q8_0) && t1 == F;
     default: return 0;
     }
 }
@@ -581,12 +581,15 @@ static llmh_status validate(llmh_backend *be, const llmh_node *n, size_t index) 
         if (c->type != a->type)
             return nfail(be, index, n, "A (src0, %s) and B (src2, %s) must have the same type", llmh_dtype_name(a->type),
                          llmh_dtype_name(c->type));
-        int64_t K = a->ne[0], R = a->ne[1], M = c->ne[1], N = b->ne[1];
-        if (b->ne[0] != K || c->ne[0] != R || d->ne[0] != M || d->ne[1] != N)
+        /* Q8_0: src2 is B transposed, [M, R]; check_view made K and M
+         * (both ne[0]) multiples of 32 */
+        int bt = a->type == LLMH_DTYPE_Q8_0;
+        int64_t K = a->ne[0], R = a->ne[1], M = c->ne[bt ? 0 : 1], N = b->ne[1];
+        if (b->ne[0] != K || c->ne[bt ? 1 : 0] != R || d->ne[0] != M || d->ne[1] != N)
             return nfail(be, index, n,
-                         "shapes: A [%lld, %lld], x [%lld, %lld], B [%lld, %lld] -> dst [%lld, %lld]",
-                         (long long)K, (long long)R, (long long)b->ne[0], (long long)N, (long long)c->ne[0],
-                         (long long)M, (long long)d->ne[0], (long long)d->ne[1]);
+                         "shapes: A [%lld, %lld], x [%lld, %lld], %s [%lld, %lld] -> dst [%lld, %lld]",
+                         (long long)K, (long long)R, (long long)b->ne[0], (long long)N, bt ? "B transposed" : "B",
+                         (long long)c->ne[0], (long long)c->ne[1], (long long)d->ne[0], (long long)d->ne[1]);
         const llmh_tensor *flat[4] = {a, b, c, d};
         for (int i = 0; i < 4; i++)
             if (flat[i]->ne[2] != 1 || flat[i]->ne[3] != 1) return nfail(be, index, n, "A, x, B and dst must be 2-D");

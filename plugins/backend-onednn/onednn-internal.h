@@ -159,10 +159,10 @@ void od_vnni_panel(int64_t k, const uint8_t *panel, size_t blk_bytes, int mins, 
 /* onednn-lora.c: LORA. od_lora_group: how many nodes from nodes[0] (a
  * LORA) run as one fused group (>= 1); od_lora runs them. */
 size_t od_lora_group(const llmh_node *nodes, size_t n_nodes);
-/* weight_prepare of rank-thin matrices (float types): 1 = a LoRA A shape
- * [K, R] (R <= 64, K >= 16 R), used as stored; 2 = a LoRA B shape [R, M]
- * (R <= 64, M >= 16 R, M <= 65536), kept transposed (od_lora_transpose);
- * 0 = neither. */
+/* weight_prepare of rank-thin matrices (float types, and Q8_0 for 1): 1 =
+ * a LoRA A shape [K, R] (R <= 64, K >= 16 R; also a Q8_0 transposed B [M,
+ * R]), used as stored; 2 = a LoRA B shape [R, M] (R <= 64, M >= 16 R,
+ * M <= 65536), kept transposed (od_lora_transpose); 0 = neither. */
 int od_lora_shape(const llmh_tensor *w);
 llmh_status od_lora_transpose(llmh_backend *be, const llmh_tensor *w, od_weight *pw);
 llmh_status od_lora(llmh_backend *be, const llmh_node *nodes, size_t count);

@@ -1,4 +1,4 @@
-/* onednn-lora.c — LLMH_OP_LORA (SDK 1.1): dst[:, t] += (fp0 * g[t]) * B (A x[:, t]).
+/* onednn-lora.c — LLMH_OP_LORA (SDK 1.1, Q8_0 1.2): dst[:, t] += (fp0 * g[t]) * B (A x[:, t]).
  *
  * Plain C loops, not oneDNN: the products are rank-thin (A is K x R, B is
  * R x M with R typically 8..64), so the work is reading A and B once per
@@ -17,6 +17,15 @@
  * rank row), so y = B r is R axpys along M (vectors, no horizontal sums);
  * an unprepared B falls back to row dot products. A [K, R] is read as
  * stored (weight_prepare leaves it alone instead of packing it for oneDNN).
+ *
+ * Q8_0 adapters (SDK 1.2): A is Q8_0 [K, R] and src2 is B already
+ * transposed, Q8_0 [M, R] (R rows of M), so both are read as stored and
+ * streamed once per call: A by row dot products, B by the axpys above, two
+ * blocks of each rank row at a time. A value is widened to d * q (exact in
+ * f32) and then used like a float adapter's value, in the same summation
+ * order: a Q8_0 adapter gives the bits of its values stored as F32 with a
+ * transposed B, and widening it once per call for several tokens changes
+ * nothing (a token's result does not depend on N).
  *
  * Fusion: consecutive LORA nodes with the same dst and src1 (several
  * adapters on one projection) run as one group in one OpenMP region: every
@@ -48,10 +57,10 @@
 
 /* One adapter of a group, as the kernels see it. */
 typedef struct lora_item {
-    llmh_dtype type;       /* A and B: F32, F16 or BF16 */
+    llmh_dtype type;       /* A and B: F32, F16, BF16 or Q8_0 */
     const uint8_t *a, *b;  /* row 0 of A (R rows of K) and of B (M rows of R) */
     size_t a_ld, b_ld;     /* row strides in bytes */
-    const uint8_t *bt;     /* B transposed (R rows of M, weight_prepare), or NULL */
+    const uint8_t *bt;     /* B transposed (R rows of M: weight_prepare, or a Q8_0 src2), or NULL */
     int64_t r;             /* rank */
     float *rv;             /* r = A x: N columns of R floats */
     const float *coef;     /* N factors fp0 * g[t] */
@@ -95,6 +104,25 @@ OD_INLINE float ld_bf16(const uint8_t *p, int64_t i) {
     float v;
     memcpy(&v, &u, 4);
     return v;
+}
+
+/* A Q8_0 block's scale d: one scalar per 32 values, where a hardware
+ * conversion (one vcvtph2ps in the x86-64-v3/v4 clones) is cheaper than
+ * ld_f16's bit arithmetic, which pays off only as vectors. Exact either way. */
+OD_INLINE float ld_q8_d(const uint8_t *blk) {
+#if defined(__FLT16_MAX__)
+    _Float16 h;
+    memcpy(&h, blk, 2);
+    return (float)h;
+#else
+    return ld_f16(blk, 0);
+#endif
+}
+
+/* one Q8_0 block (f16 d, 32 int8 q) as its 32 values d * q (exact) */
+OD_INLINE void ld_q8_block(const uint8_t *blk, float *v) {
+    float d = ld_q8_d(blk);
+    for (int l = 0; l < 32; l++) v[l] = d * (float)(int8_t)blk[2 + l];
 }
 
 OD_INLINE float hsum16(const float *acc) {
@@ -142,8 +170,29 @@ OD_DOT_FN(dot_f32, ld_f32)
 OD_DOT_FN(dot_f16, ld_f16)
 OD_DOT_FN(dot_bf16, ld_bf16)
 
+/* OD_DOT_FN for a Q8_0 row (n % 32 == 0) in its order (element k into
+ * lane k % 16, the same tree), so a widened copy gives the same bits. Only
+ * for fewer than OD_LORA_WIDEN_N tokens (else the row is widened), so one
+ * column at a time. The values are formed in the lane loop, not in an
+ * array: a block stored as vectors and reloaded costs a failed store
+ * forward. */
+OD_INLINE void dot_q8(const uint8_t *w, const float *const *x, int nc, int64_t n, float *out) {
+    for (int c = 0; c < nc; c++) {
+        const float *xc = x[c];
+        float acc[OD_LANES] = {0};
+        for (int64_t k = 0; k < n; k += 32) {
+            const uint8_t *b = w + (size_t)(k / 32) * 34;
+            float d = ld_q8_d(b);
+            for (int h = 0; h < 32; h += OD_LANES)
+                for (int l = 0; l < OD_LANES; l++) acc[l] += (d * (float)(int8_t)b[2 + h + l]) * xc[k + h + l];
+        }
+        out[c] = hsum16(acc) + 0.0f; /* OD_DOT_FN's empty tail: -0 becomes +0 */
+    }
+}
+
 OD_INLINE void dot_any(llmh_dtype t, const uint8_t *w, const float *const *x, int nc, int64_t n, float *out) {
-    if (t == LLMH_DTYPE_F16) dot_f16(w, x, nc, n, out);
+    if (t == LLMH_DTYPE_Q8_0) dot_q8(w, x, nc, n, out);
+    else if (t == LLMH_DTYPE_F16) dot_f16(w, x, nc, n, out);
     else if (t == LLMH_DTYPE_BF16) dot_bf16(w, x, nc, n, out);
     else dot_f32(w, x, nc, n, out);
 }
@@ -151,13 +200,15 @@ OD_INLINE void dot_any(llmh_dtype t, const uint8_t *w, const float *const *x, in
 /* ------------------------------------------------------------------------ */
 /* Leaf kernels (cloned per ISA)                                              */
 /* ------------------------------------------------------------------------ */
-/* rows x cols f16/bf16 values (rows `ld` bytes apart) widened to f32. */
+/* rows x cols f16/bf16/Q8_0 values (rows `ld` bytes apart) widened to f32. */
 OD_CLONES static void widen_rows(llmh_dtype type, const uint8_t *src, size_t ld, int64_t rows, int64_t cols,
                                  float *dst) {
     for (int64_t i = 0; i < rows; i++) {
         const uint8_t *s = src + (size_t)i * ld;
         float *o = dst + i * cols;
-        if (type == LLMH_DTYPE_F16)
+        if (type == LLMH_DTYPE_Q8_0)
+            for (int64_t j = 0; j < cols; j += 32) ld_q8_block(s + (size_t)(j / 32) * 34, o + j);
+        else if (type == LLMH_DTYPE_F16)
             for (int64_t j = 0; j < cols; j++) o[j] = ld_f16(s, j);
         else
             for (int64_t j = 0; j < cols; j++) o[j] = ld_bf16(s, j);
@@ -217,10 +268,41 @@ OD_AXPY_FN(axpy_f32, ld_f32)
 OD_AXPY_FN(axpy_f16, ld_f16)
 OD_AXPY_FN(axpy_bf16, ld_bf16)
 
+/* OD_AXPY_FN for Q8_0 rows (m0 and nm multiples of 32), two blocks of each
+ * rank row at a time (then one): 64 sums stay in registers across the
+ * rank, so each row is read 68 contiguous bytes per step and each block's
+ * scalar work (its scale) overlaps twice the products (one block at a
+ * time measured about twice as slow). A value is d * q, then r[j] times
+ * it, as in the float kernels (same bits). */
+#define OD_Q8_AXPY_TILE(NB)                                                             \
+    do {                                                                                \
+        const uint8_t *blk = bt + (size_t)((m0 + l0) / 32) * 34;                        \
+        float acc[32 * (NB)];                                                           \
+        for (int l = 0; l < 32 * (NB); l++) acc[l] = 0.0f;                              \
+        for (int64_t j = 0; j < r; j++) {                                               \
+            const uint8_t *row = blk + (size_t)j * ld;                                  \
+            float rj = rv[j];                                                           \
+            for (int e = 0; e < (NB); e++) {                                            \
+                float d = ld_q8_d(row + 34 * e);                                        \
+                for (int l = 0; l < 32; l++)                                            \
+                    acc[32 * e + l] += rj * (d * (float)(int8_t)row[34 * e + 2 + l]);   \
+            }                                                                           \
+        }                                                                               \
+        for (int l = 0; l < 32 * (NB); l++) y[l0 + l] = acc[l];                         \
+        l0 += 32 * (NB);                                                                \
+    } while (0)
+
+OD_INLINE void axpy_q8(const uint8_t *bt, size_t ld, int64_t r, int64_t m0, int nm, const float *rv, float *y) {
+    int l0 = 0;
+    while (l0 + 64 <= nm) OD_Q8_AXPY_TILE(2);
+    if (l0 < nm) OD_Q8_AXPY_TILE(1);
+}
+
 /* dst rows [m0, m1) for every token, OD_MCHUNK rows at a time: for each
  * token and each item in node order, y = B r_t, then dst = dst + coef * y
  * (the roundings of running the nodes one by one). dst is contiguous along
- * M (validated). Gated-off tokens are neither computed nor written. */
+ * M (validated). m0 is a multiple of 32 (Q8_0 blocks), and so is m1 or it
+ * is M. Gated-off tokens are neither computed nor written. */
 OD_CLONES static void lora_b_rows(const lora_item *items, int n_items, int64_t m0, int64_t m1, uint8_t *dst,
                                   size_t d_nb1, int64_t n) {
     float y[OD_MCHUNK];
@@ -234,7 +316,8 @@ OD_CLONES static void lora_b_rows(const lora_item *items, int n_items, int64_t m
                 const float *rt = it->rv + t * it->r;
                 if (it->bt) {
                     size_t ld = (size_t)items[i].b_ld;
-                    if (it->type == LLMH_DTYPE_F16) axpy_f16(it->bt, ld, it->r, mc, nm, rt, y);
+                    if (it->type == LLMH_DTYPE_Q8_0) axpy_q8(it->bt, ld, it->r, mc, nm, rt, y);
+                    else if (it->type == LLMH_DTYPE_F16) axpy_f16(it->bt, ld, it->r, mc, nm, rt, y);
                     else if (it->type == LLMH_DTYPE_BF16) axpy_bf16(it->bt, ld, it->r, mc, nm, rt, y);
                     else axpy_f32(it->bt, ld, it->r, mc, nm, rt, y);
                 } else {
@@ -329,14 +412,16 @@ llmh_status od_lora(llmh_backend *be, const llmh_node *nodes, size_t count) {
     int64_t K = x->ne[0], N = x->ne[1], M = d->ne[0];
     /* scratch: packed x (when its rows are strided) | per node: r, coef, on */
     int pack_x = x->nb[0] != sizeof(float);
-    /* with several tokens, f16/bf16 adapters are widened to f32 once per
-     * call instead of once per token (exact, so the results are the same) */
-    int widen = N >= OD_LORA_WIDEN_N && nodes[0].src[0]->type != LLMH_DTYPE_F32;
+    /* with several tokens, f16/bf16/Q8_0 adapters are widened to f32 once
+     * per call instead of once per token (exact, so the results are the
+     * same); per node, since a fused group may mix adapter types */
+    int several = N >= OD_LORA_WIDEN_N;
     size_t bytes = pack_x ? align64((size_t)K * (size_t)N * 4) : 0;
     for (size_t i = 0; i < count; i++) {
         size_t r = (size_t)nodes[i].src[0]->ne[1];
         bytes += align64(r * (size_t)N * 4) + align64((size_t)N * 4) + align64((size_t)N);
-        if (widen) bytes += align64(r * (size_t)K * 4) + align64(r * (size_t)M * 4);
+        if (several && nodes[i].src[0]->type != LLMH_DTYPE_F32)
+            bytes += align64(r * (size_t)K * 4) + align64(r * (size_t)M * 4);
     }
     bytes += align64(count * sizeof(lora_item));
     uint8_t *scr = od_scratch(be, bytes);
@@ -367,7 +452,9 @@ llmh_status od_lora(llmh_backend *be, const llmh_node *nodes, size_t count) {
         it->b_ld = b->nb[1];
         it->bt = NULL;
         const od_weight *pw = b->extra;
-        if (pw && pw->kind == OD_PACK_T && pw->src == b->data && pw->type == b->type && pw->k == b->ne[0] &&
+        if (a->type == LLMH_DTYPE_Q8_0) {
+            it->bt = b->data; /* transposed as stored; a packed copy for MUL_MAT is not used */
+        } else if (pw && pw->kind == OD_PACK_T && pw->src == b->data && pw->type == b->type && pw->k == b->ne[0] &&
             pw->m == b->ne[1] && b->nb[1] == llmh_dtype_type_size(b->type) * (size_t)b->ne[0]) {
             it->bt = pw->packed;
             it->b_ld = llmh_dtype_type_size(b->type) * (size_t)b->ne[1]; /* a transposed row: M values */
@@ -390,7 +477,7 @@ llmh_status od_lora(llmh_backend *be, const llmh_node *nodes, size_t count) {
         it->coef = coef;
         it->on = on;
         if (!it->any) continue; /* every token gated off: nothing to do */
-        if (widen) {
+        if (several && it->type != LLMH_DTYPE_F32) {
             float *wa = (float *)(void *)p, *wb = (float *)(void *)(p + align64((size_t)it->r * (size_t)K * 4));
             p += align64((size_t)it->r * (size_t)K * 4) + align64((size_t)it->r * (size_t)M * 4);
             widen_rows(it->type, it->a, it->a_ld, it->r, K, wa);
@@ -429,8 +516,9 @@ llmh_status od_lora(llmh_backend *be, const llmh_node *nodes, size_t count) {
             base += r;
         }
 #pragma omp barrier
-        /* phase 2: dst rows split evenly */
-        int64_t m0 = M * id / nt, m1 = M * (id + 1) / nt;
+        /* phase 2: dst rows split evenly, in whole Q8_0 blocks */
+        int64_t mb = (M + 31) / 32, m0 = mb * id / nt * 32, m1 = mb * (id + 1) / nt * 32;
+        if (m1 > M) m1 = M;
         if (m0 < m1) lora_b_rows(items, n_items, m0, m1, dd, d_nb1, N);
     }
     return LLMH_OK;
