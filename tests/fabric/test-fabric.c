@@ -731,13 +731,15 @@ static void test_errors(void) {
 /* Logits of `toks` on ../shared/<model_rel> with the adapter at `adapter`
  * (NULL: none) stored as `type`; *bytes: the adapter's bytes as stored.
  * malloc'd; NULL (and a message) on failure. */
-static float *typed_logits(const char *model_rel, const char *type, const char *adapter, const llmh_token *toks,
-                           size_t n, int64_t *nv, uint64_t *bytes) {
+static float *typed_logits_opt(const char *model_rel, const char *type, const char *adapter, const llmh_token *toks,
+                               size_t n, int64_t *nv, uint64_t *bytes, const char *backend, const char *backend_opts) {
     char keys[64], extra[1024] = "";
     snprintf(keys, sizeof keys, "adapter_type = \"%s\"\n", type);
-    if (adapter) snprintf(extra, sizeof extra, "[[adapter]]\nname = \"ad\"\npath = \"%s\"\n", adapter);
+    size_t o = 0;
+    if (backend_opts) o = (size_t)snprintf(extra, sizeof extra, "[backend.options]\n%s\n", backend_opts);
+    if (adapter) snprintf(extra + o, sizeof extra - o, "[[adapter]]\nname = \"ad\"\npath = \"%s\"\n", adapter);
     fixture_model fm;
-    if (fixture_open_with(&fm, model_rel, NULL, keys, extra) != 0) return NULL;
+    if (fixture_open_with(&fm, model_rel, backend, keys, extra) != 0) return NULL;
     int64_t V = llmh_model_describe(fm.model)->n_vocab;
     float *out = malloc((size_t)V * sizeof *out);
     llmh_adapter_info *info = NULL;
@@ -757,7 +759,12 @@ static float *typed_logits(const char *model_rel, const char *type, const char *
     return out;
 }
 
-/* A random rank-8 PEFT adapter for llama-tiny (HF conventions, as a
+static float *typed_logits(const char *model_rel, const char *type, const char *adapter, const llmh_token *toks,
+                           size_t n, int64_t *nv, uint64_t *bytes) {
+    return typed_logits_opt(model_rel, type, adapter, toks, n, nv, bytes, NULL, NULL);
+}
+
+/* A random rank-16 PEFT adapter for llama-tiny (HF conventions, as a
  * trainer writes it: lora_B of q/k in rotate-half row order). */
 static char *write_random_llama_peft(const llmh_model_desc *d) {
     static const struct { const char *hf; int out, in; } mods[] = {
@@ -765,7 +772,7 @@ static char *write_random_llama_peft(const llmh_model_desc *d) {
         {"self_attn.o_proj", 0, 0}, {"mlp.gate_proj", 2, 0},    {"mlp.up_proj", 2, 0},
         {"mlp.down_proj", 0, 2},
     };
-    const int64_t R = 8, dims[3] = {d->n_embd, d->n_head_kv * d->head_dim, d->n_ff};
+    const int64_t R = 16, dims[3] = {d->n_embd, d->n_head_kv * d->head_dim, d->n_ff};
     char hdr[16384];
     size_t ho = (size_t)snprintf(hdr, sizeof hdr, "{"), off = 0, cap = 0;
     for (int64_t l = 0; l < d->n_layer; l++)
@@ -794,7 +801,7 @@ static char *write_random_llama_peft(const llmh_model_desc *d) {
         snprintf(path, sizeof path, "%s/adapter_config.json", dir);
         FILE *f = fopen(path, "w");
         if (f) {
-            fputs("{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": 16, \"target_modules\": [\"q_proj\", "
+            fputs("{\"peft_type\": \"LORA\", \"r\": 16, \"lora_alpha\": 16, \"target_modules\": [\"q_proj\", "
                   "\"k_proj\", \"v_proj\", \"o_proj\", \"gate_proj\", \"up_proj\", \"down_proj\"]}",
                   f);
             fclose(f);
@@ -857,6 +864,18 @@ static void test_storage_types(void) {
     CU_ASSERT_EQUAL(max_abs_diff(pq, lg[3], V), 0.0);
     CU_ASSERT_EQUAL(pb, by[3]);
     free(pq);
+    /* the other backends run the same q8_0 adapter (SDK 1.2) */
+    static const char *others[] = {"onednn", "vulkan"};
+    for (int i = 0; i < 2; i++) {
+        if (!backend_built(others[i])) continue;
+        uint64_t ob;
+        float *ol = typed_logits_opt("models/qwen2-tiny-f32.gguf", "q8_0", gguf, toks, n, &V, &ob, others[i], NULL);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(ol);
+        double diff = max_abs_diff(ol, lg[3], V);
+        fprintf(stderr, "  q8_0 storage, %s vs cpu: max |logit diff| = %.3e\n", others[i], diff);
+        CU_ASSERT(diff < 1e-4 * effect); /* summation order only: far below q8_0's own rounding */
+        free(ol);
+    }
     for (int i = 0; i < 4; i++) free(lg[i]);
     free(base);
     free(toks);
@@ -877,6 +896,13 @@ static void test_storage_types(void) {
     double d8 = max_abs_diff(l8, l32, V), eff = max_abs_diff(l32, l0, V);
     fprintf(stderr, "  llama PEFT: q8_0 vs f32 storage max |logit diff| = %.3e (adapter effect %.3e)\n", d8, eff);
     CU_ASSERT(d8 < 0.05 * eff);
+    /* the CPU backend packing weights at load must leave adapter tensors
+     * (read where they lie by LORA) alone */
+    float *l8p =
+        typed_logits_opt("models/llama-tiny-bf16.gguf", "q8_0", dir, lt, 6, &V, &b8, NULL, "repack_at_load = true");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(l8p);
+    CU_ASSERT_EQUAL(max_abs_diff(l8p, l8, V), 0.0);
+    free(l8p);
     free(l32);
     free(l8);
     free(l0);
