@@ -679,26 +679,43 @@ LORA_ACC_KERNEL(lora_acc_bf16, LD16_BF16)
 #define Q8_LOAD16(q, i) _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)((q) + (i)))))
 
 /* Q8_0 adapters (SDK 1.2). A side with f32 columns: per block the sum of
- * q x (two products per column), times d, added. */
-AI void lora_a_q8_0_n(int64_t k, const uint8_t *w, size_t ws, int64_t nr, const uint8_t *a, size_t as, const int nc,
-                      float *dst, size_t ds) {
-    for (int64_t r = 0; r < nr; r++) {
-        const uint8_t *wr = w + (size_t)r * ws;
-        __m512 acc[4];
-        for (int c = 0; c < nc; c++) acc[c] = _mm512_setzero_ps();
-        for (int64_t b = 0; b < k / 32; b++) {
-            const uint8_t *blk = wr + (size_t)b * 34;
+ * q x (two products per column), times d, added. RB rows per pass: each
+ * row's running sum is a chain of one FMA per block, so one row at a time
+ * ran at the FMA latency; RB independent chains overlap (and share the
+ * loads of x). */
+AI void lora_a_q8_0_rows(int64_t k, const uint8_t *w, size_t ws, const uint8_t *a, size_t as, const int nc,
+                         const int rb, float *dst, size_t ds) {
+    __m512 acc[4][4];
+    for (int r = 0; r < rb; r++)
+        for (int c = 0; c < nc; c++) acc[r][c] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < k / 32; b++) {
+        __m512 q0[4], q1[4], vd[4];
+        for (int r = 0; r < rb; r++) {
+            const uint8_t *blk = w + (size_t)r * ws + (size_t)b * 34;
             _mm_prefetch((const char *)blk + LORA_PF_A, _MM_HINT_T0);
             const int8_t *q = (const int8_t *)(blk + 2);
-            __m512 q0 = Q8_LOAD16(q, 0), q1 = Q8_LOAD16(q, 16), vd = _mm512_set1_ps(f16(blk));
-            for (int c = 0; c < nc; c++) {
-                const float *x = (const float *)(a + (size_t)c * as) + b * 32;
-                __m512 p = _mm512_fmadd_ps(q1, _mm512_loadu_ps(x + 16), _mm512_mul_ps(q0, _mm512_loadu_ps(x)));
-                acc[c] = _mm512_fmadd_ps(p, vd, acc[c]);
-            }
+            q0[r] = Q8_LOAD16(q, 0);
+            q1[r] = Q8_LOAD16(q, 16);
+            vd[r] = _mm512_set1_ps(f16(blk));
         }
-        for (int c = 0; c < nc; c++) dst[(size_t)c * ds + (size_t)r] = _mm512_reduce_add_ps(acc[c]);
+        for (int c = 0; c < nc; c++) {
+            const float *x = (const float *)(a + (size_t)c * as) + b * 32;
+            __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+            for (int r = 0; r < rb; r++)
+                acc[r][c] = _mm512_fmadd_ps(_mm512_fmadd_ps(q1[r], x1, _mm512_mul_ps(q0[r], x0)), vd[r], acc[r][c]);
+        }
     }
+    for (int r = 0; r < rb; r++)
+        for (int c = 0; c < nc; c++) dst[(size_t)c * ds + (size_t)r] = _mm512_reduce_add_ps(acc[r][c]);
+}
+
+/* 4 rows per pass for up to 2 columns, 2 for 3 or 4 (registers) */
+AI void lora_a_q8_0_n(int64_t k, const uint8_t *w, size_t ws, int64_t nr, const uint8_t *a, size_t as, const int nc,
+                      float *dst, size_t ds) {
+    const int rb = nc <= 2 ? 4 : 2;
+    int64_t r = 0;
+    for (; r + rb <= nr; r += rb) lora_a_q8_0_rows(k, w + (size_t)r * ws, ws, a, as, nc, rb, dst + r, ds);
+    for (; r < nr; r++) lora_a_q8_0_rows(k, w + (size_t)r * ws, ws, a, as, nc, 1, dst + r, ds);
 }
 
 static void lora_a_q8_0(int64_t k, const uint8_t *w, size_t ws, int64_t nr, const uint8_t *a, size_t as, int nc,
@@ -711,61 +728,62 @@ static void lora_a_q8_0(int64_t k, const uint8_t *w, size_t ws, int64_t nr, cons
     }
 }
 
-/* B side on the transposed Q8_0 B (cpu_lora_acc_q8t_fn): 64-row tiles (two
- * blocks of each of the rank rows; a last tile of 32 rows uses one), every
- * column's accumulators in registers, so bt is read once. The rank rows
- * are rank separate streams: each is prefetched LORA_PF_B ahead. */
+/* B side on the transposed Q8_0 B (cpu_lora_acc_q8t_fn): tiles of nb
+ * blocks of 32 rows (the rank rows' nb blocks of the tile, in order of j),
+ * every column's accumulators in registers, so bt is read once. The rank
+ * rows are rank separate streams: each is prefetched LORA_PF_B ahead. */
+AI void lora_acc_q8t_tile(int64_t rank, const uint8_t *col, size_t bs, const int nb, const int nc,
+                          const float *const *x, float *const *d, const float *s) {
+    __m512 acc[4][8];
+    for (int c = 0; c < nc; c++)
+        for (int v = 0; v < 2 * nb; v++) acc[c][v] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < rank; j++) {
+        const uint8_t *row = col + (size_t)j * bs;
+        for (int e = 0; e < nb * 34; e += 64) _mm_prefetch((const char *)row + LORA_PF_B + e, _MM_HINT_T0);
+        __m512 q[8];
+        float dj[4];
+        for (int e = 0; e < nb; e++) {
+            const int8_t *qp = (const int8_t *)(row + 34 * e + 2);
+            q[2 * e] = Q8_LOAD16(qp, 0);
+            q[2 * e + 1] = Q8_LOAD16(qp, 16);
+            dj[e] = f16(row + 34 * e);
+        }
+        for (int c = 0; c < nc; c++)
+            for (int e = 0; e < nb; e++) {
+                __m512 wj = _mm512_set1_ps(dj[e] * x[c][j]);
+                acc[c][2 * e] = _mm512_fmadd_ps(q[2 * e], wj, acc[c][2 * e]);
+                acc[c][2 * e + 1] = _mm512_fmadd_ps(q[2 * e + 1], wj, acc[c][2 * e + 1]);
+            }
+    }
+    for (int c = 0; c < nc; c++) {
+        __m512 vs = _mm512_set1_ps(s[c]);
+        for (int v = 0; v < 2 * nb; v++)
+            _mm512_storeu_ps(d[c] + 16 * v, _mm512_fmadd_ps(vs, acc[c][v], _mm512_loadu_ps(d[c] + 16 * v)));
+    }
+}
+
+/* 128-row tiles for one column (8 accumulator chains), 64 for more */
 AI void lora_acc_q8t_n(int64_t rank, const uint8_t *bt, size_t bs, int64_t r0, int64_t nr, const int nc,
                        const float *const *x, const float *s, float *const *dst) {
+    const int nb = nc == 1 ? 4 : 2;
     int64_t i0 = r0, end = r0 + nr;
-    for (; i0 + 64 <= end; i0 += 64) {
-        __m512 acc[4][4];
-        for (int c = 0; c < nc; c++)
-            for (int v = 0; v < 4; v++) acc[c][v] = _mm512_setzero_ps();
+    float *d[4];
+    for (; i0 < end;) {
+        int64_t left = (end - i0) / 32;
+        int b; /* blocks in this tile: constants, so each call unrolls */
+        for (int c = 0; c < nc; c++) d[c] = dst[c] + (i0 - r0);
         const uint8_t *col = bt + (size_t)(i0 / 32) * 34;
-        for (int64_t j = 0; j < rank; j++) {
-            const uint8_t *b0 = col + (size_t)j * bs, *b1 = b0 + 34;
-            _mm_prefetch((const char *)b0 + LORA_PF_B, _MM_HINT_T0);
-            _mm_prefetch((const char *)b0 + LORA_PF_B + 64, _MM_HINT_T0);
-            const int8_t *q0p = (const int8_t *)(b0 + 2), *q1p = (const int8_t *)(b1 + 2);
-            __m512 q0 = Q8_LOAD16(q0p, 0), q1 = Q8_LOAD16(q0p, 16), q2 = Q8_LOAD16(q1p, 0), q3 = Q8_LOAD16(q1p, 16);
-            float d0 = f16(b0), d1 = f16(b1);
-            for (int c = 0; c < nc; c++) {
-                __m512 w0 = _mm512_set1_ps(d0 * x[c][j]), w1 = _mm512_set1_ps(d1 * x[c][j]);
-                acc[c][0] = _mm512_fmadd_ps(q0, w0, acc[c][0]);
-                acc[c][1] = _mm512_fmadd_ps(q1, w0, acc[c][1]);
-                acc[c][2] = _mm512_fmadd_ps(q2, w1, acc[c][2]);
-                acc[c][3] = _mm512_fmadd_ps(q3, w1, acc[c][3]);
-            }
+        if (left >= nb) {
+            b = nb;
+            lora_acc_q8t_tile(rank, col, bs, nb, nc, x, d, s);
+        } else if (left >= 2) {
+            b = 2;
+            lora_acc_q8t_tile(rank, col, bs, 2, nc, x, d, s);
+        } else {
+            b = 1;
+            lora_acc_q8t_tile(rank, col, bs, 1, nc, x, d, s);
         }
-        for (int c = 0; c < nc; c++) {
-            __m512 vs = _mm512_set1_ps(s[c]);
-            float *d = dst[c] + (i0 - r0);
-            for (int v = 0; v < 4; v++)
-                _mm512_storeu_ps(d + 16 * v, _mm512_fmadd_ps(vs, acc[c][v], _mm512_loadu_ps(d + 16 * v)));
-        }
-    }
-    if (i0 < end) { /* 32 rows */
-        __m512 acc[4][2];
-        for (int c = 0; c < nc; c++) acc[c][0] = acc[c][1] = _mm512_setzero_ps();
-        const uint8_t *col = bt + (size_t)(i0 / 32) * 34;
-        for (int64_t j = 0; j < rank; j++) {
-            const uint8_t *b0 = col + (size_t)j * bs;
-            const int8_t *q0p = (const int8_t *)(b0 + 2);
-            __m512 q0 = Q8_LOAD16(q0p, 0), q1 = Q8_LOAD16(q0p, 16);
-            float d0 = f16(b0);
-            for (int c = 0; c < nc; c++) {
-                __m512 w0 = _mm512_set1_ps(d0 * x[c][j]);
-                acc[c][0] = _mm512_fmadd_ps(q0, w0, acc[c][0]);
-                acc[c][1] = _mm512_fmadd_ps(q1, w0, acc[c][1]);
-            }
-        }
-        for (int c = 0; c < nc; c++) {
-            __m512 vs = _mm512_set1_ps(s[c]);
-            float *d = dst[c] + (i0 - r0);
-            for (int v = 0; v < 2; v++)
-                _mm512_storeu_ps(d + 16 * v, _mm512_fmadd_ps(vs, acc[c][v], _mm512_loadu_ps(d + 16 * v)));
-        }
+        i0 += 32 * b;
     }
 }
 
