@@ -202,6 +202,13 @@ typedef void (*cpu_lora_acc_t4_fn)(int64_t k, const uint8_t *bt, int64_t r0, int
 typedef void (*cpu_lora_acc_q8t_fn)(int64_t rank, const uint8_t *bt, size_t bt_stride, int64_t r0, int64_t n_rows,
                                     int nc, const float *const *x, const float *s, float *const *dst);
 
+/* The same sums for a whole transposed Q8_0 B (rows [0, m)), read in
+ * storage order, added into y[c] (zeroed by the caller): y[c][i] is then
+ * exactly lora_acc_q8t's sum before its final fma with s. Optional (NULL:
+ * lora_acc_q8t with s = 1 into the zeroed y). */
+typedef void (*cpu_lora_sum_q8t_fn)(int64_t rank, const uint8_t *bt, size_t bt_stride, int64_t m, int nc,
+                                    const float *const *x, float *const *y);
+
 typedef struct cpu_kernels {
     const char *name;                      /* "scalar", "avx2", "avx512" */
     /* LORA: the A side (r = A x, F32 activations, no dot-type rounding; the
@@ -213,6 +220,7 @@ typedef struct cpu_kernels {
     /* Q8_0 adapters: lora_a[Q8_0] takes f32 columns like the float types
      * (d times each block's partial sum), and the B side is this */
     cpu_lora_acc_q8t_fn lora_acc_q8t;
+    cpu_lora_sum_q8t_fn lora_sum_q8t;
     cpu_mm_packed_fn mm_packed[LLMH_DTYPE_COUNT]; /* NULL = no repacking for the type */
     cpu_mm_fn mm[LLMH_DTYPE_COUNT];        /* NULL = type not supported */
     cpu_act_kind act[LLMH_DTYPE_COUNT];    /* activation layout per weight type */

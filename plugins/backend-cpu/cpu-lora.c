@@ -319,7 +319,8 @@ static void adapter_unit(const llmh_backend *be, const lora_run *r, size_t u, fl
         else
             be->kern.lora_acc[B->type](B->ne[0], (const uint8_t *)B->data, B->nb[1], r->m, rt, 1.0f, y);
     }
-    if (nq) q8t(be, B, 0, r->m, nq, xq, ones, yq);
+    if (nq && be->kern.lora_sum_q8t) be->kern.lora_sum_q8t(B->ne[1], (const uint8_t *)B->data, B->nb[1], r->m, nq, xq, yq);
+    else if (nq) q8t(be, B, 0, r->m, nq, xq, ones, yq);
 }
 
 /* dst rows [r0, r0 + nr) += (s_u g_u) y_u of every adapter, in node order. */
