@@ -203,9 +203,9 @@ typedef void (*cpu_lora_acc_q8t_fn)(int64_t rank, const uint8_t *bt, size_t bt_s
                                     int nc, const float *const *x, const float *s, float *const *dst);
 
 /* The same sums for a whole transposed Q8_0 B (rows [0, m)), read in
- * storage order, added into y[c] (zeroed by the caller): y[c][i] is then
- * exactly lora_acc_q8t's sum before its final fma with s. Optional (NULL:
- * lora_acc_q8t with s = 1 into the zeroed y). */
+ * storage order, written to y[c][0 .. m): exactly lora_acc_q8t's sums
+ * before its final fma with s. Optional (NULL: lora_acc_q8t with s = 1
+ * into a zeroed y). */
 typedef void (*cpu_lora_sum_q8t_fn)(int64_t rank, const uint8_t *bt, size_t bt_stride, int64_t m, int nc,
                                     const float *const *x, float *const *y);
 
@@ -227,8 +227,9 @@ typedef struct cpu_kernels {
     /* ATTENTION helpers: dot product, y += a * x, y = exp(x) (y may be x). */
     float (*dot)(const float *x, const float *y, int64_t n);
     void (*axpy)(float *y, float a, const float *x, int64_t n);
-    /* d[i] = fma(s, y[i], d[i]) (cpu-lora.c: adapter sums added to dst) */
-    void (*lora_add)(float *d, const float *y, float s, int64_t n);
+    /* d[i] = fma(s[k], y[k][i], d[i]) for k = 0 .. n_y - 1 in order
+     * (cpu-lora.c: adapter sums added to dst; one pass over d) */
+    void (*lora_add)(float *d, const float *const *y, const float *s, int n_y, int64_t n);
     void (*exp_row)(const float *x, float *y, int64_t n);
     /* n contiguous f16 values to f32 (KV-cache rows in ATTENTION). */
     void (*f16_to_f32)(const uint8_t *src, float *dst, int64_t n);

@@ -168,11 +168,15 @@ static float dot_avx2(const float *x, const float *y, int64_t n) {
 }
 
 /* d[i] = fma(s, y[i], d[i]): the LoRA adapter sums' add (cpu-lora.c). */
-static void lora_add_avx2(float *d, const float *y, float s, int64_t n) {
-    __m256 vs = _mm256_set1_ps(s);
+static void lora_add_avx2(float *d, const float *const *y, const float *s, int n_y, int64_t n) {
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(d + i, _mm256_fmadd_ps(vs, _mm256_loadu_ps(y + i), _mm256_loadu_ps(d + i)));
-    for (; i < n; i++) d[i] = fmaf(s, y[i], d[i]);
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(d + i);
+        for (int k = 0; k < n_y; k++) v = _mm256_fmadd_ps(_mm256_set1_ps(s[k]), _mm256_loadu_ps(y[k] + i), v);
+        _mm256_storeu_ps(d + i, v);
+    }
+    for (; i < n; i++)
+        for (int k = 0; k < n_y; k++) d[i] = fmaf(s[k], y[k][i], d[i]);
 }
 
 static void axpy_avx2(float *y, float a, const float *x, int64_t n) {

@@ -789,7 +789,8 @@ AI void lora_acc_q8t_n(int64_t rank, const uint8_t *bt, size_t bs, int64_t r0, i
 }
 
 /* cpu_lora_sum_q8t_fn: a whole transposed B read in storage order, one
- * rank row after the other, into the column sums y (in L1/L2). One
+ * rank row after the other, into the column sums y (in L1/L2; row 0
+ * writes fma(q, w, 0), as the tiles' zeroed accumulators start). One
  * sequential stream: a single-core microbenchmark read a cold B at 17 GB/s
  * this way and at 7.7-10.7 GB/s through the 128-row tiles, whose rank rows
  * are 16 streams at once (short ones: 952 bytes for M = 896). */
@@ -806,8 +807,10 @@ AI void lora_sum_q8t_n(int64_t rank, const uint8_t *bt, size_t bs, int64_t m, co
             for (int c = 0; c < nc; c++) {
                 __m512 wj = _mm512_set1_ps(d * x[c][j]);
                 float *yc = y[c] + b * 32;
-                _mm512_storeu_ps(yc, _mm512_fmadd_ps(q0, wj, _mm512_loadu_ps(yc)));
-                _mm512_storeu_ps(yc + 16, _mm512_fmadd_ps(q1, wj, _mm512_loadu_ps(yc + 16)));
+                __m512 y0 = j ? _mm512_loadu_ps(yc) : _mm512_setzero_ps();
+                __m512 y1 = j ? _mm512_loadu_ps(yc + 16) : _mm512_setzero_ps();
+                _mm512_storeu_ps(yc, _mm512_fmadd_ps(q0, wj, y0));
+                _mm512_storeu_ps(yc + 16, _mm512_fmadd_ps(q1, wj, y1));
             }
         }
     }

@@ -412,9 +412,11 @@ SCALAR_LORA_ACC(lora_acc_f32, dot_f32)
 SCALAR_LORA_ACC(lora_acc_f16, dot_f16)
 SCALAR_LORA_ACC(lora_acc_bf16, dot_bf16)
 
-/* d[i] = fma(s, y[i], d[i]): the LoRA adapter sums' add (cpu-lora.c). */
-static void lora_add_scalar(float *d, const float *y, float s, int64_t n) {
-    for (int64_t i = 0; i < n; i++) d[i] = fmaf(s, y[i], d[i]);
+/* d[i] = fma(s[k], y[k][i], d[i]) in order of k: the LoRA adapter sums'
+ * add (cpu-lora.c). */
+static void lora_add_scalar(float *d, const float *const *y, const float *s, int n_y, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        for (int k = 0; k < n_y; k++) d[i] = fmaf(s[k], y[k][i], d[i]);
 }
 
 /* Transposed B: dst[i] += s * sum_j bt[j][i] r[j]. */

@@ -310,11 +310,14 @@ static void adapter_unit(const llmh_backend *be, const lora_run *r, size_t u, fl
         if (gate_at(nd, t) == 0.0f) continue;
         float *y = ybuf + ((size_t)u * (size_t)r->cols + (size_t)t) * (size_t)r->m;
         const float *rt = rbuf + (size_t)t * (size_t)r->sum_r + (size_t)off;
-        memset(y, 0, (size_t)r->m * sizeof(float));
-        if (q8) {
+        if (q8) { /* lora_sum_q8t writes y; the fallback adds into it */
             xq[nq] = rt;
             yq[nq++] = y;
-        } else if (bt)
+            if (!be->kern.lora_sum_q8t) memset(y, 0, (size_t)r->m * sizeof(float));
+            continue;
+        }
+        memset(y, 0, (size_t)r->m * sizeof(float));
+        if (bt)
             be->kern.lora_acc_t[B->type](B->ne[0], bt->data, 0, r->m, rt, 1.0f, y);
         else
             be->kern.lora_acc[B->type](B->ne[0], (const uint8_t *)B->data, B->nb[1], r->m, rt, 1.0f, y);
@@ -323,17 +326,26 @@ static void adapter_unit(const llmh_backend *be, const lora_run *r, size_t u, fl
     else if (nq) q8t(be, B, 0, r->m, nq, xq, ones, yq);
 }
 
-/* dst rows [r0, r0 + nr) += (s_u g_u) y_u of every adapter, in node order. */
+/* dst rows [r0, r0 + nr) += (s_u g_u) y_u of every adapter, in node order,
+ * in one pass over dst per column (up to 8 adapters per pass). */
 static void add_y(const llmh_backend *be, const lora_run *r, int64_t r0, int64_t nr, const float *ybuf) {
     llmh_tensor *d = r->nodes[0].dst;
     for (int64_t t = 0; t < r->cols; t++) {
         float *dp = (float *)((uint8_t *)d->data + (size_t)t * d->nb[1]) + r0;
+        const float *ys[8];
+        float ss[8];
+        int n = 0;
         for (size_t u = 0; u < r->n; u++) {
             float g = gate_at(&r->nodes[u], t);
-            if (g != 0.0f)
-                be->kern.lora_add(dp, ybuf + (u * (size_t)r->cols + (size_t)t) * (size_t)r->m + r0,
-                                  r->nodes[u].fp[0] * g, nr);
+            if (g == 0.0f) continue;
+            ys[n] = ybuf + (u * (size_t)r->cols + (size_t)t) * (size_t)r->m + r0;
+            ss[n++] = r->nodes[u].fp[0] * g;
+            if (n == 8) {
+                be->kern.lora_add(dp, ys, ss, n, nr);
+                n = 0;
+            }
         }
+        if (n) be->kern.lora_add(dp, ys, ss, n, nr);
     }
 }
 
