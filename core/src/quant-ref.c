@@ -436,6 +436,56 @@ static q_block_fn q_block_for(llmh_dtype t) {
     }
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* q_q8_0 for n / 32 blocks with AVX2, bit for bit: the same amax, d and
+ * id (scalar), x * id in f32, and roundf's half-away-from-zero rounding
+ * (truncate, then step away from zero when the dropped part is >= 0.5,
+ * which is exact). A block with a non-finite value goes to q_q8_0 (fmaxf
+ * skips NaN where a vector max would not). The adapter store quantizes
+ * millions of values per adapter at load; the scalar loop cost ~80 ms for
+ * a rank-16 adapter of a 0.5B model. */
+__attribute__((target("avx2,fma"))) static void q8_0_rows_avx2(const float *x, uint8_t *b, int64_t n) {
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), half = _mm256_set1_ps(0.5f);
+    const __m256 lim = _mm256_set1_ps(127.0f), inf = _mm256_set1_ps(INFINITY);
+    for (int64_t i = 0; i < n / 32; i++, x += 32, b += 34) {
+        __m256 v[4], a = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(x + 8 * k);
+            __m256 av = _mm256_and_ps(v[k], absmask);
+            bad = _mm256_or_ps(bad, _mm256_cmp_ps(av, inf, _CMP_NLT_UQ)); /* inf or NaN */
+            a = _mm256_max_ps(a, av);
+        }
+        if (_mm256_movemask_ps(bad)) {
+            q_q8_0(x, b);
+            continue;
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+        float amax = _mm_cvtss_f32(m4), d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        __m256 vid = _mm256_set1_ps(id);
+        __m256i q32[4];
+        for (int k = 0; k < 4; k++) {
+            __m256 p = _mm256_mul_ps(v[k], vid);
+            __m256 t = _mm256_round_ps(p, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            __m256 away = _mm256_cmp_ps(_mm256_and_ps(_mm256_sub_ps(p, t), absmask), half, _CMP_GE_OQ);
+            __m256 step = _mm256_or_ps(_mm256_and_ps(p, _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000))),
+                                       _mm256_set1_ps(1.0f));
+            __m256 r = _mm256_add_ps(t, _mm256_and_ps(away, step));
+            r = _mm256_min_ps(_mm256_max_ps(r, _mm256_sub_ps(_mm256_setzero_ps(), lim)), lim);
+            q32[k] = _mm256_cvttps_epi32(r);
+        }
+        /* 32 int32 -> 32 int8 in order (packs interleave 128-bit lanes) */
+        __m256i p16a = _mm256_packs_epi32(q32[0], q32[1]), p16b = _mm256_packs_epi32(q32[2], q32[3]);
+        __m256i p8 = _mm256_packs_epi16(p16a, p16b);
+        p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(b + 2), p8);
+        wr_f16(b, d);
+    }
+}
+#endif
+
 llmh_status llmh_quantize(llmh_dtype type, const float *src, void *dst, int64_t n) {
     int64_t bs = 0;
     llmh_status st = check_args("quantize", type, src, dst, n, &bs);
@@ -453,6 +503,12 @@ llmh_status llmh_quantize(llmh_dtype type, const float *src, void *dst, int64_t 
         return LLMH_OK;
     default: break;
     }
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (type == LLMH_DTYPE_Q8_0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        q8_0_rows_avx2(src, d, n);
+        return LLMH_OK;
+    }
+#endif
     q_block_fn fn = q_block_for(type);
     if (!fn)
         return llmh__fail(LLMH_ERR_UNSUPPORTED,
