@@ -524,6 +524,33 @@ static void test_concurrent_churn(void) {
     fixture_close(&fm);
 }
 
+/* A PEFT directory in a new temporary folder: adapter_config.json (rank r,
+ * alpha 16, all seven projections) and adapter_model.safetensors (the
+ * header text and the tensor bytes). Returns it (malloc'd) or NULL. */
+static char *write_peft_dir(int r, const char *hdr, size_t hdr_len, const void *data, size_t len) {
+    char tmpl[] = "/tmp/llmh-peft-XXXXXX";
+    if (!mkdtemp(tmpl)) return NULL;
+    char *dir = strdup(tmpl), path[512];
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fprintf(f,
+                "{\"peft_type\": \"LORA\", \"r\": %d, \"lora_alpha\": 16, \"target_modules\": [\"q_proj\", "
+                "\"k_proj\", \"v_proj\", \"o_proj\", \"gate_proj\", \"up_proj\", \"down_proj\"]}",
+                r);
+        fclose(f);
+    }
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    if ((f = fopen(path, "wb"))) {
+        uint64_t hl = hdr_len;
+        fwrite(&hl, 8, 1, f);
+        fwrite(hdr, 1, hdr_len, f);
+        fwrite(data, 1, len, f);
+        fclose(f);
+    }
+    return dir;
+}
+
 /* Write stories260K-lora-tim.gguf as a PEFT directory, HF conventions:
  * shapes [r, in] / [out, r], q/k lora_B rows in rotate-half order (the
  * inverse of GGUF's interleaving; hf_order = false leaves them in GGUF order,
@@ -587,28 +614,7 @@ static char *write_llama_peft(llmh_model *model, bool hf_order) {
         off += (size_t)elems * sizeof(float);
     }
     ho += (size_t)snprintf(hdr + ho, sizeof hdr - ho, "}");
-    char tmpl[] = "/tmp/llmh-peft-XXXXXX";
-    if (mkdtemp(tmpl)) {
-        dir = strdup(tmpl);
-        char path[512];
-        snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-        FILE *f = fopen(path, "w");
-        if (f) {
-            fputs("{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": 16, \"target_modules\": [\"q_proj\", "
-                  "\"k_proj\", \"v_proj\", \"o_proj\", \"gate_proj\", \"up_proj\", \"down_proj\"]}",
-                  f);
-            fclose(f);
-        }
-        snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
-        f = fopen(path, "wb");
-        if (f) {
-            uint64_t hl = ho;
-            fwrite(&hl, 8, 1, f);
-            fwrite(hdr, 1, ho, f);
-            fwrite(data, 1, off, f);
-            fclose(f);
-        }
-    }
+    dir = write_peft_dir(8, hdr, ho, data, off);
     free(data);
     free(tmp);
 out:
@@ -794,27 +800,7 @@ static char *write_random_llama_peft(const llmh_model_desc *d) {
                 off += (size_t)(rows * cols) * sizeof(float);
             }
     ho += (size_t)snprintf(hdr + ho, sizeof hdr - ho, "}");
-    char tmpl[] = "/tmp/llmh-peft-XXXXXX", *dir = NULL;
-    if (mkdtemp(tmpl)) {
-        dir = strdup(tmpl);
-        char path[512];
-        snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-        FILE *f = fopen(path, "w");
-        if (f) {
-            fputs("{\"peft_type\": \"LORA\", \"r\": 16, \"lora_alpha\": 16, \"target_modules\": [\"q_proj\", "
-                  "\"k_proj\", \"v_proj\", \"o_proj\", \"gate_proj\", \"up_proj\", \"down_proj\"]}",
-                  f);
-            fclose(f);
-        }
-        snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
-        if ((f = fopen(path, "wb"))) {
-            uint64_t hl = ho;
-            fwrite(&hl, 8, 1, f);
-            fwrite(hdr, 1, ho, f);
-            fwrite(data, 1, off, f);
-            fclose(f);
-        }
-    }
+    char *dir = write_peft_dir(R, hdr, ho, data, off);
     free(data);
     return dir;
 }
