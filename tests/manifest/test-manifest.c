@@ -166,6 +166,18 @@ static void test_bad_range(void) {
     EXPECT_ERROR(p, "4:15", "sampler.temperature must be a finite number");
     p = put("range8.toml", "[model]\npath = \"m.gguf\"\nsha256 = \"abc\"\n");
     EXPECT_ERROR(p, "3:10", "model.sha256 must be 64 hexadecimal digits");
+    p = put("range9.toml", "[model]\npath = \"m.gguf\"\nadapter_type = \"q4_0\"\n");
+    EXPECT_ERROR(p, "3:16", "model.adapter_type must be", "\"q8_0\"", "got \"q4_0\"");
+    /* every storage type the adapter store knows is accepted */
+    static const char *const types[] = {"auto", "f32", "f16", "bf16", "q8_0"};
+    for (int i = 0; i < 5; i++) {
+        char text[128];
+        snprintf(text, sizeof text, "[model]\npath = \"m.gguf\"\nadapter_type = \"%s\"\n", types[i]);
+        llmh_manifest *m = NULL;
+        CU_ASSERT_EQUAL(llmh_manifest_parse(text, strlen(text), "types.toml", NULL, &m), LLMH_OK);
+        if (m) CU_ASSERT_STRING_EQUAL(llmh_manifest_config(m)->model.adapter_type, types[i]);
+        llmh_manifest_free(m);
+    }
 }
 
 static void test_missing_path(void) {
