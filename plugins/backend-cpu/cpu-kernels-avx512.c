@@ -713,9 +713,10 @@ AI void lora_a_q8_0_n(int64_t k, const uint8_t *w, size_t ws, int64_t nr, const 
                 acc[c][0] = _mm512_fmadd_ps(p, vd, acc[c][0]);
             }
         }
-        for (int c = 0; c < nc; c++)
-            dst[(size_t)c * ds + (size_t)r] =
-                _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[c][0], acc[c][1]), _mm512_add_ps(acc[c][2], acc[c][3])));
+        for (int c = 0; c < nc; c++) {
+            __m512 t = _mm512_add_ps(_mm512_add_ps(acc[c][0], acc[c][1]), _mm512_add_ps(acc[c][2], acc[c][3]));
+            dst[(size_t)c * ds + (size_t)r] = _mm512_reduce_add_ps(t);
+        }
     }
 }
 

@@ -28,7 +28,8 @@
  * times vectors of output rows; else a short dot product per row. Q8_0
  * adapters (SDK 1.2) come with B transposed already: lora_acc_q8t reads
  * that layout directly (no copy), every active column in one pass, on row
- * ranges aligned to its 32-row blocks.
+ * ranges aligned to its 32-row blocks; the decode adapter unit reads it in
+ * storage order through lora_sum_q8t where the kernel set has it.
  * Columns whose gate is 0 are skipped (dst untouched). Per element of dst
  * the adapters are added in node order, so a fused run equals the nodes run
  * one after another.
@@ -322,8 +323,10 @@ static void adapter_unit(const llmh_backend *be, const lora_run *r, size_t u, fl
         else
             be->kern.lora_acc[B->type](B->ne[0], (const uint8_t *)B->data, B->nb[1], r->m, rt, 1.0f, y);
     }
-    if (nq && be->kern.lora_sum_q8t) be->kern.lora_sum_q8t(B->ne[1], (const uint8_t *)B->data, B->nb[1], r->m, nq, xq, yq);
-    else if (nq) q8t(be, B, 0, r->m, nq, xq, ones, yq);
+    if (nq && be->kern.lora_sum_q8t)
+        be->kern.lora_sum_q8t(B->ne[1], (const uint8_t *)B->data, B->nb[1], r->m, nq, xq, yq);
+    else if (nq)
+        q8t(be, B, 0, r->m, nq, xq, ones, yq);
 }
 
 /* dst rows [r0, r0 + nr) += (s_u g_u) y_u of every adapter, in node order,

@@ -1359,7 +1359,8 @@ static void test_lora_q8_prepared_at_load(void) {
         t->data = host + t->offset;
     }
     /* the expected result first, from the bytes before any preparation */
-    bu_tensor *x = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, K, 1, 1, 1), *d1 = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, M, 1, 1, 1);
+    bu_tensor *x = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, K, 1, 1, 1);
+    bu_tensor *d1 = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, M, 1, 1, 1);
     bu_tensor *d2 = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, M, 1, 1, 1);
     fill(x, &s, 1.0f);
     llmh_node n1 = {sizeof n1, LLMH_OP_LORA, &d1->t, {&A, &x->t, &B, NULL}, {0}, {1.0f}};
