@@ -477,9 +477,9 @@ typedef struct llmh_backend_iface {
     /* optional (NULL means weights are used as stored): called once per
      * weight tensor after its bytes are in place; may repack into a faster
      * layout and set w->extra. The host also calls it for each LoRA adapter
-     * tensor, named "lora_a" or "lora_b" (documented since SDK 1.2); LORA nodes
-     * may read those bytes as stored, so the backend must leave them in
-     * place (a copy in another layout is fine). */
+     * tensor, named "lora_a" or "lora_b" (documented since SDK 1.2); LORA
+     * nodes may read those bytes as stored, so the backend must leave them
+     * in place (a copy in another layout is fine). */
     llmh_status (*weight_prepare)(llmh_backend *be, llmh_tensor *w);
 
     /* optional: undo weight_prepare (free w->extra). */
