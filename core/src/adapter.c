@@ -435,27 +435,23 @@ static llmh_status convert_tensor(load_ctx *c, const llmh_tensor_info *ti, llmh_
     return LLMH_OK;
 }
 
-/* Q8_0 storage of one tensor of the file into dst: A ([K, R]) row by row;
- * B ([R, M]) transposed first into rank rows of M values (SDK 1.2), its
- * output rows permuted before that when `heads` is not 0 (PEFT q/k of a
- * llama-architecture model). f and f2: f32 scratch of the tensor's size. */
-static llmh_status convert_q8(load_ctx *c, const llmh_tensor_info *ti, bool is_b, int64_t heads, uint8_t *dst, float *f,
-                              float *f2) {
+/* Q8_0 storage of a B ([R, M]) into dst (SDK 1.2): widened to f32 (f), its
+ * output rows permuted when `heads` is not 0 (PEFT q/k of a llama-
+ * architecture model), transposed into rank rows of M values (f2), then
+ * quantized. f and f2: f32 scratch of the tensor's size. (A goes through
+ * convert_tensor like the other storage types.) */
+static llmh_status convert_q8_b(load_ctx *c, const llmh_tensor_info *ti, int64_t heads, uint8_t *dst, float *f,
+                                float *f2) {
     int64_t ne0 = ti->ne[0], ne1 = ti->ne[1], elems = ne0 * ne1;
-    prefault(ti->data, ti->size);
-    if (llmh_dequantize(ti->type, ti->data, f, elems))
-        return llmh__fail(LLMH_ERR_FORMAT, "adapter %s: tensor '%s': cannot convert %s to f32", c->file, ti->name,
-                          llmh_dtype_name(ti->type));
-    if (is_b) {
-        if (heads) {
-            permute_rows((uint8_t *)f2, (const uint8_t *)f, ne1, (size_t)ne0 * sizeof(float), heads);
-            memcpy(f, f2, (size_t)elems * sizeof(float));
-        }
-        for (int64_t m = 0; m < ne1; m++)
-            for (int64_t j = 0; j < ne0; j++) f2[j * ne1 + m] = f[m * ne0 + j];
-        f = f2;
+    llmh_status st = convert_tensor(c, ti, LLMH_DTYPE_F32, f, elems, NULL);
+    if (st) return st;
+    if (heads) {
+        permute_rows((uint8_t *)f2, (const uint8_t *)f, ne1, (size_t)ne0 * sizeof(float), heads);
+        memcpy(f, f2, (size_t)elems * sizeof(float));
     }
-    if (llmh_quantize(LLMH_DTYPE_Q8_0, f, dst, elems))
+    for (int64_t m = 0; m < ne1; m++)
+        for (int64_t j = 0; j < ne0; j++) f2[j * ne1 + m] = f[m * ne0 + j];
+    if (llmh_quantize(LLMH_DTYPE_Q8_0, f2, dst, elems))
         return llmh__fail(LLMH_ERR_FORMAT, "adapter %s: tensor '%s': cannot convert to q8_0", c->file, ti->name);
     return LLMH_OK;
 }
@@ -546,9 +542,9 @@ static llmh_status place_adapter(load_ctx *c, llmh__adapter *ad) {
                            (target == LLMH__LORA_Q || target == LLMH__LORA_K);
             uint8_t *dst = wrap ? (uint8_t *)wrap + off : perm;
             size_t bytes = stored_bytes(type, elems);
-            if (q8) {
+            if (q8 && k == 1) {
                 int64_t heads = !permute ? 0 : target == LLMH__LORA_Q ? m->hp.n_head : m->hp.n_head_kv;
-                st = convert_q8(c, ti, k == 1, heads, dst, tmp, tmp2);
+                st = convert_q8_b(c, ti, heads, dst, tmp, tmp2);
             } else if (permute) {
                 /* converted into perm, rows permuted into place (through
                  * tmp, as large in bytes, when perm is what gets written) */
