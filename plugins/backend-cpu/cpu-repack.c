@@ -290,17 +290,13 @@ const cpu_packed *cpu_transposed_for(const llmh_backend *be, const llmh_tensor *
     return pk;
 }
 
-/* A LoRA adapter tensor (the host names them, SDK 1.2). LORA reads A and a
- * Q8_0 B where they lie: a matmul panel copy would only cost memory, and
- * packing at load advises the source pages cold, which drops the adapter's
- * anonymous pages outright. */
-static int is_adapter(const llmh_tensor *w) {
-    return w->name && (!strcmp(w->name, "lora_a") || !strcmp(w->name, "lora_b"));
-}
-
 llmh_status cpu_weight_prepare(llmh_backend *be, llmh_tensor *w) {
     if (w && !w->extra && be->repack && transposable(be, w)) return prepare_transposed(be, w);
-    if (w && is_adapter(w)) return LLMH_OK;
+    /* other adapter tensors: LORA reads A and a Q8_0 B where they lie; a
+     * matmul panel copy would only cost memory, and packing at load
+     * advises the source pages cold, which drops the adapter's anonymous
+     * pages outright */
+    if (w && llmh_is_adapter_tensor(w)) return LLMH_OK;
     if (!w || w->extra || !be->repack || (unsigned)w->type >= LLMH_DTYPE_COUNT || !be->kern.mm_packed[w->type])
         return LLMH_OK;
     if (!w->data || w->ne[2] != 1 || w->ne[3] != 1 || w->ne[1] < CPU_PANEL || w->ne[0] <= 0 ||

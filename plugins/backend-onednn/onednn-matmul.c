@@ -372,10 +372,10 @@ llmh_status od_weight_prepare(llmh_backend *be, llmh_tensor *w) {
     if (!fl && !q) return LLMH_OK; /* not a MUL_MAT type here (e.g. K-quant embeddings for GET_ROWS) */
     /* LoRA adapters: A is read as stored, B transposed (see onednn-lora.c);
      * a Q8_0 adapter's A [K, R] and transposed B [M, R] are both read as
-     * stored (the host names adapter tensors "lora_a" / "lora_b", SDK 1.2) */
+     * stored (llmh_is_adapter_tensor, SDK 1.2) */
     int lora = od_float_type(w->type) ? od_lora_shape(w) : 0;
-    int adapter = w->name && (!strcmp(w->name, "lora_a") || !strcmp(w->name, "lora_b"));
-    if (lora == 1 || (w->type == LLMH_DTYPE_Q8_0 && (adapter || od_lora_shape(w) == 1))) return LLMH_OK;
+    if (lora == 1 || (w->type == LLMH_DTYPE_Q8_0 && (llmh_is_adapter_tensor(w) || od_lora_shape(w) == 1)))
+        return LLMH_OK;
     od_weight *pw = be->host->alloc(sizeof *pw);
     if (!pw) {
         be->host->set_error("onednn backend: out of memory preparing '%s'", w->name ? w->name : "(unnamed)");

@@ -25,6 +25,8 @@
 #ifndef LLMH_PLUGIN_H
 #define LLMH_PLUGIN_H
 
+#include <string.h>
+
 #include "llmh-types.h"
 
 #ifdef __cplusplus
@@ -428,6 +430,13 @@ typedef struct llmh_backend_params {
 #define LLMH_BUFFER_COMPUTE 0x2u  /* activations / scratch */
 #define LLMH_BUFFER_KV 0x4u       /* KV cache */
 
+/* A LoRA adapter tensor as the host passes it to weight_prepare (named
+ * "lora_a" or "lora_b"): LORA may read its bytes as stored, so a backend
+ * leaves them in place (SDK 1.2). */
+static inline int llmh_is_adapter_tensor(const llmh_tensor *w) {
+    return w->name && (!strcmp(w->name, "lora_a") || !strcmp(w->name, "lora_b"));
+}
+
 typedef struct llmh_backend_iface {
     uint32_t struct_size;
 
@@ -477,9 +486,9 @@ typedef struct llmh_backend_iface {
     /* optional (NULL means weights are used as stored): called once per
      * weight tensor after its bytes are in place; may repack into a faster
      * layout and set w->extra. The host also calls it for each LoRA adapter
-     * tensor, named "lora_a" or "lora_b" (documented since SDK 1.2); LORA
-     * nodes may read those bytes as stored, so the backend must leave them
-     * in place (a copy in another layout is fine). */
+     * tensor, named "lora_a" or "lora_b" (llmh_is_adapter_tensor; documented
+     * since SDK 1.2); LORA nodes may read those bytes as stored, so the
+     * backend must leave them in place (a copy in another layout is fine). */
     llmh_status (*weight_prepare)(llmh_backend *be, llmh_tensor *w);
 
     /* optional: undo weight_prepare (free w->extra). */
