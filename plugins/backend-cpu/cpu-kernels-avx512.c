@@ -789,41 +789,101 @@ AI void lora_acc_q8t_n(int64_t rank, const uint8_t *bt, size_t bs, int64_t r0, i
     }
 }
 
-/* cpu_lora_sum_q8t_fn: a whole transposed B read in storage order, one
- * rank row after the other, into the column sums y (in L1/L2; row 0
- * writes fma(q, w, 0), as the tiles' zeroed accumulators start). One
- * sequential stream: a single-core microbenchmark read a cold B at 17 GB/s
- * this way and at 7.7-10.7 GB/s through the 128-row tiles, whose rank rows
- * are 16 streams at once (short ones: 952 bytes for M = 896). */
-AI void lora_sum_q8t_n(int64_t rank, const uint8_t *bt, size_t bs, int64_t m, const int nc, const float *const *x,
-                       float *const *y) {
-    for (int64_t j = 0; j < rank; j++) {
-        const uint8_t *row = bt + (size_t)j * bs;
-        for (int64_t b = 0; b < m / 32; b++) {
-            const uint8_t *blk = row + (size_t)b * 34;
-            _mm_prefetch((const char *)blk + LORA_PF_B, _MM_HINT_T0);
-            const int8_t *qp = (const int8_t *)(blk + 2);
-            __m512 q0 = Q8_LOAD16(qp, 0), q1 = Q8_LOAD16(qp, 16);
-            float d = f16(blk);
-            for (int c = 0; c < nc; c++) {
-                __m512 wj = _mm512_set1_ps(d * x[c][j]);
-                float *yc = y[c] + b * 32;
-                __m512 y0 = j ? _mm512_loadu_ps(yc) : _mm512_setzero_ps();
-                __m512 y1 = j ? _mm512_loadu_ps(yc + 16) : _mm512_setzero_ps();
-                _mm512_storeu_ps(yc, _mm512_fmadd_ps(q0, wj, y0));
-                _mm512_storeu_ps(yc + 16, _mm512_fmadd_ps(q1, wj, y1));
+/* cpu_lora_sum_q8t_fn: n transposed B side by side, G rank rows of each
+ * at a time swept over all m: y (in L1/L2) is loaded and stored once per
+ * G rows, not once per row as a pass in storage order would (that pass
+ * was store-bound), and n * G streams are in flight. The first group
+ * writes fma(q, w, 0), as the tiles' zeroed accumulators start; per
+ * element the rows are added in order of j. */
+AI void lora_sum_q8t_g(const uint8_t *const *bt, size_t bs, int64_t j0, int64_t m, const int G, const int n,
+                       const float *const *x, float *const *y) {
+    for (int64_t b = 0; b < m / 32; b++) {
+        __m512 acc[CPU_LORA_GROUP][2];
+        for (int i = 0; i < n; i++) {
+            acc[i][0] = j0 ? _mm512_loadu_ps(y[i] + b * 32) : _mm512_setzero_ps();
+            acc[i][1] = j0 ? _mm512_loadu_ps(y[i] + b * 32 + 16) : _mm512_setzero_ps();
+        }
+        for (int g = 0; g < G; g++)
+            for (int i = 0; i < n; i++) {
+                const uint8_t *blk = bt[i] + (size_t)(j0 + g) * bs + (size_t)b * 34;
+                _mm_prefetch((const char *)blk + LORA_PF_B, _MM_HINT_T0);
+                const int8_t *qp = (const int8_t *)(blk + 2);
+                __m512 wj = _mm512_set1_ps(f16(blk) * x[i][j0 + g]);
+                acc[i][0] = _mm512_fmadd_ps(Q8_LOAD16(qp, 0), wj, acc[i][0]);
+                acc[i][1] = _mm512_fmadd_ps(Q8_LOAD16(qp, 16), wj, acc[i][1]);
             }
+        for (int i = 0; i < n; i++) {
+            _mm512_storeu_ps(y[i] + b * 32, acc[i][0]);
+            _mm512_storeu_ps(y[i] + b * 32 + 16, acc[i][1]);
         }
     }
 }
 
-static void lora_sum_q8t(int64_t rank, const uint8_t *bt, size_t bs, int64_t m, int nc, const float *const *x,
+AI void lora_sum_q8t_n(int64_t rank, const uint8_t *const *bt, size_t bs, int64_t m, const int n,
+                       const float *const *x, float *const *y) {
+    int64_t j = 0;
+    for (; j + 8 <= rank; j += 8) lora_sum_q8t_g(bt, bs, j, m, 8, n, x, y);
+    if (j + 4 <= rank) {
+        lora_sum_q8t_g(bt, bs, j, m, 4, n, x, y);
+        j += 4;
+    }
+    for (; j < rank; j++) lora_sum_q8t_g(bt, bs, j, m, 1, n, x, y);
+}
+
+static void lora_sum_q8t(int64_t rank, const uint8_t *const *bt, size_t bs, int64_t m, int n, const float *const *x,
                          float *const *y) {
-    switch (nc) {
+    _Static_assert(CPU_LORA_GROUP == 4, "one case per group size");
+    switch (n) {
     case 1: lora_sum_q8t_n(rank, bt, bs, m, 1, x, y); break;
     case 2: lora_sum_q8t_n(rank, bt, bs, m, 2, x, y); break;
     case 3: lora_sum_q8t_n(rank, bt, bs, m, 3, x, y); break;
     default: lora_sum_q8t_n(rank, bt, bs, m, 4, x, y); break;
+    }
+}
+
+/* cpu_lora_a_q8_group_fn: lora_a_q8_0_n's arithmetic (one column) for n
+ * adapters, their rows j side by side: n streams in flight. */
+AI void lora_a_q8_group_n(int64_t k, const uint8_t *const *w, size_t ws, int64_t nr, const int n,
+                          const float *const *x, float *const *dst) {
+    for (int64_t r = 0; r < nr; r++) {
+        __m512 acc[CPU_LORA_GROUP][4];
+        for (int i = 0; i < n; i++)
+            for (int v = 0; v < 4; v++) acc[i][v] = _mm512_setzero_ps();
+        int64_t b = 0;
+        for (; b + 4 <= k / 32; b += 4)
+            for (int v = 0; v < 4; v++)
+                for (int i = 0; i < n; i++) {
+                    const uint8_t *blk = w[i] + (size_t)r * ws + (size_t)(b + v) * 34;
+                    _mm_prefetch((const char *)blk + LORA_PF_A, _MM_HINT_T0);
+                    const int8_t *q = (const int8_t *)(blk + 2);
+                    const float *xi = x[i] + (b + v) * 32;
+                    __m512 p = _mm512_fmadd_ps(Q8_LOAD16(q, 16), _mm512_loadu_ps(xi + 16),
+                                               _mm512_mul_ps(Q8_LOAD16(q, 0), _mm512_loadu_ps(xi)));
+                    acc[i][v] = _mm512_fmadd_ps(p, _mm512_set1_ps(f16(blk)), acc[i][v]);
+                }
+        for (; b < k / 32; b++)
+            for (int i = 0; i < n; i++) {
+                const uint8_t *blk = w[i] + (size_t)r * ws + (size_t)b * 34;
+                const int8_t *q = (const int8_t *)(blk + 2);
+                const float *xi = x[i] + b * 32;
+                __m512 p = _mm512_fmadd_ps(Q8_LOAD16(q, 16), _mm512_loadu_ps(xi + 16),
+                                           _mm512_mul_ps(Q8_LOAD16(q, 0), _mm512_loadu_ps(xi)));
+                acc[i][0] = _mm512_fmadd_ps(p, _mm512_set1_ps(f16(blk)), acc[i][0]);
+            }
+        for (int i = 0; i < n; i++) {
+            __m512 t = _mm512_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]), _mm512_add_ps(acc[i][2], acc[i][3]));
+            dst[i][r] = _mm512_reduce_add_ps(t);
+        }
+    }
+}
+
+static void lora_a_q8_group(int64_t k, const uint8_t *const *w, size_t ws, int64_t nr, int n, const float *const *x,
+                            float *const *dst) {
+    switch (n) {
+    case 1: lora_a_q8_group_n(k, w, ws, nr, 1, x, dst); break;
+    case 2: lora_a_q8_group_n(k, w, ws, nr, 2, x, dst); break;
+    case 3: lora_a_q8_group_n(k, w, ws, nr, 3, x, dst); break;
+    default: lora_a_q8_group_n(k, w, ws, nr, 4, x, dst); break;
     }
 }
 
@@ -862,6 +922,7 @@ void cpu_kernels_init_avx512(cpu_kernels *k) {
     k->lora_a[LLMH_DTYPE_Q8_0] = lora_a_q8_0;
     k->lora_acc_q8t = lora_acc_q8t;
     k->lora_sum_q8t = lora_sum_q8t;
+    k->lora_a_q8_group = lora_a_q8_group;
 }
 #else
 typedef int cpu_kernels_avx512_unused; /* non-x86: nothing to build */

@@ -13,8 +13,10 @@
  *   shared scratch, phase 1 (units = row chunks) applies the B_i.
  * - a decode-sized MUL_MAT followed by a run of LORA nodes on its dst and
  *   x (the usual projection W x + adapters): one step for the lot. Its
- *   counter hands out the adapters first, one unit each: A_i x, then B_i
- *   times that over all M rows into the adapter's own scratch y_i. Then
+ *   counter hands out the adapters first, one unit each (with one column,
+ *   one group of Q8_0 adapters per thread, read side by side: group_size):
+ *   A_i x, then B_i times that over all M rows into the adapter's own
+ *   scratch y_i. Then
  *   come the matmul's row chunks; a thread that has multiplied a chunk
  *   waits until every adapter is done (they were all claimed before its
  *   chunk) and adds s_i y_i to its rows in node order, with the kernels'
@@ -28,8 +30,9 @@
  * times vectors of output rows; else a short dot product per row. Q8_0
  * adapters (SDK 1.2) come with B transposed already: lora_acc_q8t reads
  * that layout directly (no copy), every active column in one pass, on row
- * ranges aligned to its 32-row blocks; the decode adapter unit reads it in
- * storage order through lora_sum_q8t where the kernel set has it.
+ * ranges aligned to its 32-row blocks; the decode adapter unit reads it
+ * through lora_sum_q8t, several rank rows at a time over all of M, where
+ * the kernel set has it.
  * Columns whose gate is 0 are skipped (dst untouched). Per element of dst
  * the adapters are added in node order, so a fused run equals the nodes run
  * one after another.
@@ -277,11 +280,32 @@ size_t cpu_mm_lora_work_size(const llmh_backend *be, const llmh_node *nodes, siz
     return mm_part(be, nodes) + r_bytes(&r) + y_bytes(&r) + gather_bytes(&r) * (size_t)be->n_threads + 64;
 }
 
+/* Adapters per unit: with one column and the group kernels, the
+ * projection's adapters are shared out so that each thread starts on one
+ * group (at most CPU_LORA_GROUP), whose adapters it reads side by side:
+ * more memory streams in flight (cpu_lora_sum_q8t_fn). Else one. With 4
+ * rank-16 adapters on the Qwen2.5-0.5B shape and 2 threads, decode steps
+ * took 2.8-3.6% less time with groups of 2 than with single adapters, and
+ * 2.3-2.9% less than with one group of 4 (one thread reading every
+ * adapter while the other multiplied): graphs alternated in one process. */
+static int group_size(const llmh_backend *be, const lora_run *r) {
+    if (r->cols != 1 || r->x_strided || !be->kern.lora_a_q8_group || !be->kern.lora_sum_q8t) return 1;
+    int64_t g = ((int64_t)r->n + be->n_threads - 1) / be->n_threads;
+    return g < CPU_LORA_GROUP ? (int)g : CPU_LORA_GROUP;
+}
+
+static int64_t n_groups(const llmh_backend *be, const lora_run *r) {
+    int64_t g = group_size(be, r);
+    return ((int64_t)r->n + g - 1) / g;
+}
+
 int64_t cpu_mm_lora_units(const llmh_backend *be, const llmh_node *nodes, size_t n, int phase, int64_t *grain) {
     (void)phase;
     int64_t g;
     *grain = 1;
-    return (int64_t)(n - 1) + cpu_mul_mat_units(be, nodes, 1, &g); /* adapters first, then row chunks */
+    lora_run r;
+    run_get(nodes + 1, n - 1, &r);
+    return n_groups(be, &r) + cpu_mul_mat_units(be, nodes, 1, &g); /* adapters first, then row chunks */
 }
 
 /* Adapter u whole: r_u = A_u x, then y_u[t] = B_u r_u[t] over all M rows,
@@ -304,6 +328,7 @@ static void adapter_unit(const llmh_backend *be, const lora_run *r, size_t u, fl
     const cpu_packed *bt = q8 ? NULL : cpu_transposed_for(be, B);
     /* Q8_0: every active column in one pass over B (cols <= CPU_LORA_PRIVATE_N) */
     _Static_assert(CPU_LORA_PRIVATE_N == 4, "ones[] below has CPU_LORA_PRIVATE_N entries");
+    _Static_assert(CPU_LORA_PRIVATE_N <= CPU_LORA_GROUP, "lora_sum_q8t takes every column at once");
     const float *xq[CPU_LORA_PRIVATE_N], ones[CPU_LORA_PRIVATE_N] = {1.0f, 1.0f, 1.0f, 1.0f};
     float *yq[CPU_LORA_PRIVATE_N];
     int nq = 0;
@@ -323,10 +348,53 @@ static void adapter_unit(const llmh_backend *be, const lora_run *r, size_t u, fl
         else
             be->kern.lora_acc[B->type](B->ne[0], (const uint8_t *)B->data, B->nb[1], r->m, rt, 1.0f, y);
     }
-    if (nq && be->kern.lora_sum_q8t)
-        be->kern.lora_sum_q8t(B->ne[1], (const uint8_t *)B->data, B->nb[1], r->m, nq, xq, yq);
-    else if (nq)
+    if (nq && be->kern.lora_sum_q8t) {
+        const uint8_t *bq[CPU_LORA_PRIVATE_N];
+        for (int i = 0; i < nq; i++) bq[i] = (const uint8_t *)B->data;
+        be->kern.lora_sum_q8t(B->ne[1], bq, B->nb[1], r->m, nq, xq, yq);
+    } else if (nq) {
         q8t(be, B, 0, r->m, nq, xq, ones, yq);
+    }
+}
+
+/* Adapters [u0, u1) of a one-column run (group_size): the Q8_0 ones with a
+ * gate other than 0 through the group kernels, those of equal rank
+ * together (one projection's adapters share K and M), the others through
+ * adapter_unit. Per adapter the arithmetic is adapter_unit's. */
+static void group_unit(const llmh_backend *be, const lora_run *r, size_t u0, size_t u1, float *rbuf, float *ybuf,
+                       float *gather) {
+    const uint8_t *a[CPU_LORA_GROUP], *bt[CPU_LORA_GROUP];
+    const float *xs[CPU_LORA_GROUP], *rs[CPU_LORA_GROUP];
+    float *rd[CPU_LORA_GROUP], *ys[CPU_LORA_GROUP];
+    const float *x = (const float *)r->nodes[0].src[1]->data;
+    int64_t off = 0;
+    for (size_t i = 0; i < u0; i++) off += r->nodes[i].src[0]->ne[1];
+    size_t u = u0;
+    while (u < u1) {
+        const llmh_tensor *A = r->nodes[u].src[0];
+        int64_t rank = A->ne[1];
+        int n = 0;
+        for (; u < u1; u++) {
+            const llmh_node *nd = &r->nodes[u];
+            const llmh_tensor *Au = nd->src[0], *Bu = nd->src[2];
+            if (Au->type != LLMH_DTYPE_Q8_0 || Au->ne[1] != rank || gate_at(nd, 0) == 0.0f) break;
+            a[n] = (const uint8_t *)Au->data;
+            bt[n] = (const uint8_t *)Bu->data;
+            xs[n] = x;
+            rd[n] = rbuf + off;
+            rs[n] = rd[n];
+            ys[n++] = ybuf + u * (size_t)r->m;
+            off += rank;
+        }
+        if (n) {
+            be->kern.lora_a_q8_group(r->k, a, A->nb[1], rank, n, xs, rd);
+            be->kern.lora_sum_q8t(rank, bt, r->nodes[u - 1].src[2]->nb[1], r->m, n, rs, ys);
+            continue;
+        }
+        adapter_unit(be, r, u, rbuf, ybuf, gather);
+        off += rank;
+        u++;
+    }
 }
 
 /* dst rows [r0, r0 + nr) += (s_u g_u) y_u of every adapter, in node order,
@@ -361,13 +429,16 @@ void cpu_mm_lora(const cpu_exec *ex, int phase, int64_t u0, int64_t u1, int ith)
     float *rbuf = (float *)(be->work + 64 + mm_part(be, ex->node));
     float *ybuf = (float *)((uint8_t *)rbuf + r_bytes(&r));
     float *gather = (float *)((uint8_t *)ybuf + y_bytes(&r) + gather_bytes(&r) * (size_t)ith);
+    int64_t gs = group_size(be, &r), n_grp = n_groups(be, &r);
     for (int64_t u = u0; u < u1; u++) {
-        if (u < (int64_t)n_ad) {
-            adapter_unit(be, &r, (size_t)u, rbuf, ybuf, gather);
-            atomic_fetch_add(ex->aux, 1);
+        if (u < n_grp) {
+            size_t a0 = (size_t)(u * gs), a1 = a0 + (size_t)gs < n_ad ? a0 + (size_t)gs : n_ad;
+            if (gs == 1) adapter_unit(be, &r, a0, rbuf, ybuf, gather);
+            else group_unit(be, &r, a0, a1, rbuf, ybuf, gather);
+            atomic_fetch_add(ex->aux, (long long)(a1 - a0));
             continue;
         }
-        int64_t mu = u - (int64_t)n_ad, r0, nr;
+        int64_t mu = u - n_grp, r0, nr;
         cpu_exec mx = {be, ex->node, 1, NULL};
         cpu_mul_mat(&mx, 1, mu, mu + 1, ith);
         /* the adapters were handed out before any row chunk, so they are

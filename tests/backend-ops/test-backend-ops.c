@@ -1260,56 +1260,73 @@ static void test_lora_graph(void) {
 /* A decode-sized quantized MUL_MAT followed by LORA nodes on its dst and x
  * runs as one two-phase step; it must equal the same nodes run as separate
  * graphs bit for bit (same kernels, same order per element). F16 adapters,
- * and Q8_0 ones (B transposed, M a multiple of 32). */
+ * and Q8_0 ones (B transposed, M a multiple of 32). Layout 0: three
+ * adapters of ranks 5, 6, 7 and K = 96; layout 1: six adapters of rank
+ * 13 but the fifth (14), the last with a gate of 0 on column 0, K = 160
+ * (the cpu backend reads a one-column projection's adapters in groups of
+ * up to 4 of equal rank: 4 and 3 here, with 1 and 2 threads; 4 blocks of
+ * K and 8, 4, 1 rank rows at a time). */
 static void test_lora_after_mul_mat(void) {
     static const int64_t ns[] = {1, 3, 4, 6};
+    static const int64_t rk[2][6] = {{0, 1, 2}, {0, 0, 0, 0, 1, 0}};
+    static const int n_ads[2] = {3, 6};
     for (size_t c = 0; c < N_CFG; c++) {
         llmh_backend *be = cfgs[c].be;
         if (!be) continue;
-        for (int ni = 0; ni < 8; ni++) {
-            const int q8 = ni >= 4;
+        for (int ni = 0; ni < 16; ni++) {
+            const int q8 = (ni & 7) >= 4, lay = ni >= 8, n_ad = n_ads[lay];
             const llmh_dtype at = q8 ? LLMH_DTYPE_Q8_0 : LLMH_DTYPE_F16;
-            const int64_t K = 96, M = q8 ? 96 : 75, N = ns[ni % 4], R = 5;
+            const int64_t K = lay ? 160 : 96, M = q8 ? 96 : 75, N = ns[ni % 4], R = lay ? 13 : 5;
             uint64_t s = 31 + (uint64_t)ni;
             bu_tensor *w = bu_tensor_new(&plug, be, LLMH_DTYPE_Q4_0, K, M, 1, 1);
             bu_tensor *x = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, K, N, 1, 1);
             bu_tensor *d1 = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, M, N, 1, 1);
             bu_tensor *d2 = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, M, N, 1, 1);
             bu_tensor *gt = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, N, 1, 1, 1);
-            bu_tensor *A[3], *B[3];
+            bu_tensor *g0 = bu_tensor_new(&plug, be, LLMH_DTYPE_F32, N, 1, 1, 1);
+            bu_tensor *A[6], *B[6];
             bu_random_weights(LLMH_DTYPE_Q4_0, w->t.data, K * M, &s);
             if (plug.be->weight_prepare) CU_ASSERT_EQUAL(plug.be->weight_prepare(be, &w->t), LLMH_OK);
             fill(x, &s, 1.0f);
-            float *gv = gt->t.data;
-            for (int64_t j = 0; j < N; j++) gv[j] = j == 1 ? 0.0f : 0.5f + (float)j;
-            for (int i = 0; i < 3; i++) {
-                A[i] = bu_tensor_new(&plug, be, at, K, R + i, 1, 1);
-                B[i] = q8 ? bu_tensor_new(&plug, be, at, M, R + i, 1, 1) : bu_tensor_new(&plug, be, at, R + i, M, 1, 1);
+            float *gv = gt->t.data, *g0v = g0->t.data;
+            for (int64_t j = 0; j < N; j++) {
+                gv[j] = j == 1 ? 0.0f : 0.5f + (float)j;
+                g0v[j] = j == 0 ? 0.0f : 1.5f;
+            }
+            for (int i = 0; i < n_ad; i++) {
+                int64_t r = R + rk[lay][i];
+                A[i] = bu_tensor_new(&plug, be, at, K, r, 1, 1);
+                B[i] = q8 ? bu_tensor_new(&plug, be, at, M, r, 1, 1) : bu_tensor_new(&plug, be, at, r, M, 1, 1);
                 fill(A[i], &s, 0.5f);
                 fill(B[i], &s, 0.5f);
             }
-            llmh_node nodes[4];
+            llmh_node nodes[7];
             for (int pass = 0; pass < 2; pass++) {
                 bu_tensor *d = pass ? d2 : d1;
                 nodes[0] = (llmh_node){sizeof(llmh_node), LLMH_OP_MUL_MAT, &d->t, {&w->t, &x->t, NULL, NULL}, {0}, {0}};
-                for (int i = 0; i < 3; i++)
+                for (int i = 0; i < n_ad; i++) {
+                    bu_tensor *gi = i == 1 ? gt : lay && i == 5 ? g0 : NULL;
                     nodes[1 + i] = (llmh_node){sizeof(llmh_node), LLMH_OP_LORA, &d->t,
-                                               {&A[i]->t, &x->t, &B[i]->t, i == 1 ? &gt->t : NULL}, {0}, {0.5f + (float)i}};
+                                               {&A[i]->t, &x->t, &B[i]->t, gi ? &gi->t : NULL}, {0}, {0.5f + (float)i}};
+                }
                 if (pass == 0) {
-                    llmh_graph g = {sizeof g, 4, nodes};
+                    llmh_graph g = {sizeof g, (size_t)n_ad + 1, nodes};
                     CU_ASSERT_EQUAL(plug.be->graph_compute(be, &g), LLMH_OK);
                 } else {
-                    for (int i = 0; i < 4; i++) CU_ASSERT_EQUAL(run1(be, &nodes[i]), LLMH_OK);
+                    for (int i = 0; i <= n_ad; i++) CU_ASSERT_EQUAL(run1(be, &nodes[i]), LLMH_OK);
                 }
             }
+            if (memcmp(d1->t.data, d2->t.data, (size_t)(M * N) * sizeof(float)) != 0)
+                fprintf(stderr, "  %s/%d: fused MUL_MAT + %d %s adapters (layout %d), N=%lld: differs from one by one\n",
+                        cfgs[c].kernels, cfgs[c].threads, n_ad, llmh_dtype_name(at), lay, (long long)N);
             CU_ASSERT_EQUAL(memcmp(d1->t.data, d2->t.data, (size_t)(M * N) * sizeof(float)), 0);
             if (plug.be->weight_release) plug.be->weight_release(be, &w->t);
-            for (int i = 0; i < 3; i++) {
+            for (int i = 0; i < n_ad; i++) {
                 bu_tensor_free(&plug, be, A[i]);
                 bu_tensor_free(&plug, be, B[i]);
             }
-            bu_tensor *ts[] = {w, x, d1, d2, gt};
-            for (size_t i = 0; i < 5; i++) bu_tensor_free(&plug, be, ts[i]);
+            bu_tensor *ts[] = {w, x, d1, d2, gt, g0};
+            for (size_t i = 0; i < 6; i++) bu_tensor_free(&plug, be, ts[i]);
         }
     }
 }
