@@ -358,9 +358,10 @@ static void adapter_unit(const llmh_backend *be, const lora_run *r, size_t u, fl
 }
 
 /* Adapters [u0, u1) of a one-column run (group_size): the Q8_0 ones with a
- * gate other than 0 through the group kernels, those of equal rank
- * together (one projection's adapters share K and M), the others through
- * adapter_unit. Per adapter the arithmetic is adapter_unit's. */
+ * gate other than 0 through the group kernels, those of equal rank and
+ * row strides together (one projection's adapters share K and M), the
+ * others through adapter_unit. Per adapter the arithmetic is
+ * adapter_unit's. */
 static void group_unit(const llmh_backend *be, const lora_run *r, size_t u0, size_t u1, float *rbuf, float *ybuf,
                        float *gather) {
     const uint8_t *a[CPU_LORA_GROUP], *bt[CPU_LORA_GROUP];
@@ -371,13 +372,15 @@ static void group_unit(const llmh_backend *be, const lora_run *r, size_t u0, siz
     for (size_t i = 0; i < u0; i++) off += r->nodes[i].src[0]->ne[1];
     size_t u = u0;
     while (u < u1) {
-        const llmh_tensor *A = r->nodes[u].src[0];
+        const llmh_tensor *A = r->nodes[u].src[0], *B = r->nodes[u].src[2];
         int64_t rank = A->ne[1];
         int n = 0;
         for (; u < u1; u++) {
             const llmh_node *nd = &r->nodes[u];
             const llmh_tensor *Au = nd->src[0], *Bu = nd->src[2];
-            if (Au->type != LLMH_DTYPE_Q8_0 || Au->ne[1] != rank || gate_at(nd, 0) == 0.0f) break;
+            if (Au->type != LLMH_DTYPE_Q8_0 || Au->ne[1] != rank || Au->nb[1] != A->nb[1] || Bu->nb[1] != B->nb[1] ||
+                gate_at(nd, 0) == 0.0f)
+                break;
             a[n] = (const uint8_t *)Au->data;
             bt[n] = (const uint8_t *)Bu->data;
             xs[n] = x;
@@ -388,7 +391,7 @@ static void group_unit(const llmh_backend *be, const lora_run *r, size_t u0, siz
         }
         if (n) {
             be->kern.lora_a_q8_group(r->k, a, A->nb[1], rank, n, xs, rd);
-            be->kern.lora_sum_q8t(rank, bt, r->nodes[u - 1].src[2]->nb[1], r->m, n, rs, ys);
+            be->kern.lora_sum_q8t(rank, bt, B->nb[1], r->m, n, rs, ys);
             continue;
         }
         adapter_unit(be, r, u, rbuf, ybuf, gather);
