@@ -223,6 +223,38 @@ typedef void (*cpu_lora_a_q8_group_fn)(int64_t k, const uint8_t *const *a, size_
                                        const float *const *x, float *const *r);
 #define CPU_LORA_GROUP 4
 
+/* The group kernels' drivers, the same in every SIMD kernel file, which
+ * defines lora_sum_q8t_g (rank rows [j0, j0 + G) of n transposed B over
+ * all m; j0 = 0 writes y, later calls add to it) and lora_a_q8_group_n,
+ * both always inline so that G and n are constants, and expands this once:
+ * lora_sum_q8t (8 rank rows per sweep, then 4, then 1) and
+ * lora_a_q8_group, one instance per n. */
+#define CPU_LORA_GROUP_DRIVERS                                                                               \
+    static void lora_sum_q8t(int64_t rank, const uint8_t *const *bt, size_t bs, int64_t m, int n,           \
+                             const float *const *x, float *const *y) {                                      \
+        _Static_assert(CPU_LORA_GROUP == 4, "one case per group size");                                     \
+        int64_t j = 0;                                                                                       \
+        for (; j + 8 <= rank; j += 8) CPU_LORA_GROUP_CASES(n, lora_sum_q8t_g(bt, bs, j, m, 8, N_, x, y));   \
+        if (j + 4 <= rank) {                                                                                 \
+            CPU_LORA_GROUP_CASES(n, lora_sum_q8t_g(bt, bs, j, m, 4, N_, x, y));                             \
+            j += 4;                                                                                          \
+        }                                                                                                    \
+        for (; j < rank; j++) CPU_LORA_GROUP_CASES(n, lora_sum_q8t_g(bt, bs, j, m, 1, N_, x, y));           \
+    }                                                                                                        \
+    static void lora_a_q8_group(int64_t k, const uint8_t *const *w, size_t ws, int64_t nr, int n,           \
+                                const float *const *x, float *const *dst) {                                 \
+        CPU_LORA_GROUP_CASES(n, lora_a_q8_group_n(k, w, ws, nr, N_, x, dst));                               \
+    }
+#define CPU_LORA_GROUP_CASES(n, CALL)                                                                        \
+    do {                                                                                                     \
+        switch (n) {                                                                                         \
+        case 1: { enum { N_ = 1 }; CALL; } break;                                                            \
+        case 2: { enum { N_ = 2 }; CALL; } break;                                                            \
+        case 3: { enum { N_ = 3 }; CALL; } break;                                                            \
+        default: { enum { N_ = 4 }; CALL; } break;                                                           \
+        }                                                                                                    \
+    } while (0)
+
 typedef struct cpu_kernels {
     const char *name;                      /* "scalar", "avx2", "avx512" */
     /* LORA: the A side (r = A x, F32 activations, no dot-type rounding; the

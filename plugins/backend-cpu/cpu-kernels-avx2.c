@@ -425,6 +425,68 @@ static void lora_acc_q8t(int64_t rank, const uint8_t *bt, size_t bs, int64_t r0,
     }
 }
 
+/* The decode adapter unit's group kernels (cpu_lora_sum_q8t_fn,
+ * cpu_lora_a_q8_group_fn): n adapters of a projection read side by side,
+ * so that several memory streams are in flight, with the arithmetic of
+ * lora_acc_q8t (B: per output row the sum over j in order from 0, fma into
+ * a zeroed accumulator) and of lora_a_q8_0 with one column (A). Prefetch
+ * distances as in the AVX-512 kernels. */
+#define LORA_PF_A 2048
+#define LORA_PF_B 1024
+
+/* G rank rows of every B at a time, swept over all m; a 32-row block is
+ * done in two halves of 16 rows so that four adapters' accumulators (8)
+ * stay in registers. y is loaded and stored once per G rows. */
+AI void lora_sum_q8t_g(const uint8_t *const *bt, size_t bs, int64_t j0, int64_t m, const int G, const int n,
+                       const float *const *x, float *const *y) {
+    for (int64_t b = 0; b < m / 32; b++)
+        for (int h = 0; h < 32; h += 16) {
+            __m256 acc[CPU_LORA_GROUP][2];
+            for (int i = 0; i < n; i++) {
+                const float *yi = y[i] + b * 32 + h;
+                acc[i][0] = j0 ? _mm256_loadu_ps(yi) : _mm256_setzero_ps();
+                acc[i][1] = j0 ? _mm256_loadu_ps(yi + 8) : _mm256_setzero_ps();
+            }
+            for (int g = 0; g < G; g++)
+                for (int i = 0; i < n; i++) {
+                    const uint8_t *blk = bt[i] + (size_t)(j0 + g) * bs + (size_t)b * 34;
+                    if (!h) _mm_prefetch((const char *)blk + LORA_PF_B, _MM_HINT_T0);
+                    const int8_t *q = (const int8_t *)(blk + 2) + h;
+                    __m256 wj = _mm256_set1_ps(f16(blk) * x[i][j0 + g]);
+                    acc[i][0] = _mm256_fmadd_ps(Q8_LOAD8(q, 0), wj, acc[i][0]);
+                    acc[i][1] = _mm256_fmadd_ps(Q8_LOAD8(q, 8), wj, acc[i][1]);
+                }
+            for (int i = 0; i < n; i++) {
+                float *yi = y[i] + b * 32 + h;
+                _mm256_storeu_ps(yi, acc[i][0]);
+                _mm256_storeu_ps(yi + 8, acc[i][1]);
+            }
+        }
+}
+
+AI void lora_a_q8_group_n(int64_t k, const uint8_t *const *w, size_t ws, int64_t nr, const int n,
+                          const float *const *x, float *const *dst) {
+    for (int64_t r = 0; r < nr; r++) {
+        __m256 acc[CPU_LORA_GROUP];
+        for (int i = 0; i < n; i++) acc[i] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < k / 32; b++)
+            for (int i = 0; i < n; i++) {
+                const uint8_t *blk = w[i] + (size_t)r * ws + (size_t)b * 34;
+                _mm_prefetch((const char *)blk + LORA_PF_A, _MM_HINT_T0);
+                const int8_t *q = (const int8_t *)(blk + 2);
+                const float *xi = x[i] + b * 32;
+                __m256 p = _mm256_mul_ps(Q8_LOAD8(q, 0), _mm256_loadu_ps(xi));
+                p = _mm256_fmadd_ps(Q8_LOAD8(q, 8), _mm256_loadu_ps(xi + 8), p);
+                p = _mm256_fmadd_ps(Q8_LOAD8(q, 16), _mm256_loadu_ps(xi + 16), p);
+                p = _mm256_fmadd_ps(Q8_LOAD8(q, 24), _mm256_loadu_ps(xi + 24), p);
+                acc[i] = _mm256_fmadd_ps(p, _mm256_set1_ps(f16(blk)), acc[i]);
+            }
+        for (int i = 0; i < n; i++) dst[i][r] = hsum256(acc[i]);
+    }
+}
+
+CPU_LORA_GROUP_DRIVERS
+
 /* ------------------------------------------------------------------------ */
 /* 32-element blocks                                                          */
 /* ------------------------------------------------------------------------ */
@@ -713,6 +775,8 @@ void cpu_kernels_init_avx2(cpu_kernels *k) {
     k->lora_acc_t[LLMH_DTYPE_BF16] = lora_acc_t_bf16;
     k->lora_a[LLMH_DTYPE_Q8_0] = lora_a_q8_0;
     k->lora_acc_q8t = lora_acc_q8t;
+    k->lora_sum_q8t = lora_sum_q8t;
+    k->lora_a_q8_group = lora_a_q8_group;
     k->silu_row = silu_row_avx2;
     k->f16_to_f32 = f16_to_f32_avx2;
     k->dot = dot_avx2;

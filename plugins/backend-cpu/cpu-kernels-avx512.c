@@ -819,28 +819,6 @@ AI void lora_sum_q8t_g(const uint8_t *const *bt, size_t bs, int64_t j0, int64_t 
     }
 }
 
-AI void lora_sum_q8t_n(int64_t rank, const uint8_t *const *bt, size_t bs, int64_t m, const int n,
-                       const float *const *x, float *const *y) {
-    int64_t j = 0;
-    for (; j + 8 <= rank; j += 8) lora_sum_q8t_g(bt, bs, j, m, 8, n, x, y);
-    if (j + 4 <= rank) {
-        lora_sum_q8t_g(bt, bs, j, m, 4, n, x, y);
-        j += 4;
-    }
-    for (; j < rank; j++) lora_sum_q8t_g(bt, bs, j, m, 1, n, x, y);
-}
-
-static void lora_sum_q8t(int64_t rank, const uint8_t *const *bt, size_t bs, int64_t m, int n, const float *const *x,
-                         float *const *y) {
-    _Static_assert(CPU_LORA_GROUP == 4, "one case per group size");
-    switch (n) {
-    case 1: lora_sum_q8t_n(rank, bt, bs, m, 1, x, y); break;
-    case 2: lora_sum_q8t_n(rank, bt, bs, m, 2, x, y); break;
-    case 3: lora_sum_q8t_n(rank, bt, bs, m, 3, x, y); break;
-    default: lora_sum_q8t_n(rank, bt, bs, m, 4, x, y); break;
-    }
-}
-
 /* cpu_lora_a_q8_group_fn: lora_a_q8_0_n's arithmetic (one column) for n
  * adapters, their rows j side by side: n streams in flight. */
 AI void lora_a_q8_group_n(int64_t k, const uint8_t *const *w, size_t ws, int64_t nr, const int n,
@@ -877,15 +855,7 @@ AI void lora_a_q8_group_n(int64_t k, const uint8_t *const *w, size_t ws, int64_t
     }
 }
 
-static void lora_a_q8_group(int64_t k, const uint8_t *const *w, size_t ws, int64_t nr, int n, const float *const *x,
-                            float *const *dst) {
-    switch (n) {
-    case 1: lora_a_q8_group_n(k, w, ws, nr, 1, x, dst); break;
-    case 2: lora_a_q8_group_n(k, w, ws, nr, 2, x, dst); break;
-    case 3: lora_a_q8_group_n(k, w, ws, nr, 3, x, dst); break;
-    default: lora_a_q8_group_n(k, w, ws, nr, 4, x, dst); break;
-    }
-}
+CPU_LORA_GROUP_DRIVERS
 
 static void lora_acc_q8t(int64_t rank, const uint8_t *bt, size_t bs, int64_t r0, int64_t nr, int nc,
                          const float *const *x, const float *s, float *const *dst) {
