@@ -363,12 +363,24 @@ static void init_mat(llmh_tensor *t, llmh_dtype type, int64_t ne0, int64_t ne1, 
  * 6e-2 (llama.cpp's references use F32 adapters; tests/fabric holds them to
  * 1e-3), so it is opt-in (docs/memory-fabric.md); Q8_0 (SDK 1.2: B stored
  * transposed) halves them again. */
+int llmh__adapter_storage_type(const char *name, llmh_dtype *out) {
+    static const struct {
+        const char *name;
+        llmh_dtype type;
+    } types[] = {{"auto", LLMH_DTYPE_F32}, {"f32", LLMH_DTYPE_F32},   {"f16", LLMH_DTYPE_F16},
+                 {"bf16", LLMH_DTYPE_BF16}, {"q8_0", LLMH_DTYPE_Q8_0}};
+    for (size_t i = 0; name && i < sizeof types / sizeof types[0]; i++)
+        if (!strcmp(name, types[i].name)) {
+            *out = types[i].type;
+            return 0;
+        }
+    return -1;
+}
+
 static llmh_dtype storage_type(const llmh_model *m) {
-    const char *t = m->adapter_type;
-    if (!strcmp(t, "f16")) return LLMH_DTYPE_F16;
-    if (!strcmp(t, "bf16")) return LLMH_DTYPE_BF16;
-    if (!strcmp(t, "q8_0")) return LLMH_DTYPE_Q8_0;
-    return LLMH_DTYPE_F32;
+    llmh_dtype t = LLMH_DTYPE_F32;
+    llmh__adapter_storage_type(m->adapter_type, &t); /* checked by llmh__fabric_load */
+    return t;
 }
 
 /* Bytes of elems values stored as `type` (whole blocks). */
@@ -1092,7 +1104,11 @@ llmh_status llmh__fabric_select_ex(llmh_model *m, const llmh_adapter_request *re
 }
 
 llmh_status llmh__fabric_load(llmh_model *m, const llmh_config *cfg) {
-    snprintf(m->adapter_type, sizeof m->adapter_type, "%s", cfg->model.adapter_type ? cfg->model.adapter_type : "auto");
+    const char *at = cfg->model.adapter_type ? cfg->model.adapter_type : "auto";
+    llmh_dtype t;
+    if (llmh__adapter_storage_type(at, &t))
+        return llmh__fail(LLMH_ERR_CONFIG, "model.adapter_type must be " LLMH__ADAPTER_TYPES ", got \"%.64s\"", at);
+    snprintf(m->adapter_type, sizeof m->adapter_type, "%s", at);
     m->router_name = strdup(cfg->router.plugin ? cfg->router.plugin : "static");
     if (!m->router_name) return llmh__fail(LLMH_ERR_NO_MEMORY, "out of memory");
     if (cfg->n_adapters == 0 && cfg->router.params.n == 0) return LLMH_OK;

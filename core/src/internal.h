@@ -28,4 +28,10 @@ llmh_status llmh__fail(llmh_status st, const char *fmt, ...)
 #endif
     ;
 
+/* [model] adapter_type, the one copy of its names (manifest validation and
+ * the fabric's storage type, adapter.c): "auto" (F32), "f32", "f16",
+ * "bf16" or "q8_0". 0 with *out set for one of them, -1 for anything else. */
+#define LLMH__ADAPTER_TYPES "\"auto\", \"f32\", \"f16\", \"bf16\" or \"q8_0\""
+int llmh__adapter_storage_type(const char *name, llmh_dtype *out);
+
 #endif

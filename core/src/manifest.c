@@ -1242,10 +1242,9 @@ static llmh_status mf_build_model(mf_build *b, const llmh_toml_node *t) {
         return mf_fail_node(kvt, 0, "model.kv_type must be \"f16\" or \"f32\", got \"%s\"", c->model.kv_type);
     const llmh_toml_node *adt = mf_found(model_keys, f, "adapter_type");
     if (!(c->model.adapter_type = mf_str_or(b, adt, "auto"))) return mf_oom();
-    if (strcmp(c->model.adapter_type, "auto") != 0 && strcmp(c->model.adapter_type, "f32") != 0 &&
-        strcmp(c->model.adapter_type, "f16") != 0 && strcmp(c->model.adapter_type, "bf16") != 0 &&
-        strcmp(c->model.adapter_type, "q8_0") != 0)
-        return mf_fail_node(adt, 0, "model.adapter_type must be \"auto\", \"f32\", \"f16\", \"bf16\" or \"q8_0\", got \"%s\"",
+    llmh_dtype adapter_dtype;
+    if (llmh__adapter_storage_type(c->model.adapter_type, &adapter_dtype))
+        return mf_fail_node(adt, 0, "model.adapter_type must be " LLMH__ADAPTER_TYPES ", got \"%s\"",
                             c->model.adapter_type);
 
     mf_kvvec vec = {0};
