@@ -379,6 +379,15 @@ LLMH_API llmh_status llmh_generate(llmh_session *s, llmh_sampler_chain *chain,
                                    const llmh_token *prompt, size_t n_prompt,
                                    const llmh_generate_params *params, llmh_generate_result *res);
 
+/* For streaming generated text as llmh_generate does (a server stepping
+ * sessions itself uses it too): buf[0..n) is the text generated and not yet
+ * shown. Sets *stop_at to the offset of the earliest stop string in buf
+ * (the output ends there; empty stop strings never match), else to
+ * SIZE_MAX, and returns how many bytes at the end of buf to hold back
+ * until more text comes: the longest proper prefix of a stop string, or
+ * an incomplete UTF-8 sequence, whichever is longer. */
+LLMH_API size_t llmh_text_holdback(const char *buf, size_t n, const char *const *stop, size_t n_stop, size_t *stop_at);
+
 /* ======================================================================== */
 /* Memory fabric: LoRA adapters (docs/memory-fabric.md)                      */
 /* ======================================================================== */

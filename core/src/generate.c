@@ -2,6 +2,7 @@
  * Text is streamed in complete UTF-8 sequences; text that could be the start
  * of a stop string is held back until it is known not to be one. */
 #define _GNU_SOURCE /* memmem */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,12 +26,23 @@ static size_t utf8_incomplete_tail(const char *buf, size_t n) {
 static size_t stop_prefix_tail(const char *buf, size_t n, const char *const *stop, size_t n_stop) {
     size_t best = 0;
     for (size_t i = 0; i < n_stop; i++) {
-        size_t sl = strlen(stop[i]);
+        size_t sl = stop[i] ? strlen(stop[i]) : 0;
         if (sl == 0) continue; /* an empty stop string never matches */
         for (size_t k = sl - 1 < n ? sl - 1 : n; k > best; k--)
             if (!memcmp(buf + n - k, stop[i], k)) { best = k; break; }
     }
     return best;
+}
+
+size_t llmh_text_holdback(const char *buf, size_t n, const char *const *stop, size_t n_stop, size_t *stop_at) {
+    *stop_at = SIZE_MAX;
+    for (size_t i = 0; i < n_stop && buf; i++) {
+        if (!stop[i] || !stop[i][0]) continue; /* as in stop_prefix_tail */
+        const char *hit = memmem(buf, n, stop[i], strlen(stop[i]));
+        if (hit && (size_t)(hit - buf) < *stop_at) *stop_at = (size_t)(hit - buf);
+    }
+    size_t hold = stop_prefix_tail(buf, n, stop, n_stop), inc = utf8_incomplete_tail(buf, n);
+    return inc > hold ? inc : hold;
 }
 
 typedef struct textbuf {
@@ -123,21 +135,13 @@ llmh_status llmh_generate(llmh_session *s, llmh_sampler_chain *chain, const llmh
         if (st) break;
 
         /* stop strings anywhere in the held text */
-        size_t stop_at = (size_t)-1;
-        for (size_t i = 0; i < params->n_stop; i++) {
-            if (!params->stop[i][0] || !pending.p) continue;
-            const char *hit = memmem(pending.p, pending.n, params->stop[i], strlen(params->stop[i]));
-            if (hit && (size_t)(hit - pending.p) < stop_at) stop_at = (size_t)(hit - pending.p);
-        }
-        if (stop_at != (size_t)-1) {
+        size_t stop_at, hold = llmh_text_holdback(pending.p, pending.n, params->stop, params->n_stop, &stop_at);
+        if (stop_at != SIZE_MAX) {
             emit(params, &pending, stop_at);
             pending.n = 0;
             res->finish = LLMH_FINISH_STOP;
             break;
         }
-        size_t hold = stop_prefix_tail(pending.p, pending.n, params->stop, params->n_stop);
-        size_t inc = utf8_incomplete_tail(pending.p, pending.n);
-        if (inc > hold) hold = inc;
         if (!emit(params, &pending, pending.n - hold)) {
             res->finish = LLMH_FINISH_CANCELLED;
             pending.n = 0;

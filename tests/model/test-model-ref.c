@@ -17,6 +17,7 @@
  *    prompt still measures 7.4e-4 (a rounding flip from summation order in
  *    the projections), the others ~1e-6. */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -191,6 +192,31 @@ static void test_stop_strings(void) {
     fixture_close(&fm);
 }
 
+/* llmh_text_holdback, the streaming rule llmh_generate and the server
+ * share: the earliest stop string, else the longer of a stop-string prefix
+ * and an incomplete UTF-8 sequence at the end is held back. */
+static void test_text_holdback(void) {
+    const char *st[] = {"world", "", NULL, "STOP", "END"};
+    size_t at;
+    CU_ASSERT_EQUAL(llmh_text_holdback("Hello wor", 9, st, 5, &at), 3);
+    CU_ASSERT_EQUAL(at, SIZE_MAX);
+    llmh_text_holdback("say world!", 10, st, 5, &at);
+    CU_ASSERT_EQUAL(at, 4);
+    llmh_text_holdback("abSTOPxEND world", 16, st, 5, &at); /* earliest wins, whichever stop */
+    CU_ASSERT_EQUAL(at, 2);
+    CU_ASSERT_EQUAL(llmh_text_holdback("nothing", 7, st, 5, &at), 0);
+    CU_ASSERT_EQUAL(at, SIZE_MAX);
+    CU_ASSERT_EQUAL(llmh_text_holdback("caf\xc3", 4, st, 5, &at), 1);     /* 2-byte sequence, 1 seen */
+    CU_ASSERT_EQUAL(llmh_text_holdback("x\xe2\x82", 3, st, 5, &at), 2);  /* 3-byte, 2 seen */
+    CU_ASSERT_EQUAL(llmh_text_holdback("\xe2\x82\xac", 3, st, 5, &at), 0); /* complete */
+    CU_ASSERT_EQUAL(llmh_text_holdback("\x80\x80", 2, st, 5, &at), 0);   /* stray continuation bytes */
+    CU_ASSERT_EQUAL(llmh_text_holdback("a wo\xe2", 5, st, 5, &at), 1);    /* the UTF-8 tail, not a prefix */
+    CU_ASSERT_EQUAL(llmh_text_holdback("ST", 2, st, 5, &at), 2);           /* the whole buffer */
+    CU_ASSERT_EQUAL(llmh_text_holdback(NULL, 0, st, 5, &at), 0);
+    CU_ASSERT_EQUAL(at, SIZE_MAX);
+    CU_ASSERT_EQUAL(llmh_text_holdback("abc", 3, NULL, 0, &at), 0);
+}
+
 /* HF safetensors directories give the GGUF twin's logits (<= 1e-4). */
 static void compare_twins(const char *gguf_rel, const char *hf_rel) {
     fixture_model a, b;
@@ -258,6 +284,7 @@ int main(void) {
         {"stories260K matches llama.cpp", test_stories260k},
         {"stories260K generate text", test_stories_text},
         {"stop strings", test_stop_strings},
+        {"text hold-back rule", test_text_holdback},
         {"qwen2-tiny f32 matches llama.cpp", test_qwen2_f32},
         {"llama-tiny bf16 matches llama.cpp", test_llama_bf16},
         {"qwen2-tiny q8_0 matches llama.cpp", test_qwen2_q8_0},

@@ -4,9 +4,10 @@
  * chunk of its prompt or its last sampled token, all in one
  * llmh_session_eval_batch() call (requests with different adapters batch
  * together), then samples one token per slot that finished its prompt.
- * Text goes to the request with stop strings and incomplete UTF-8 held back,
- * so a stream never shows a stop string or a broken character. */
-#define _GNU_SOURCE /* memmem */
+ * Text goes to the request with stop strings and incomplete UTF-8 held back
+ * (llmh_text_holdback, as llmh_generate streams), so a stream never shows a
+ * stop string or a broken character. */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,32 +35,6 @@ struct srv_slot {
 };
 
 /* ---- text ---------------------------------------------------------------- */
-/* Bytes at the end of buf[0..n) that form an incomplete UTF-8 sequence. */
-static size_t utf8_incomplete_tail(const char *buf, size_t n) {
-    size_t back = 0;
-    while (back < n && back < 4) {
-        unsigned char c = (unsigned char)buf[n - 1 - back];
-        if ((c & 0xC0) != 0x80) {
-            size_t need = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
-            return back + 1 < need ? back + 1 : 0;
-        }
-        back++;
-    }
-    return 0;
-}
-
-/* Longest suffix of buf[0..n) that is a proper prefix of a stop string. */
-static size_t stop_prefix_tail(const char *buf, size_t n, char *const *stop, size_t n_stop) {
-    size_t best = 0;
-    for (size_t i = 0; i < n_stop; i++) {
-        size_t sl = strlen(stop[i]);
-        if (sl == 0) continue;
-        for (size_t k = sl - 1 < n ? sl - 1 : n; k > best; k--)
-            if (!memcmp(buf + n - k, stop[i], k)) { best = k; break; }
-    }
-    return best;
-}
-
 /* Append `n` bytes to r->text, replacing invalid UTF-8 with U+FFFD so every
  * JSON string built from it is valid. Caller holds r->mu. */
 static bool text_append_valid(srv_request *r, const char *s, size_t n) {
@@ -405,20 +380,14 @@ static void sample_one(srv_server *s, srv_slot *sl) {
         return;
     }
     /* a stop string anywhere in the held text ends the request there */
-    size_t stop_at = (size_t)-1;
-    for (size_t i = 0; i < r->n_stop; i++) {
-        const char *hit = memmem(sl->pending, sl->n_pending, r->stop[i], strlen(r->stop[i]));
-        if (hit && (size_t)(hit - sl->pending) < stop_at) stop_at = (size_t)(hit - sl->pending);
-    }
-    if (stop_at != (size_t)-1) {
+    size_t stop_at,
+           hold = llmh_text_holdback(sl->pending, sl->n_pending, (const char *const *)r->stop, r->n_stop, &stop_at);
+    if (stop_at != SIZE_MAX) {
         emit(r, sl->pending, stop_at);
         sl->n_pending = 0;
         finish(s, sl, "stop", 0, NULL);
         return;
     }
-    size_t hold = stop_prefix_tail(sl->pending, sl->n_pending, r->stop, r->n_stop);
-    size_t inc = utf8_incomplete_tail(sl->pending, sl->n_pending);
-    if (inc > hold) hold = inc;
     size_t out = sl->n_pending - hold;
     emit(r, sl->pending, out);
     memmove(sl->pending, sl->pending + out, hold);
