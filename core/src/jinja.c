@@ -2499,6 +2499,38 @@ static bool do_in(rctx *R, const node *n, jv a, jv b, bool *res) {
 
 /* Python's printf-style `fmt % args`: flags - + space 0, width, precision,
  * conversions s r d i f F e E g G x X o c %, and %(key)s with a dict. */
+/* %o, %x, %X as Python has them, not C: a negative number is a sign and
+ * its magnitude (C prints two's complement), '#' adds 0o/0x/0X (C: 0
+ * for octal, nothing for 0), and '0' pads between the prefix and the
+ * digits. False when the field is too wide. */
+static bool py_radix(sbuf *b, const char *flags, int width, int prec, char conv, long long v) {
+    unsigned long long mag = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    char digits[32], head[4] = "";
+    snprintf(digits, sizeof digits, conv == 'o' ? "%llo" : conv == 'x' ? "%llx" : "%llX", mag);
+    size_t nh = 0;
+    if (v < 0) head[nh++] = '-';
+    else if (strchr(flags, '+')) head[nh++] = '+';
+    else if (strchr(flags, ' ')) head[nh++] = ' ';
+    if (strchr(flags, '#')) {
+        head[nh++] = '0';
+        head[nh++] = conv == 'o' ? 'o' : conv;
+    }
+    head[nh] = 0;
+    size_t nd = strlen(digits), zeros = prec > 0 && (size_t)prec > nd ? (size_t)prec - nd : 0;
+    if (width > 1000 || prec > 1000) return false;
+    size_t body = nh + zeros + nd, pad = width > 0 && (size_t)width > body ? (size_t)width - body : 0;
+    bool left = strchr(flags, '-') != NULL, zero_pad = !left && strchr(flags, '0') != NULL;
+    if (!left && !zero_pad)
+        for (size_t k = 0; k < pad; k++) sb_chr(b, ' ');
+    sb_str(b, head);
+    if (zero_pad) zeros += pad;
+    for (size_t k = 0; k < zeros; k++) sb_chr(b, '0');
+    sb_str(b, digits);
+    if (left)
+        for (size_t k = 0; k < pad; k++) sb_chr(b, ' ');
+    return true;
+}
+
 static bool str_format(rctx *R, const node *n, jv fmt, jv fa, jv *out) {
     bool tuple = fa.t == V_LIST && fa.u.l->tuple;
     bool mapping = fa.t == V_DICT || (fa.t == V_LIST && !tuple);
@@ -2597,7 +2629,18 @@ static bool str_format(rctx *R, const node *n, jv fmt, jv fa, jv *out) {
             u8_put(&b, (uint32_t)(v < 0 || v > 0x10FFFF ? 0xFFFD : v));
             continue;
         }
-        /* "%" flags [width] [.prec] then "ll" + d/o/x/X or the float conversion */
+        if (conv == 'o' || conv == 'x' || conv == 'X') {
+            if (arg.t == V_FLOAT) { /* Python: "an integer is required" */
+                free(b.p);
+                return r_error(R, n, "format: %%%c needs an integer, not float", conv);
+            }
+            if (!py_radix(&b, flags, width, prec, conv, num_i(arg))) {
+                free(b.p);
+                return r_error(R, n, "format: field too wide");
+            }
+            continue;
+        }
+        /* "%" flags [width] [.prec] then "ll" + d or the float conversion */
         int o = snprintf(spec, sizeof spec, "%%%s", flags);
         if (width >= 0) o += snprintf(spec + o, sizeof spec - (size_t)o, "%d", width);
         if (prec >= 0) o += snprintf(spec + o, sizeof spec - (size_t)o, ".%d", prec);

@@ -181,6 +181,9 @@ static void test_operators(void) {
     EXPECT("{{ '%s-%s' % (1, 'a') }}|{{ '%(a)s %(b)d' % {'a': 'A', 'b': 2} }}|{{ '%05d %+d %.3s %-4s|%.1f %x %r %%' % "
            "(42, 5, 'abcdef', 'ab', 2.25, 255, 'q') }}|{{ '%s' % [1, 2] }}",
            NULL, "1-a|A 2|00042 +5 abc ab  |2.2 ff 'q' %|[1, 2]");
+    /* %o/%x/%X as Python: sign and magnitude, 0o/0x prefixes, zeros after the prefix */
+    EXPECT("{{ '%#o|%x|%#X|%#x|%o|%#08x|%-6x|%+x|% o|%.4x|%6.3o|%x' % (8, -255, 255, 0, -8, 255, 10, 10, 8, 10, 8, true) }}",
+           NULL, "0o10|-ff|0XFF|0x0|-10|0x0000ff|a     |+a| 10|000a|   010|1");
     /* and/or return an operand; not binds looser than comparisons */
     EXPECT("{{ 0 or 'x' }} {{ 1 and 'y' }} {{ not 1 == 2 }} {{ not (1 and 0) }}", NULL, "x y True True");
     /* filters bind tighter than arithmetic: messages|length - 1 */
@@ -373,6 +376,7 @@ static void test_errors(void) {
     EXPECT_ERR("{{ 'a' + missing }}", NULL, LLMH_ERR_INVALID_ARG, "line 1:8", "'missing' is undefined");
     EXPECT_ERR("{{ missing.attr }}", NULL, LLMH_ERR_INVALID_ARG, "line 1:12", "'missing' is undefined");
     EXPECT_ERR("{{ 1 // 0 }}", NULL, LLMH_ERR_INVALID_ARG, "line 1:6", "division by zero");
+    EXPECT_ERR("{{ '%x' % 3.5 }}", NULL, LLMH_ERR_INVALID_ARG, "line 1:", "%x needs an integer, not float");
     EXPECT_ERR("{{ '%s %s' % (1,) }}", NULL, LLMH_ERR_INVALID_ARG, "line 1:12", "not enough arguments");
     EXPECT_ERR("{{ '%s' % (1, 2) }}", NULL, LLMH_ERR_INVALID_ARG, "line 1:9", "not all arguments converted");
     EXPECT_ERR("{{ '%d' % 'x' }}", NULL, LLMH_ERR_INVALID_ARG, "line 1:9", "%d needs a number");
