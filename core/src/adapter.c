@@ -377,12 +377,6 @@ int llmh__adapter_storage_type(const char *name, llmh_dtype *out) {
     return -1;
 }
 
-static llmh_dtype storage_type(const llmh_model *m) {
-    llmh_dtype t = LLMH_DTYPE_F32;
-    llmh__adapter_storage_type(m->adapter_type, &t); /* checked by llmh__fabric_load */
-    return t;
-}
-
 /* Bytes of elems values stored as `type` (whole blocks). */
 static size_t stored_bytes(llmh_dtype type, int64_t elems) {
     return (size_t)(elems / llmh_dtype_block_size(type)) * llmh_dtype_type_size(type);
@@ -477,7 +471,7 @@ static llmh_status place_adapter(load_ctx *c, llmh__adapter *ad) {
     llmh_model *m = c->m;
     const llmh_backend_iface *bi = m->be_if;
     size_t n = (size_t)m->hp.n_layer * LLMH__LORA_N, total = 0, max_elems = 0;
-    llmh_dtype type = storage_type(m);
+    llmh_dtype type = m->adapter_type;
     bool q8 = type == LLMH_DTYPE_Q8_0;
     ad->type = type;
     ad->lora_op = bi->supports(m->be, LLMH_OP_LORA, type, LLMH_DTYPE_F32) != 0;
@@ -1105,10 +1099,8 @@ llmh_status llmh__fabric_select_ex(llmh_model *m, const llmh_adapter_request *re
 
 llmh_status llmh__fabric_load(llmh_model *m, const llmh_config *cfg) {
     const char *at = cfg->model.adapter_type ? cfg->model.adapter_type : "auto";
-    llmh_dtype t;
-    if (llmh__adapter_storage_type(at, &t))
+    if (llmh__adapter_storage_type(at, &m->adapter_type))
         return llmh__fail(LLMH_ERR_CONFIG, "model.adapter_type must be " LLMH__ADAPTER_TYPES ", got \"%.64s\"", at);
-    snprintf(m->adapter_type, sizeof m->adapter_type, "%s", at);
     m->router_name = strdup(cfg->router.plugin ? cfg->router.plugin : "static");
     if (!m->router_name) return llmh__fail(LLMH_ERR_NO_MEMORY, "out of memory");
     if (cfg->n_adapters == 0 && cfg->router.params.n == 0) return LLMH_OK;

@@ -2504,6 +2504,7 @@ static bool do_in(rctx *R, const node *n, jv a, jv b, bool *res) {
  * for octal, nothing for 0), and '0' pads between the prefix and the
  * digits. False when the field is too wide. */
 static bool py_radix(sbuf *b, const char *flags, int width, int prec, char conv, long long v) {
+    if (width > 1000 || prec > 1000) return false;
     unsigned long long mag = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
     char digits[32], head[4] = "";
     snprintf(digits, sizeof digits, conv == 'o' ? "%llo" : conv == 'x' ? "%llx" : "%llX", mag);
@@ -2517,7 +2518,6 @@ static bool py_radix(sbuf *b, const char *flags, int width, int prec, char conv,
     }
     head[nh] = 0;
     size_t nd = strlen(digits), zeros = prec > 0 && (size_t)prec > nd ? (size_t)prec - nd : 0;
-    if (width > 1000 || prec > 1000) return false;
     size_t body = nh + zeros + nd, pad = width > 0 && (size_t)width > body ? (size_t)width - body : 0;
     bool left = strchr(flags, '-') != NULL, zero_pad = !left && strchr(flags, '0') != NULL;
     if (!left && !zero_pad)

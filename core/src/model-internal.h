@@ -122,7 +122,7 @@ struct llmh_model {
     char *arch_name, *name, *chat_template;
     int64_t default_ctx;
     char kv_type[8];        /* manifest [model] kv_type: "f16" or "f32" */
-    char adapter_type[8];   /* manifest [model] adapter_type: "auto", "f32", "f16", "bf16", "q8_0" */
+    llmh_dtype adapter_type; /* manifest [model] adapter_type, parsed ("auto" is F32) */
 
     /* memory fabric (adapter.c) */
     pthread_mutex_t adapter_lock; /* guards the store, refs and the router */

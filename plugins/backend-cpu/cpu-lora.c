@@ -365,7 +365,7 @@ static void adapter_unit(const llmh_backend *be, const lora_run *r, size_t u, fl
 static void group_unit(const llmh_backend *be, const lora_run *r, size_t u0, size_t u1, float *rbuf, float *ybuf,
                        float *gather) {
     const uint8_t *a[CPU_LORA_GROUP], *bt[CPU_LORA_GROUP];
-    const float *xs[CPU_LORA_GROUP], *rs[CPU_LORA_GROUP];
+    const float *xs[CPU_LORA_GROUP];
     float *rd[CPU_LORA_GROUP], *ys[CPU_LORA_GROUP];
     const float *x = (const float *)r->nodes[0].src[1]->data;
     int64_t off = 0;
@@ -385,13 +385,12 @@ static void group_unit(const llmh_backend *be, const lora_run *r, size_t u0, siz
             bt[n] = (const uint8_t *)Bu->data;
             xs[n] = x;
             rd[n] = rbuf + off;
-            rs[n] = rd[n];
             ys[n++] = ybuf + u * (size_t)r->m;
             off += rank;
         }
         if (n) {
             be->kern.lora_a_q8_group(r->k, a, A->nb[1], rank, n, xs, rd);
-            be->kern.lora_sum_q8t(rank, bt, B->nb[1], r->m, n, rs, ys);
+            be->kern.lora_sum_q8t(rank, bt, B->nb[1], r->m, n, (const float *const *)rd, ys);
             continue;
         }
         adapter_unit(be, r, u, rbuf, ybuf, gather);

@@ -7,7 +7,6 @@
  * Text goes to the request with stop strings and incomplete UTF-8 held back
  * (llmh_text_holdback, as llmh_generate streams), so a stream never shows a
  * stop string or a broken character. */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
